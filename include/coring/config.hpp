@@ -1,0 +1,34 @@
+#pragma once
+
+// Compiler requirements. Clang before 14 only ships the Coroutines TS in std::experimental, which coring does not
+// support; GCC needs 11 (coroutines enabled by -std=c++20).
+#if !__has_include(<coroutine>)
+#error "coring needs <coroutine>: compile with -std=c++20 (GCC 11+, Clang 14+)"
+#endif
+#if defined(__clang__) && __clang_major__ < 14
+#error "coring needs Clang 14 or newer"
+#endif
+#if !defined(__clang__) && defined(__GNUC__) && __GNUC__ < 11
+#error "coring needs GCC 11 or newer"
+#endif
+
+#include <cstdint>
+
+/// How many symmetric transfers (a task starting its child, a child resuming its parent) may nest before the next
+/// one bounces through the loop's ready queue. GCC and Clang do not emit the tail call at -O0 (and some releases not
+/// even at -O2, llvm#49888, libcoro#273), so without this bound a long chain of tasks that complete without
+/// suspending overflows the stack.
+#ifndef CORING_MAX_INLINE_RESUMES
+#define CORING_MAX_INLINE_RESUMES 64
+#endif
+
+#if defined(__SANITIZE_ADDRESS__)
+#define CORING_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CORING_ASAN 1
+#endif
+#endif
+#ifndef CORING_ASAN
+#define CORING_ASAN 0
+#endif

@@ -1,0 +1,9 @@
+#pragma once
+
+// coring: asyncio for C++20, on io_uring. This umbrella header includes every module header.
+#include <coring/config.hpp>
+#include <coring/error.hpp>
+#include <coring/runtime.hpp>
+#include <coring/task.hpp>
+#include <coring/time.hpp>
+#include <coring/version.hpp>

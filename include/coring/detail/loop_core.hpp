@@ -1,0 +1,95 @@
+#pragma once
+
+#include <coring/config.hpp>
+#include <coring/detail/ready_queue.hpp>
+
+#include <cxxabi.h>
+
+#include <coroutine>
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <typeinfo>
+
+namespace coring::detail {
+
+class promise_base;
+
+/// The part of the event loop that tasks themselves need: the ready queue, the registry of spawned tasks and the
+/// inline-resume budget. Kept apart from event_loop so that task.hpp does not depend on io_uring.
+struct loop_core {
+    ready_queue ready;                                          // coroutines to resume on this turn or the next
+    promise_base* roots = nullptr;                              // live spawned tasks (intrusive doubly-linked list)
+    std::size_t root_count = 0;                                 // length of `roots`
+    unsigned depth = 0;                                         // symmetric transfers since the loop last resumed
+    bool draining = false;                                      // run() is cancelling its leftovers
+    std::function<void(std::exception_ptr)> exception_handler;  // reports exceptions of detached tasks
+
+    inline void add_root(promise_base& p) noexcept;
+    inline void remove_root(promise_base& p) noexcept;
+    inline void report(std::exception_ptr e) noexcept;
+};
+
+/// The loop core of the event loop that lives on this thread, if any.
+inline thread_local loop_core* current_core = nullptr;
+
+/// The current thread's loop core; throws std::logic_error naming `what` when the thread has no loop.
+inline loop_core& require_core(const char* what) {
+    if (!current_core) throw std::logic_error(std::string("coring: ") + what + " needs an event_loop on this thread");
+    return *current_core;
+}
+
+/// Symmetric transfer to `h`, bounded: past CORING_MAX_INLINE_RESUMES nested transfers `h` is queued instead and the
+/// stack unwinds to the loop (H-1 in the pitfalls: no tail call at -O0).
+inline std::coroutine_handle<> transfer(std::coroutine_handle<> h) noexcept {
+    loop_core* c = current_core;
+    if (c && ++c->depth > CORING_MAX_INLINE_RESUMES) {
+        c->ready.push(h);
+        return std::noop_coroutine();
+    }
+    return h;
+}
+
+/// "std::runtime_error: boom" for any exception, including ones not derived from std::exception.
+inline std::string describe_exception(const std::exception_ptr& e) {
+    auto demangle = [](const char* mangled) {
+        int status = 0;
+        std::unique_ptr<char, void (*)(void*)> s(abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
+        return std::string(status == 0 && s ? s.get() : mangled);
+    };
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+        return demangle(typeid(ex).name()) + ": " + ex.what();
+    } catch (...) {
+        const std::type_info* t = abi::__cxa_current_exception_type();
+        return t ? demangle(t->name()) : std::string("unknown exception");
+    }
+}
+
+/// The default report for an exception that ended a detached task: one line on stderr.
+inline void default_exception_report(std::exception_ptr e) noexcept {
+    try {
+        std::fprintf(stderr, "coring: a detached task ended with an exception: %s\n", describe_exception(e).c_str());
+    } catch (...) {
+        std::fputs("coring: a detached task ended with an exception\n", stderr);
+    }
+}
+
+inline void loop_core::report(std::exception_ptr e) noexcept {
+    if (!exception_handler) return default_exception_report(std::move(e));
+    try {
+        exception_handler(e);
+    } catch (...) {
+        // A throwing handler must not take the loop down; say what happened instead.
+        std::fputs("coring: the exception handler threw; the original exception follows\n", stderr);
+        default_exception_report(std::move(e));
+    }
+}
+
+} // namespace coring::detail

@@ -1,0 +1,100 @@
+#pragma once
+
+#include <coring/detail/cancel.hpp>
+#include <coring/detail/frame_allocator.hpp>
+#include <coring/detail/loop_core.hpp>
+
+#include <coroutine>
+#include <cstdint>
+#include <exception>
+#include <type_traits>
+
+namespace coring::detail {
+
+/// The part of a task's promise that does not depend on its result type.
+///
+/// A task finishes in one of three ways, chosen by whoever started it:
+/// - awaited by a parent (`on_done_` null): final_suspend transfers to `continuation_`;
+/// - spawned (a root): `on_done_` unregisters it from the loop and resumes a waiting joiner, or, when the
+///   join_handle is gone, reports an exception and lets the frame destroy itself;
+/// - started by a combinator (gather): `on_done_` is the combinator's bookkeeping.
+class promise_base {
+public:
+    using done_fn = std::coroutine_handle<> (*)(promise_base&) noexcept;
+
+    enum flag : std::uint8_t {
+        started = 1,      // resumed once (awaiting or starting it again is a logic error)
+        root = 2,         // spawned: registered in the loop's root list
+        detached = 4,     // spawned and its join_handle is gone: the frame frees itself at the end
+        finished = 8,     // reached final_suspend
+        observed = 16,    // the result or exception was delivered through a join_handle
+        moved_out = 32    // the result was moved out through a join_handle
+    };
+
+    struct final_awaiter {
+        promise_base& p;
+        std::coroutine_handle<> next{};
+
+        bool await_ready() noexcept {
+            p.flags_ |= finished;
+            if (!p.on_done_) {
+                next = p.continuation_;
+                return false;
+            }
+            next = p.on_done_(p);
+            // A null handle means "nobody will look at this frame again": let the coroutine run off its end, which
+            // frees it, instead of calling destroy() from inside await_suspend (llvm#62335, GCC PR 121961).
+            return !next;
+        }
+        std::coroutine_handle<> await_suspend(std::coroutine_handle<>) noexcept {
+            return next ? transfer(next) : std::noop_coroutine();
+        }
+        void await_resume() noexcept {}
+    };
+
+    std::suspend_always initial_suspend() noexcept { return {}; }
+    final_awaiter final_suspend() noexcept { return {*this}; }
+    void unhandled_exception() noexcept { exception_ = std::current_exception(); }
+
+    // Frames come from a per-thread cache of recently freed frames: spawn-and-await of short tasks is dominated by
+    // the allocator otherwise.
+    static void* operator new(std::size_t n) { return frame_allocate(n); }
+    static void operator delete(void* p, std::size_t n) noexcept { frame_free(p, n); }
+
+    [[nodiscard]] bool has(flag f) const noexcept { return (flags_ & f) != 0; }
+
+    std::coroutine_handle<> continuation_{}; // who resumes when this task finishes (plain await or joiner)
+    cancel_context* ctx_ = nullptr;          // cancellation state of the chain this task runs in
+    done_fn on_done_ = nullptr;              // non-null for spawned and combinator-started tasks
+    std::exception_ptr exception_;           // how the body ended, if it threw
+    std::coroutine_handle<> self_{};         // own handle, kept for roots (teardown destroys leftovers)
+    promise_base* prev_ = nullptr;           // links in loop_core::roots
+    promise_base* next_ = nullptr;
+    cancel_context own_ctx_;                 // the context of a spawned task's chain
+    std::uint8_t flags_ = 0;
+};
+
+inline void loop_core::add_root(promise_base& p) noexcept {
+    p.prev_ = nullptr;
+    p.next_ = roots;
+    if (roots) roots->prev_ = &p;
+    roots = &p;
+    ++root_count;
+}
+
+inline void loop_core::remove_root(promise_base& p) noexcept {
+    if (p.prev_) p.prev_->next_ = p.next_;
+    else roots = p.next_;
+    if (p.next_) p.next_->prev_ = p.prev_;
+    p.prev_ = p.next_ = nullptr;
+    --root_count;
+}
+
+/// The cancellation context of the coroutine behind `h`, or null when it is not a coring task.
+template <class Promise>
+cancel_context* context_of(std::coroutine_handle<Promise> h) noexcept {
+    if constexpr (std::is_base_of_v<promise_base, Promise>) return h.promise().ctx_;
+    else return nullptr;
+}
+
+} // namespace coring::detail

@@ -1,0 +1,456 @@
+#pragma once
+
+#include <coring/detail/loop_core.hpp>
+#include <coring/detail/op.hpp>
+#include <coring/detail/promise_base.hpp>
+#include <coring/detail/ring.hpp>
+#include <coring/detail/timer_queue.hpp>
+#include <coring/runtime/loop_options.hpp>
+#include <coring/task/spawn.hpp>
+#include <coring/task/task.hpp>
+
+#include <liburing.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <coroutine>
+#include <cstdint>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <utility>
+
+namespace coring {
+
+class event_loop;
+
+namespace detail {
+/// The event loop of this thread, if any.
+inline thread_local event_loop* current_loop = nullptr;
+} // namespace detail
+
+/// Counters an event_loop keeps about itself, for tests, benchmarks and the curious.
+struct loop_stats {
+    std::uint64_t turns = 0;    ///< passes over the ready queue
+    std::uint64_t enters = 0;   ///< io_uring_enter calls, for every reason
+    std::uint64_t sqes = 0;     ///< SQEs prepared (operations, cancellations, timers)
+    std::uint64_t cqes = 0;     ///< CQEs reaped
+    std::uint64_t sq_full = 0;  ///< times the submission queue was full and flushed before the end of a turn
+    std::uint64_t overflow = 0; ///< times the kernel held overflowed completions that had to be flushed
+};
+
+/// The event loop (asyncio's event loop): one io_uring and the tasks it drives, on one thread.
+///
+/// Each turn resumes the coroutines that were ready when it began, then makes one io_uring_enter that submits
+/// everything they prepared and reaps completions in bulk (waiting, when nothing is ready, until the first completion
+/// or the earliest timer). Timers live in user space; the kernel only ever sees one wait deadline.
+///
+/// One loop per thread, used only on that thread. Construction throws std::system_error saying why io_uring is
+/// unavailable. Leaving run() and destroying the loop cancel every task still running and wait until they and every
+/// operation have finished (see loop_options::shutdown_timeout). Not fork-safe: a forked child must not touch it.
+class event_loop {
+public:
+    /// Sets up the ring. Throws std::system_error (io_uring unavailable, with the reason), std::logic_error (this
+    /// thread already has a loop) or std::invalid_argument (bad options).
+    explicit event_loop(loop_options options = {})
+        : claim_(), opts_(std::move(options)), ring_(opts_), owner_(std::this_thread::get_id()) {
+        use_ext_arg_ = opts_.wait_timeout_arg && (ring_.features() & IORING_FEAT_EXT_ARG);
+        core_.exception_handler = opts_.exception_handler;
+        detail::current_core = &core_;
+        detail::current_loop = this;
+    }
+    event_loop(const event_loop&) = delete;
+    event_loop& operator=(const event_loop&) = delete;
+
+    /// Cancels and drains what is left (bounded by loop_options::shutdown_timeout), then closes the ring.
+    ~event_loop() {
+        if (std::this_thread::get_id() == owner_) {
+            try {
+                if (!drain()) leak_leftovers();
+            } catch (const std::exception& e) {
+                std::fprintf(stderr, "coring: error while shutting the event loop down: %s\n", e.what());
+                leak_leftovers();
+            }
+        } else {
+            std::fputs("coring: an event_loop was destroyed on a thread other than its own\n", stderr);
+            leak_leftovers();
+        }
+        if (detail::current_loop == this) {
+            detail::current_loop = nullptr;
+            detail::current_core = nullptr;
+        }
+    }
+
+    /// The loop of the calling thread. Throws std::logic_error when there is none.
+    static event_loop& current() {
+        if (!detail::current_loop) throw std::logic_error("coring: no event_loop on this thread");
+        return *detail::current_loop;
+    }
+    /// The loop of the calling thread, or null.
+    static event_loop* try_current() noexcept { return detail::current_loop; }
+
+    /// Runs `main` to completion (asyncio's run_until_complete), then cancels and drains every task it left running,
+    /// and returns main's value or rethrows its exception. Throws std::runtime_error when main can never finish
+    /// (nothing ready, nothing in flight, no timer) and std::logic_error when called from inside the loop.
+    template <class T>
+    T run(task<T> main);
+
+    /// Queues `t` on this loop (see coring::spawn); usable before run().
+    template <class T>
+    join_handle<T> spawn(task<T> t) {
+        return detail::spawn_on(core_, std::move(t));
+    }
+
+    /// Replaces the handler for exceptions that end detached tasks; an empty function restores the default.
+    void set_exception_handler(std::function<void(std::exception_ptr)> handler) {
+        core_.exception_handler = std::move(handler);
+    }
+
+    /// The IORING_SETUP_* flags the kernel accepted.
+    [[nodiscard]] unsigned setup_flags() const noexcept { return ring_.setup_flags(); }
+    /// The IORING_FEAT_* flags the kernel reported.
+    [[nodiscard]] unsigned features() const noexcept { return ring_.features(); }
+    /// Whether the kernel supports an IORING_OP_* opcode (probed once at construction).
+    [[nodiscard]] bool supports(unsigned opcode) const noexcept { return ring_.supports(opcode); }
+    /// Counters about the loop's work so far.
+    [[nodiscard]] const loop_stats& stats() const noexcept { return stats_; }
+    /// Spawned tasks that have not finished yet.
+    [[nodiscard]] std::size_t task_count() const noexcept { return core_.root_count; }
+    /// Operations (and cancellations and the loop's own timer) whose final completion has not arrived yet.
+    [[nodiscard]] std::size_t in_flight() const noexcept { return inflight_; }
+    /// The options the loop was made with.
+    [[nodiscard]] const loop_options& options() const noexcept { return opts_; }
+
+    // ---- The interface coring's awaitables use; not meant for applications. ----
+
+    /// Queues a coroutine to be resumed on this turn's successor.
+    void schedule(std::coroutine_handle<> h) { core_.ready.push(h); }
+
+    /// Starts an operation: prepares its SQE now, or queues it when the submission queue is full and cannot be
+    /// flushed. Never fails and never drops it.
+    void start(detail::op_base* op) noexcept {
+        if (pending_.empty())
+            if (io_uring_sqe* sqe = get_sqe()) return submit_to(op, sqe);
+        op->state_ = detail::op_base::state::queued;
+        pending_.push_back(op);
+    }
+
+    /// Asks for an operation to end early. Its own CQE still ends it (see op_base); a queued one ends at once.
+    /// The cancel request is queued like any operation when no SQE is free, never dropped.
+    void cancel(detail::op_base* op) noexcept {
+        using st = detail::op_base::state;
+        if (op->state_ == st::queued) {
+            pending_.erase(op);
+            op->state_ = st::completed;
+            op->complete_(op, -ECANCELED, 0);
+        } else if (op->state_ == st::submitted) {
+            if (pending_.empty())
+                if (io_uring_sqe* sqe = get_sqe()) return send_cancel(op, sqe);
+            op->state_ = st::cancel_queued;
+            pending_.push_back(op);
+        }
+    }
+
+    void add_timer(detail::timer_node* n) { timers_.insert(n); }
+    void remove_timer(detail::timer_node* n) noexcept { timers_.remove(n); }
+
+private:
+    // user_data values that are not op_base pointers (those are 8-aligned, so the low 3 bits are free).
+    static constexpr std::uint64_t tag_mask = 7;
+    static constexpr std::uint64_t tag_ignore = 1; // cancel and timer-remove CQEs: informational only
+    static constexpr std::uint64_t tag_timer = 2;  // the loop's own IORING_OP_TIMEOUT (no EXT_ARG), generation above
+
+    /// Refuses a second loop on a thread before any ring is created; released once the loop is fully built.
+    struct thread_claim {
+        thread_claim() {
+            if (detail::current_core)
+                throw std::logic_error("coring: this thread already has an event_loop (one per thread)");
+        }
+    };
+
+    template <class Pred>
+    bool run_until(Pred&& done);
+    void run_ready();
+    bool poll(bool block);
+    void wait(bool until, detail::clock::time_point deadline, detail::clock::time_point now);
+    void enter(unsigned to_submit, unsigned min_complete, unsigned flags, const __kernel_timespec* ts);
+    void reap();
+    void dispatch(std::uint64_t user_data, int res, unsigned flags) noexcept;
+    void fire_timers();
+    void submit_pending() noexcept;
+    bool arm_kernel_timer(detail::clock::time_point deadline) noexcept;
+    void disarm_kernel_timer() noexcept;
+    bool drain();
+    void leak_leftovers() noexcept;
+
+    io_uring_sqe* get_sqe() noexcept {
+        if (io_uring_sqe* sqe = io_uring_get_sqe(ring_.get())) return sqe;
+        // Full: flush what is queued and retry. Submission only, no GETEVENTS, so that no completion runs
+        // here; an error from this enter shows up again on the loop's own enter, where it is handled.
+        ++stats_.sq_full;
+        ++stats_.enters;
+        (void)ring_.enter(ring_.flush_sq(), 0, 0, nullptr);
+        return io_uring_get_sqe(ring_.get());
+    }
+    void submit_to(detail::op_base* op, io_uring_sqe* sqe) noexcept {
+        op->prep_(op, sqe);
+        sqe->user_data = reinterpret_cast<std::uint64_t>(op);
+        op->state_ = detail::op_base::state::submitted;
+        ++inflight_;
+        ++stats_.sqes;
+    }
+    void send_cancel(detail::op_base* op, io_uring_sqe* sqe) noexcept {
+        io_uring_prep_cancel64(sqe, reinterpret_cast<std::uint64_t>(op), 0);
+        sqe->user_data = tag_ignore;
+        op->state_ = detail::op_base::state::cancelling;
+        ++inflight_;
+        ++stats_.sqes;
+    }
+
+    thread_claim claim_;              // first member: checked before the ring exists
+    loop_options opts_;               // as given
+    detail::ring ring_;               // the io_uring
+    std::thread::id owner_;           // the only thread that may use the loop
+    detail::loop_core core_;          // ready queue, spawned tasks
+    detail::timer_queue timers_;      // every sleeper and deadline
+    detail::pending_list pending_;    // operations and cancellations waiting for an SQE
+    std::size_t inflight_ = 0;        // SQEs whose final CQE has not been reaped
+    loop_stats stats_;
+    bool use_ext_arg_ = false;        // wait deadlines go to io_uring_enter directly
+    bool running_ = false;            // inside run()
+    detail::clock::time_point drain_deadline_ = detail::clock::time_point::max(); // bounds waits while draining
+    // The single kernel timeout armed when EXT_ARG is unavailable.
+    bool timer_armed_ = false;
+    std::uint64_t timer_gen_ = 0;
+    detail::clock::time_point timer_deadline_{};
+    __kernel_timespec timer_ts_{}; // read by the kernel when it consumes the SQE, so it lives in the loop (B-3)
+};
+
+template <class Pred>
+bool event_loop::run_until(Pred&& done) {
+    for (;;) {
+        run_ready();
+        if (done()) return true;
+        if (!poll(core_.ready.empty())) return false;
+    }
+}
+
+inline void event_loop::run_ready() {
+    ++stats_.turns;
+    // Only what was ready when the turn began: a task that yields goes behind everyone else and behind the next
+    // reap of completions.
+    for (std::size_t n = core_.ready.size(); n > 0; --n) {
+        std::coroutine_handle<> h = core_.ready.pop();
+        core_.depth = 0;
+        h.resume();
+    }
+}
+
+/// Submits, waits when `block` (nothing is ready), reaps, fires due timers. Returns false when nothing at all can
+/// happen any more: no operation in flight, no timer, nothing ready.
+inline bool event_loop::poll(bool block) {
+    if (!pending_.empty()) submit_pending();
+    const bool have_timers = !timers_.empty();
+    if (!have_timers && timer_armed_) disarm_kernel_timer();
+    if (block && inflight_ == 0 && pending_.empty() && !have_timers) return false;
+
+    const bool bounded = have_timers || drain_deadline_ != detail::clock::time_point::max();
+    if (block) {
+        detail::clock::time_point now{}, deadline{};
+        if (bounded) {
+            now = detail::clock::now();
+            deadline = drain_deadline_;
+            if (have_timers) deadline = std::min(deadline, timers_.earliest());
+            if (deadline <= now) block = false;
+        }
+        if (block) wait(bounded, deadline, now);
+    }
+    if (!block && inflight_ > 0) enter(ring_.flush_sq(), 0, IORING_ENTER_GETEVENTS, nullptr);
+    if (inflight_ > 0) reap();
+    if (have_timers) fire_timers();
+    return true;
+}
+
+inline void event_loop::wait(bool until, detail::clock::time_point deadline, detail::clock::time_point now) {
+    if (!until) return enter(ring_.flush_sq(), 1, IORING_ENTER_GETEVENTS, nullptr);
+    if (use_ext_arg_) {
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now).count();
+        constexpr long long day = 86400LL * 1000000000LL; // a longer wait just wakes once a day and waits again
+        const long long capped = std::min<long long>(ns, day);
+        const __kernel_timespec ts{capped / 1000000000LL, capped % 1000000000LL};
+        return enter(ring_.flush_sq(), 1, IORING_ENTER_GETEVENTS, &ts);
+    }
+    // Without EXT_ARG one IORING_OP_TIMEOUT for the earliest deadline wakes the wait; if even that SQE cannot be had,
+    // do not sleep at all rather than risk sleeping past the deadline.
+    const bool armed = arm_kernel_timer(deadline);
+    enter(ring_.flush_sq(), armed ? 1 : 0, IORING_ENTER_GETEVENTS, nullptr);
+}
+
+inline void event_loop::enter(unsigned to_submit, unsigned min_complete, unsigned flags,
+                              const __kernel_timespec* ts) {
+    ++stats_.enters;
+    const int r = ring_.enter(to_submit, min_complete, flags, ts);
+    if (r >= 0) return;
+    switch (-r) {
+    case EINTR: // a signal interrupted the wait: go round again
+    case ETIME: // the wait deadline passed
+    case EAGAIN: // the kernel is short of memory for requests: reap, then retry on the next turn
+    case EBUSY: // overflowed completions must be reaped first (older kernels): the same
+        return;
+    case EBADR:
+        throw std::system_error(EBADR, std::system_category(),
+                                "coring: io_uring_enter: the kernel dropped completions it could not store");
+    case EEXIST:
+        throw std::system_error(EEXIST, std::system_category(),
+                                "coring: io_uring_enter from a thread other than the event loop's own");
+    default:
+        throw std::system_error(-r, std::system_category(), "coring: io_uring_enter");
+    }
+}
+
+inline void event_loop::reap() {
+    io_uring* r = ring_.get();
+    for (;;) {
+        unsigned head = 0, count = 0;
+        io_uring_cqe* cqe = nullptr;
+        io_uring_for_each_cqe(r, head, cqe) {
+            ++count;
+            dispatch(cqe->user_data, cqe->res, cqe->flags);
+        }
+        io_uring_cq_advance(r, count);
+        stats_.cqes += count;
+        // Completions the CQ had no room for wait in the kernel until an enter flushes them.
+        if (!(__atomic_load_n(r->sq.kflags, __ATOMIC_RELAXED) & IORING_SQ_CQ_OVERFLOW)) break;
+        ++stats_.overflow;
+        enter(0, 0, IORING_ENTER_GETEVENTS, nullptr);
+    }
+    if (!(ring_.features() & IORING_FEAT_NODROP) && *r->cq.koverflow != 0)
+        throw std::system_error(EBADR, std::system_category(),
+                                "coring: the completion queue overflowed and this kernel (before 5.5) dropped "
+                                "completions; use a larger loop_options::cq_entries");
+}
+
+inline void event_loop::dispatch(std::uint64_t user_data, int res, unsigned flags) noexcept {
+    const bool final = !(flags & IORING_CQE_F_MORE);
+    if (final) --inflight_;
+    switch (user_data & tag_mask) {
+    case 0: {
+        auto* op = reinterpret_cast<detail::op_base*>(user_data);
+        if (!op) return;
+        if (final) {
+            if (op->state_ == detail::op_base::state::cancel_queued) pending_.erase(op);
+            op->state_ = detail::op_base::state::completed;
+        }
+        op->complete_(op, res, flags);
+        return;
+    }
+    case tag_timer:
+        if ((user_data >> 3) == timer_gen_) timer_armed_ = false;
+        return;
+    default:
+        return;
+    }
+}
+
+inline void event_loop::fire_timers() {
+    const auto now = detail::clock::now();
+    while (detail::timer_node* n = timers_.pop_due(now)) n->fire(n);
+}
+
+inline void event_loop::submit_pending() noexcept {
+    using st = detail::op_base::state;
+    while (!pending_.empty()) {
+        io_uring_sqe* sqe = get_sqe();
+        if (!sqe) return;
+        detail::op_base* op = pending_.front();
+        pending_.erase(op);
+        if (op->state_ == st::queued) submit_to(op, sqe);
+        else send_cancel(op, sqe);
+    }
+}
+
+inline bool event_loop::arm_kernel_timer(detail::clock::time_point deadline) noexcept {
+    if (timer_armed_ && timer_deadline_ <= deadline) return true;
+    if (timer_armed_) disarm_kernel_timer();
+    io_uring_sqe* sqe = get_sqe();
+    if (!sqe) return false;
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count();
+    timer_ts_.tv_sec = ns / 1000000000LL;
+    timer_ts_.tv_nsec = ns % 1000000000LL;
+    // steady_clock is CLOCK_MONOTONIC, the clock io_uring timeouts use by default.
+    io_uring_prep_timeout(sqe, &timer_ts_, 0, IORING_TIMEOUT_ABS);
+    sqe->user_data = (++timer_gen_ << 3) | tag_timer;
+    ++inflight_;
+    ++stats_.sqes;
+    timer_armed_ = true;
+    timer_deadline_ = deadline;
+    return true;
+}
+
+inline void event_loop::disarm_kernel_timer() noexcept {
+    io_uring_sqe* sqe = get_sqe();
+    if (!sqe) return; // it fires on its own later; its CQE is ignored by generation
+    io_uring_prep_timeout_remove(sqe, (timer_gen_ << 3) | tag_timer, 0);
+    sqe->user_data = tag_ignore;
+    ++inflight_;
+    ++stats_.sqes;
+    timer_armed_ = false;
+    ++timer_gen_; // the old timer's own CQE no longer matches
+}
+
+/// Cancels every spawned task and runs the loop until they and every operation have finished, for at most the
+/// shutdown timeout. True when everything finished.
+inline bool event_loop::drain() {
+    struct restore {
+        event_loop& l;
+        ~restore() {
+            l.core_.draining = false;
+            l.drain_deadline_ = detail::clock::time_point::max();
+        }
+    } guard{*this};
+    core_.draining = true;
+    drain_deadline_ = detail::clock::now() + opts_.shutdown_timeout;
+    for (detail::promise_base* p = core_.roots; p; p = p->next_) p->own_ctx_.request();
+    auto idle = [this] {
+        return core_.root_count == 0 && inflight_ == 0 && pending_.empty() && core_.ready.empty();
+    };
+    run_until([&] { return idle() || detail::clock::now() >= drain_deadline_; });
+    return idle();
+}
+
+/// After a failed drain: whatever is left may still be referenced by the kernel or by join_handles, so it is never
+/// freed. Says so, once.
+inline void event_loop::leak_leftovers() noexcept {
+    if (core_.root_count == 0 && inflight_ == 0) return;
+    std::fprintf(stderr,
+                 "coring: %zu task(s) did not finish after being cancelled and %zu operation(s) are still in the "
+                 "kernel; their memory is leaked rather than freed under them\n",
+                 core_.root_count, inflight_);
+    while (!core_.ready.empty()) (void)core_.ready.pop();
+    core_.roots = nullptr;
+    core_.root_count = 0;
+}
+
+template <class T>
+T event_loop::run(task<T> main) {
+    if (std::this_thread::get_id() != owner_)
+        throw std::logic_error("coring: event_loop::run called from a thread other than the loop's own");
+    if (running_) throw std::logic_error("coring: event_loop::run is not reentrant (called from inside a task?)");
+    running_ = true;
+    struct reset {
+        bool& flag;
+        ~reset() { flag = false; }
+    } guard{running_};
+    join_handle<T> h = spawn(std::move(main));
+    const bool finished = run_until([&] { return h.done(); });
+    if (!drain()) leak_leftovers();
+    if (!finished)
+        throw std::runtime_error("coring: deadlock: the main task waits for something that can never happen (no task "
+                                 "is ready, no operation is in flight and no timer is armed)");
+    return h.result();
+}
+
+} // namespace coring

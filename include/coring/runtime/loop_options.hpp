@@ -1,0 +1,40 @@
+#pragma once
+
+#include <chrono>
+#include <exception>
+#include <functional>
+
+namespace coring {
+
+/// How an event_loop sets up its io_uring. The defaults suit servers and tests alike; every optional kernel feature
+/// is tried first and dropped, one at a time, when the running kernel refuses it.
+struct loop_options {
+    /// Submission queue entries (rounded up to a power of two by the kernel). A full queue is flushed, never an error.
+    unsigned entries = 1024;
+    /// Completion queue entries; 0 means 8 x `entries`. A larger queue overflows less often under bursts.
+    unsigned cq_entries = 0;
+
+    /// Try IORING_SETUP_SINGLE_ISSUER (Linux 6.0): only the loop's thread submits, which lets the kernel skip locking.
+    bool single_issuer = true;
+    /// Try IORING_SETUP_DEFER_TASKRUN (Linux 6.1, needs single_issuer): completions are run only when the loop asks.
+    bool defer_taskrun = true;
+    /// Try IORING_SETUP_COOP_TASKRUN (Linux 5.19): no inter-processor interrupts to post completions.
+    bool coop_taskrun = true;
+    /// Try IORING_SETUP_SUBMIT_ALL (Linux 5.18): one failing SQE does not stop the rest of the batch.
+    bool submit_all = true;
+    /// Wait for the earliest timer with IORING_ENTER_EXT_ARG (Linux 5.11). When false or unsupported, the loop arms a
+    /// single IORING_OP_TIMEOUT for the earliest deadline instead.
+    bool wait_timeout_arg = true;
+    /// Register the ring descriptor (Linux 5.18) so that each io_uring_enter skips the descriptor lookup.
+    bool register_ring_fd = true;
+
+    /// How long leaving run() or destroying the loop waits for cancelled tasks and operations to finish. Whatever is
+    /// still in the kernel after that is leaked on purpose (never freed under the kernel's feet), with a warning.
+    std::chrono::milliseconds shutdown_timeout{10000};
+
+    /// Called with the exception that ended a detached task (cancelled_error is not reported). Empty means the
+    /// default: one line on stderr naming the exception.
+    std::function<void(std::exception_ptr)> exception_handler;
+};
+
+} // namespace coring

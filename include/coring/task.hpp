@@ -1,0 +1,8 @@
+#pragma once
+
+// Tasks and the combinators that run them.
+#include <coring/error.hpp>
+#include <coring/task/gather.hpp>
+#include <coring/task/run.hpp>
+#include <coring/task/spawn.hpp>
+#include <coring/task/task.hpp>

@@ -1,0 +1,217 @@
+#pragma once
+
+#include <coring/detail/awaitable.hpp>
+#include <coring/error.hpp>
+#include <coring/task/task.hpp>
+
+#include <concepts>
+#include <coroutine>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+namespace coring {
+
+template <class T>
+class join_handle;
+
+namespace detail {
+
+inline bool is_cancellation(const std::exception_ptr& e) noexcept {
+    try {
+        std::rethrow_exception(e);
+    } catch (const cancelled_error&) {
+        return true;
+    } catch (...) {
+        return false;
+    }
+}
+
+/// Reports the exception a finished task ended with, unless nobody could have missed it.
+inline void report_unobserved(promise_base& p) noexcept {
+    if (!p.exception_ || is_cancellation(p.exception_)) return;
+    if (current_core) current_core->report(p.exception_);
+    else default_exception_report(p.exception_);
+}
+
+/// on_done of a spawned task: leaves the loop's registry, then hands over to the joiner, to nobody (the frame waits
+/// for its join_handle), or frees itself when the handle is gone.
+inline std::coroutine_handle<> root_done(promise_base& p) noexcept {
+    if (current_core) current_core->remove_root(p);
+    if (p.continuation_) return p.continuation_;
+    if (p.has(promise_base::detached)) {
+        report_unobserved(p);
+        return nullptr;
+    }
+    return std::noop_coroutine();
+}
+
+template <class T>
+join_handle<T> spawn_on(loop_core& core, task<T> t);
+
+} // namespace detail
+
+/// A spawned task (asyncio.Task): await it for its result, cancel() it, or drop it to let it run on detached.
+///
+/// Belongs to the thread of the loop that runs the task. Awaiting a handle as an lvalue yields a copy of the result
+/// when T is copyable (it may be awaited again), else moves it out; awaiting an rvalue handle moves it out.
+/// If the awaiting task is cancelled, the awaited task is cancelled too and still awaited until it has finished.
+template <class T>
+class join_handle {
+public:
+    using promise_type = detail::task_promise<T>;
+
+    join_handle() noexcept = default;
+    join_handle(join_handle&& o) noexcept : h_(std::exchange(o.h_, {})) {}
+    join_handle& operator=(join_handle&& o) noexcept {
+        if (this != &o) {
+            detach();
+            h_ = std::exchange(o.h_, {});
+        }
+        return *this;
+    }
+    join_handle(const join_handle&) = delete;
+    join_handle& operator=(const join_handle&) = delete;
+    /// Detaches: the task runs on, and an exception it ends with goes to the loop's exception handler.
+    ~join_handle() { detach(); }
+
+    /// True when the handle refers to a task.
+    [[nodiscard]] bool valid() const noexcept { return static_cast<bool>(h_); }
+    /// True when the task has finished (returned, thrown or been cancelled).
+    [[nodiscard]] bool done() const noexcept { return h_ && h_.promise().has(detail::promise_base::finished); }
+
+    /// Requests cancellation: cancelled_error is thrown where the task waits (now, or at its next wait). Returns false
+    /// when the task had already finished.
+    bool cancel() noexcept {
+        if (!h_ || done()) return false;
+        h_.promise().own_ctx_.request();
+        return true;
+    }
+
+    /// Lets the task run on without a handle (what dropping the handle does).
+    void detach() noexcept {
+        if (!h_) return;
+        auto& p = h_.promise();
+        if (p.has(detail::promise_base::finished)) {
+            if (!p.has(detail::promise_base::observed)) detail::report_unobserved(p);
+            h_.destroy();
+        } else {
+            p.flags_ |= detail::promise_base::detached;
+        }
+        h_ = {};
+    }
+
+    class [[nodiscard]] awaiter : detail::cancel_point {
+    public:
+        awaiter(std::coroutine_handle<promise_type> h, bool move) noexcept
+            : detail::cancel_point{&on_cancel}, h_(h), move_(move) {}
+
+        bool await_ready() const {
+            if (!h_) throw std::logic_error("coring: awaiting an empty join_handle");
+            return h_.promise().has(detail::promise_base::finished);
+        }
+        template <class P>
+        void await_suspend(std::coroutine_handle<P> waiting) {
+            auto& p = h_.promise();
+            if (p.continuation_) throw std::logic_error("coring: a join_handle can be awaited by one task at a time");
+            p.continuation_ = waiting;
+            ctx_ = detail::context_of(waiting);
+            if (!ctx_) return;
+            if (ctx_->requested) p.own_ctx_.request();
+            else ctx_->point = this;
+        }
+        T await_resume() {
+            if (ctx_ && ctx_->point == this) ctx_->point = nullptr;
+            // The handle was dropped while this awaiter waited: the frame is ours to free once the result is out.
+            struct release_if_detached {
+                std::coroutine_handle<promise_type> h;
+                ~release_if_detached() {
+                    if (h.promise().has(detail::promise_base::detached)) h.destroy();
+                }
+            } guard{h_};
+            return take_result(h_, move_);
+        }
+
+    private:
+        static void on_cancel(detail::cancel_point* cp) noexcept {
+            static_cast<awaiter*>(cp)->h_.promise().own_ctx_.request();
+        }
+
+        std::coroutine_handle<promise_type> h_;
+        detail::cancel_context* ctx_ = nullptr;
+        bool move_;
+    };
+
+    /// The result of a finished task (asyncio's Task.result()): moved out, or copied when T is copyable and `move`
+    /// is false; rethrows the task's exception. Throws std::logic_error when the task has not finished.
+    T result(bool move = true) {
+        if (!done()) throw std::logic_error("coring: join_handle::result() on a task that has not finished");
+        return take_result(h_, move);
+    }
+
+    awaiter operator co_await() & noexcept { return awaiter(h_, false); }
+    awaiter operator co_await() && noexcept { return awaiter(h_, true); }
+
+private:
+    template <class U>
+    friend join_handle<U> detail::spawn_on(detail::loop_core&, task<U>);
+    explicit join_handle(std::coroutine_handle<promise_type> h) noexcept : h_(h) {}
+
+    static T take_result(std::coroutine_handle<promise_type> h, bool move) {
+        auto& p = h.promise();
+        p.flags_ |= detail::promise_base::observed;
+        if constexpr (std::is_void_v<T> || std::is_reference_v<T>) {
+            return p.take();
+        } else {
+            if (p.exception_) std::rethrow_exception(p.exception_);
+            if constexpr (std::copy_constructible<T>)
+                if (!move) return p.copy();
+            if (p.has(detail::promise_base::moved_out))
+                throw std::logic_error("coring: the task's result was already moved out of its join_handle");
+            p.flags_ |= detail::promise_base::moved_out;
+            return p.take();
+        }
+    }
+
+    std::coroutine_handle<promise_type> h_;
+};
+
+namespace detail {
+
+template <class T>
+join_handle<T> spawn_on(loop_core& core, task<T> t) {
+    auto h = t.handle();
+    if (!h) throw std::logic_error("coring: spawning an empty task");
+    auto& p = h.promise();
+    if (p.has(promise_base::started)) throw std::logic_error("coring: spawning a task that has already started");
+    core.ready.push(h); // the only step that can throw: `t` still owns the frame if it does
+    (void)t.release();
+    p.flags_ |= promise_base::started | promise_base::root;
+    p.ctx_ = &p.own_ctx_;
+    p.on_done_ = &root_done;
+    p.self_ = h;
+    if (core.draining) p.own_ctx_.requested = true;
+    core.add_root(p);
+    return join_handle<T>(h);
+}
+
+} // namespace detail
+
+/// Starts `t` on the current thread's event loop (asyncio.create_task): it is queued now and runs when the loop gets
+/// to it. Throws std::logic_error without a loop on this thread.
+template <class T>
+join_handle<T> spawn(task<T> t) {
+    return detail::spawn_on(detail::require_core("spawn"), std::move(t));
+}
+
+/// Starts any awaitable coring returns (an operation, a join_handle, a combinator) as a task of its own.
+template <class A>
+    requires(!detail::is_task_v<std::remove_cvref_t<A>> && detail::awaitable<A>)
+auto spawn(A&& a) {
+    static_assert(!std::is_lvalue_reference_v<A> || std::copy_constructible<std::remove_cvref_t<A>>,
+                  "coring::spawn: pass the awaitable as an rvalue (std::move), the spawned task takes it");
+    return spawn(detail::await_owned<std::remove_cvref_t<A>>(std::forward<A>(a)));
+}
+
+} // namespace coring

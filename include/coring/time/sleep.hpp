@@ -1,0 +1,144 @@
+#pragma once
+
+#include <coring/detail/cancel.hpp>
+#include <coring/detail/promise_base.hpp>
+#include <coring/detail/timer_queue.hpp>
+#include <coring/error.hpp>
+#include <coring/runtime/event_loop.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <coroutine>
+#include <ratio>
+#include <type_traits>
+
+namespace coring {
+
+namespace detail {
+
+/// `d` in the loop clock's unit, rounded up (a sleep never ends early) and saturated instead of overflowing.
+template <class Rep, class Period>
+clock::duration to_clock_duration(std::chrono::duration<Rep, Period> d) noexcept {
+    using D = clock::duration;
+    if constexpr (std::chrono::treat_as_floating_point_v<Rep>) {
+        const long double ns = std::chrono::duration<long double, std::nano>(d).count();
+        if (ns != ns) return D::zero(); // NaN
+        if (ns >= static_cast<long double>(D::max().count())) return D::max();
+        if (ns <= static_cast<long double>(D::min().count())) return D::min();
+        return D(static_cast<D::rep>(std::ceil(ns)));
+    } else if constexpr (std::ratio_less_equal_v<Period, std::nano>) {
+        return std::chrono::ceil<D>(d); // a finer unit only shrinks when converted
+    } else {
+        constexpr auto limit = std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(D::max());
+        if (d > limit) return D::max();
+        if constexpr (std::is_signed_v<Rep>)
+            if (d < -limit) return D::min();
+        return std::chrono::duration_cast<D>(d);
+    }
+}
+
+/// t + d, clamped to the representable range.
+inline clock::time_point saturating_add(clock::time_point t, clock::duration d) noexcept {
+    const auto since = t.time_since_epoch();
+    if (d > clock::duration::zero() && since > clock::duration::max() - d) return clock::time_point::max();
+    if (d < clock::duration::zero() && since < clock::duration::min() - d) return clock::time_point::min();
+    return t + d;
+}
+
+} // namespace detail
+
+/// The awaitable of sleep() and sleep_until(): a timer node in the awaiting frame, no kernel object of its own.
+class [[nodiscard]] sleep_awaitable : detail::timer_node, detail::cancel_point {
+public:
+    /// Sleeps for `delay`, measured from the moment it is awaited; zero or negative yields once.
+    static sleep_awaitable after(detail::clock::duration delay) noexcept { return sleep_awaitable(delay, {}, true); }
+    /// Sleeps until `deadline` on the steady clock.
+    static sleep_awaitable until(detail::clock::time_point deadline) noexcept {
+        return sleep_awaitable({}, deadline, false);
+    }
+
+    /// Movable only before it is awaited (a spawned or gathered sleep is moved into its task's frame).
+    sleep_awaitable(sleep_awaitable&& o) noexcept : sleep_awaitable(o.delay_, o.deadline, o.relative_) {}
+    sleep_awaitable(const sleep_awaitable&) = delete;
+    sleep_awaitable& operator=(const sleep_awaitable&) = delete;
+    sleep_awaitable& operator=(sleep_awaitable&&) = delete;
+    ~sleep_awaitable() {
+        if (linked()) loop_->remove_timer(this);
+        if (ctx_ && ctx_->point == this) ctx_->point = nullptr;
+    }
+
+    bool await_ready() const noexcept { return false; }
+
+    template <class P>
+    bool await_suspend(std::coroutine_handle<P> h) {
+        ctx_ = detail::context_of(h);
+        if (ctx_ && ctx_->requested) {
+            cancelled_ = true;
+            return false;
+        }
+        loop_ = &event_loop::current();
+        h_ = h;
+        if (relative_) {
+            if (delay_ <= detail::clock::duration::zero()) {
+                yielded_ = true;
+                loop_->schedule(h);
+                return true;
+            }
+            deadline = detail::saturating_add(detail::clock::now(), delay_);
+        }
+        loop_->add_timer(this);
+        if (ctx_) ctx_->point = this;
+        return true;
+    }
+
+    /// Throws cancelled_error when the sleep was cancelled.
+    void await_resume() const {
+        if (cancelled_ || (yielded_ && ctx_ && ctx_->requested)) throw cancelled_error();
+    }
+
+private:
+    sleep_awaitable(detail::clock::duration delay, detail::clock::time_point at, bool relative) noexcept
+        : detail::timer_node{at, &on_fire}, detail::cancel_point{&on_cancel}, delay_(delay), relative_(relative) {}
+
+    static void on_fire(detail::timer_node* n) noexcept {
+        auto* self = static_cast<sleep_awaitable*>(n);
+        if (self->ctx_) self->ctx_->point = nullptr;
+        self->loop_->schedule(self->h_);
+    }
+    static void on_cancel(detail::cancel_point* c) noexcept {
+        auto* self = static_cast<sleep_awaitable*>(c);
+        self->loop_->remove_timer(self);
+        self->cancelled_ = true;
+        self->ctx_->point = nullptr;
+        self->loop_->schedule(self->h_);
+    }
+
+    detail::clock::duration delay_;         // for a relative sleep
+    event_loop* loop_ = nullptr;            // set when awaited
+    detail::cancel_context* ctx_ = nullptr; // the awaiting chain's cancellation state
+    std::coroutine_handle<> h_{};           // the sleeper
+    bool relative_;                         // deadline = now + delay_ when awaited
+    bool yielded_ = false;                  // a non-positive delay: queued behind the ready tasks instead
+    bool cancelled_ = false;                // left the timer queue because of cancellation
+};
+
+/// Suspends the calling task for at least `d` without blocking the loop (asyncio.sleep). Zero or negative `d` lets the
+/// other ready tasks run once, like yield_now(). Cancellable; durations too large to represent sleep "forever".
+template <class Rep, class Period>
+[[nodiscard]] sleep_awaitable sleep(std::chrono::duration<Rep, Period> d) noexcept {
+    return sleep_awaitable::after(detail::to_clock_duration(d));
+}
+
+/// Suspends the calling task until `t` (at the earliest). Time points of other clocks are converted once, now.
+template <class Clock, class Duration>
+[[nodiscard]] sleep_awaitable sleep_until(std::chrono::time_point<Clock, Duration> t) noexcept {
+    if constexpr (std::is_same_v<Clock, detail::clock>) {
+        return sleep_awaitable::until(
+            detail::saturating_add(detail::clock::time_point{}, detail::to_clock_duration(t.time_since_epoch())));
+    } else {
+        const auto left = detail::to_clock_duration(t - Clock::now());
+        return sleep_awaitable::until(detail::saturating_add(detail::clock::now(), left));
+    }
+}
+
+} // namespace coring
