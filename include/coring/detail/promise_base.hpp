@@ -36,7 +36,7 @@ public:
         std::coroutine_handle<> next{};
 
         bool await_ready() noexcept {
-            p.flags_ |= finished;
+            p.set(finished);
             if (!p.on_done_) {
                 next = p.continuation_;
                 return false;
@@ -61,17 +61,19 @@ public:
     static void* operator new(std::size_t n) { return frame_allocate(n); }
     static void operator delete(void* p, std::size_t n) noexcept { frame_free(p, n); }
 
-    [[nodiscard]] bool has(flag f) const noexcept { return (flags_ & f) != 0; }
+    [[nodiscard]] bool has(unsigned f) const noexcept { return (own_ctx_.flags & f) != 0; }
+    void set(unsigned f) noexcept { own_ctx_.flags = static_cast<std::uint8_t>(own_ctx_.flags | f); }
 
     std::coroutine_handle<> continuation_{}; // who resumes when this task finishes (plain await or joiner)
     cancel_context* ctx_ = nullptr;          // cancellation state of the chain this task runs in
     done_fn on_done_ = nullptr;              // non-null for spawned and combinator-started tasks
     std::exception_ptr exception_;           // how the body ended, if it threw
-    std::coroutine_handle<> self_{};         // own handle, kept for roots (teardown destroys leftovers)
     promise_base* prev_ = nullptr;           // links in loop_core::roots
     promise_base* next_ = nullptr;
-    cancel_context own_ctx_;                 // the context of a spawned task's chain
-    std::uint8_t flags_ = 0;
+    // The context of a spawned task's chain, and the flags; one struct so that the flags fill its padding.
+    struct own_state : cancel_context {
+        std::uint8_t flags = 0;
+    } own_ctx_;
 };
 
 inline void loop_core::add_root(promise_base& p) noexcept {

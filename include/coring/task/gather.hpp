@@ -50,7 +50,7 @@ struct gather_state : cancel_point {
     /// Starts child `i`: it runs in its own cancellation context and reports here when done.
     void start(std::size_t i, promise_base& p, std::coroutine_handle<> h) {
         slots[i].state = this;
-        p.flags_ |= promise_base::started;
+        p.set(promise_base::started);
         p.ctx_ = &slots[i];
         p.on_done_ = &child_done;
         require_core("gather").ready.push(h);

@@ -97,7 +97,7 @@ public:
             if (!p.has(detail::promise_base::observed)) detail::report_unobserved(p);
             h_.destroy();
         } else {
-            p.flags_ |= detail::promise_base::detached;
+            p.set(detail::promise_base::detached);
         }
         h_ = {};
     }
@@ -160,7 +160,7 @@ private:
 
     static T take_result(std::coroutine_handle<promise_type> h, bool move) {
         auto& p = h.promise();
-        p.flags_ |= detail::promise_base::observed;
+        p.set(detail::promise_base::observed);
         if constexpr (std::is_void_v<T> || std::is_reference_v<T>) {
             return p.take();
         } else {
@@ -169,7 +169,7 @@ private:
                 if (!move) return p.copy();
             if (p.has(detail::promise_base::moved_out))
                 throw std::logic_error("coring: the task's result was already moved out of its join_handle");
-            p.flags_ |= detail::promise_base::moved_out;
+            p.set(detail::promise_base::moved_out);
             return p.take();
         }
     }
@@ -187,10 +187,9 @@ join_handle<T> spawn_on(loop_core& core, task<T> t) {
     if (p.has(promise_base::started)) throw std::logic_error("coring: spawning a task that has already started");
     core.ready.push(h); // the only step that can throw: `t` still owns the frame if it does
     (void)t.release();
-    p.flags_ |= promise_base::started | promise_base::root;
+    p.set(promise_base::started | promise_base::root);
     p.ctx_ = &p.own_ctx_;
     p.on_done_ = &root_done;
-    p.self_ = h;
     if (core.draining) p.own_ctx_.requested = true;
     core.add_root(p);
     return join_handle<T>(h);

@@ -117,7 +117,7 @@ public:
         template <class P>
         std::coroutine_handle<> await_suspend(std::coroutine_handle<P> parent) noexcept {
             auto& p = h_.promise();
-            p.flags_ |= detail::promise_base::started;
+            p.set(detail::promise_base::started);
             p.continuation_ = parent;
             p.ctx_ = detail::context_of(parent);
             return detail::transfer(h_);

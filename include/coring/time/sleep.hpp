@@ -48,22 +48,25 @@ inline clock::time_point saturating_add(clock::time_point t, clock::duration d) 
 } // namespace detail
 
 /// The awaitable of sleep() and sleep_until(): a timer node in the awaiting frame, no kernel object of its own.
-class [[nodiscard]] sleep_awaitable : detail::timer_node, detail::cancel_point {
+// Field order matters for the million-sleeper case: the flags fill timer_node's tail padding.
+class [[nodiscard]] sleep_awaitable : detail::cancel_point, detail::timer_node {
 public:
     /// Sleeps for `delay`, measured from the moment it is awaited; zero or negative yields once.
-    static sleep_awaitable after(detail::clock::duration delay) noexcept { return sleep_awaitable(delay, {}, true); }
+    static sleep_awaitable after(detail::clock::duration delay) noexcept {
+        return sleep_awaitable(detail::clock::time_point(delay), true);
+    }
     /// Sleeps until `deadline` on the steady clock.
     static sleep_awaitable until(detail::clock::time_point deadline) noexcept {
-        return sleep_awaitable({}, deadline, false);
+        return sleep_awaitable(deadline, false);
     }
 
     /// Movable only before it is awaited (a spawned or gathered sleep is moved into its task's frame).
-    sleep_awaitable(sleep_awaitable&& o) noexcept : sleep_awaitable(o.delay_, o.deadline, o.relative_) {}
+    sleep_awaitable(sleep_awaitable&& o) noexcept : sleep_awaitable(o.deadline, o.relative_) {}
     sleep_awaitable(const sleep_awaitable&) = delete;
     sleep_awaitable& operator=(const sleep_awaitable&) = delete;
     sleep_awaitable& operator=(sleep_awaitable&&) = delete;
     ~sleep_awaitable() {
-        if (linked()) loop_->remove_timer(this);
+        if (linked()) detail::current_loop->remove_timer(this);
         if (ctx_ && ctx_->point == this) ctx_->point = nullptr;
     }
 
@@ -76,17 +79,18 @@ public:
             cancelled_ = true;
             return false;
         }
-        loop_ = &event_loop::current();
+        event_loop& loop = event_loop::current();
         h_ = h;
         if (relative_) {
-            if (delay_ <= detail::clock::duration::zero()) {
+            const detail::clock::duration delay = deadline.time_since_epoch(); // stored there until now
+            if (delay <= detail::clock::duration::zero()) {
                 yielded_ = true;
-                loop_->schedule(h);
+                loop.schedule(h);
                 return true;
             }
-            deadline = detail::saturating_add(detail::clock::now(), delay_);
+            deadline = detail::saturating_add(detail::clock::now(), delay);
         }
-        loop_->add_timer(this);
+        loop.add_timer(this);
         if (ctx_) ctx_->point = this;
         return true;
     }
@@ -97,29 +101,28 @@ public:
     }
 
 private:
-    sleep_awaitable(detail::clock::duration delay, detail::clock::time_point at, bool relative) noexcept
-        : detail::timer_node{at, &on_fire}, detail::cancel_point{&on_cancel}, delay_(delay), relative_(relative) {}
+    sleep_awaitable(detail::clock::time_point t, bool relative) noexcept
+        : detail::cancel_point{&on_cancel}, detail::timer_node{t, &on_fire}, relative_(relative) {}
 
+    // Both run on the loop's thread, from the loop, so the thread's loop is this sleeper's loop.
     static void on_fire(detail::timer_node* n) noexcept {
         auto* self = static_cast<sleep_awaitable*>(n);
         if (self->ctx_) self->ctx_->point = nullptr;
-        self->loop_->schedule(self->h_);
+        detail::current_core->ready.push(self->h_);
     }
     static void on_cancel(detail::cancel_point* c) noexcept {
         auto* self = static_cast<sleep_awaitable*>(c);
-        self->loop_->remove_timer(self);
+        detail::current_loop->remove_timer(self);
         self->cancelled_ = true;
         self->ctx_->point = nullptr;
-        self->loop_->schedule(self->h_);
+        detail::current_core->ready.push(self->h_);
     }
 
-    detail::clock::duration delay_;         // for a relative sleep
-    event_loop* loop_ = nullptr;            // set when awaited
-    detail::cancel_context* ctx_ = nullptr; // the awaiting chain's cancellation state
-    std::coroutine_handle<> h_{};           // the sleeper
-    bool relative_;                         // deadline = now + delay_ when awaited
+    bool relative_;                         // `deadline` holds a delay until awaited
     bool yielded_ = false;                  // a non-positive delay: queued behind the ready tasks instead
     bool cancelled_ = false;                // left the timer queue because of cancellation
+    detail::cancel_context* ctx_ = nullptr; // the awaiting chain's cancellation state
+    std::coroutine_handle<> h_{};           // the sleeper
 };
 
 /// Suspends the calling task for at least `d` without blocking the loop (asyncio.sleep). Zero or negative `d` lets the
