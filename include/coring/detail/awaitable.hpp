@@ -9,9 +9,13 @@
 namespace coring::detail {
 
 template <class A>
-concept has_member_co_await = requires(A&& a) { static_cast<A&&>(a).operator co_await(); };
+concept has_member_co_await = requires(A&& a) {
+    static_cast<A&&>(a).operator co_await();
+};
 template <class A>
-concept has_free_co_await = requires(A&& a) { operator co_await(static_cast<A&&>(a)); };
+concept has_free_co_await = requires(A&& a) {
+    operator co_await(static_cast<A&&>(a));
+};
 
 /// The awaiter that `co_await a` would use (coring's promises have no await_transform).
 template <class A>
@@ -29,7 +33,9 @@ template <class A>
 using await_result_t = decltype(std::declval<awaiter_of_t<A>&>().await_resume());
 
 template <class A>
-concept awaitable = requires { typename await_result_t<A>; };
+concept awaitable = requires {
+    typename await_result_t<A>;
+};
 
 /// What a task wrapping an awaitable with result R returns: R&& decays to R, R& stays a reference.
 template <class R>

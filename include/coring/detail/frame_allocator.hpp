@@ -54,8 +54,8 @@ private:
     struct node {
         node* next;
     };
-    node* free_[classes] = {};         // one LIFO free list per size class
-    unsigned count_[classes] = {};     // blocks held per class
+    node* free_[classes] = {};     // one LIFO free list per size class
+    unsigned count_[classes] = {}; // blocks held per class
 };
 
 #if CORING_ASAN || defined(CORING_NO_FRAME_CACHE)

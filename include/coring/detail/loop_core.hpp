@@ -23,12 +23,12 @@ class promise_base;
 /// The part of the event loop that tasks themselves need: the ready queue, the registry of spawned tasks and the
 /// inline-resume budget. Kept apart from event_loop so that task.hpp does not depend on io_uring.
 struct loop_core {
-    ready_queue ready;                                          // coroutines to resume on this turn or the next
-    promise_base* roots = nullptr;                              // live spawned tasks (intrusive doubly-linked list)
-    std::size_t root_count = 0;                                 // length of `roots`
-    unsigned depth = 0;                                         // symmetric transfers since the loop last resumed
-    bool draining = false;                                      // run() is cancelling its leftovers
-    std::function<void(std::exception_ptr)> exception_handler;  // reports exceptions of detached tasks
+    ready_queue ready;                                         // coroutines to resume on this turn or the next
+    promise_base* roots = nullptr;                             // live spawned tasks (intrusive doubly-linked list)
+    std::size_t root_count = 0;                                // length of `roots`
+    unsigned depth = 0;                                        // symmetric transfers since the loop last resumed
+    bool draining = false;                                     // run() is cancelling its leftovers
+    std::function<void(std::exception_ptr)> exception_handler; // reports exceptions of detached tasks
 
     inline void add_root(promise_base& p) noexcept;
     inline void remove_root(promise_base& p) noexcept;

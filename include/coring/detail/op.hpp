@@ -50,9 +50,9 @@ public:
     [[nodiscard]] state current_state() const noexcept { return state_; }
 
     // Public because the loop, the pending list and the awaitables built on op_base all drive the state machine.
-    prep_fn prep_;               // fills the SQE; may run later than start() when the queue was full
-    complete_fn complete_;       // called for every CQE of this op (final or with F_MORE); must not resume inline
-    op_base* prev_ = nullptr;    // links in the loop's pending list
+    prep_fn prep_;            // fills the SQE; may run later than start() when the queue was full
+    complete_fn complete_;    // called for every CQE of this op (final or with F_MORE); must not resume inline
+    op_base* prev_ = nullptr; // links in the loop's pending list
     op_base* next_ = nullptr;
     state state_ = state::idle;
 };

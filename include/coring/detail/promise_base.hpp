@@ -23,12 +23,12 @@ public:
     using done_fn = std::coroutine_handle<> (*)(promise_base&) noexcept;
 
     enum flag : std::uint8_t {
-        started = 1,      // resumed once (awaiting or starting it again is a logic error)
-        root = 2,         // spawned: registered in the loop's root list
-        detached = 4,     // spawned and its join_handle is gone: the frame frees itself at the end
-        finished = 8,     // reached final_suspend
-        observed = 16,    // the result or exception was delivered through a join_handle
-        moved_out = 32    // the result was moved out through a join_handle
+        started = 1,   // resumed once (awaiting or starting it again is a logic error)
+        root = 2,      // spawned: registered in the loop's root list
+        detached = 4,  // spawned and its join_handle is gone: the frame frees itself at the end
+        finished = 8,  // reached final_suspend
+        observed = 16, // the result or exception was delivered through a join_handle
+        moved_out = 32 // the result was moved out through a join_handle
     };
 
     struct final_awaiter {

@@ -180,12 +180,12 @@ public:
 
 private:
     io_uring ring_{};
-    unsigned setup_flags_ = 0;  // IORING_SETUP_* the kernel accepted
-    unsigned features_ = 0;     // IORING_FEAT_* the kernel reported
-    int enter_fd_ = -1;         // ring fd, or its registered index
-    unsigned enter_flags_ = 0;  // IORING_ENTER_REGISTERED_RING when registered
-    std::bitset<256> probe_;    // supported opcodes
-    bool probed_ = false;       // the probe worked (Linux 5.6+)
+    unsigned setup_flags_ = 0; // IORING_SETUP_* the kernel accepted
+    unsigned features_ = 0;    // IORING_FEAT_* the kernel reported
+    int enter_fd_ = -1;        // ring fd, or its registered index
+    unsigned enter_flags_ = 0; // IORING_ENTER_REGISTERED_RING when registered
+    std::bitset<256> probe_;   // supported opcodes
+    bool probed_ = false;      // the probe worked (Linux 5.6+)
 };
 
 } // namespace coring::detail

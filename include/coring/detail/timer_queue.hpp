@@ -17,7 +17,7 @@ struct timer_node {
     void (*fire)(timer_node*) noexcept = nullptr; // called once when the deadline has passed; must not resume inline
     timer_node* prev = nullptr;                   // neighbours while in a run
     timer_node* next = nullptr;
-    std::uint32_t where = unlinked;               // run index, or runs + heap index, or unlinked
+    std::uint32_t where = unlinked; // run index, or runs + heap index, or unlinked
 
     [[nodiscard]] bool linked() const noexcept { return where != unlinked; }
 };

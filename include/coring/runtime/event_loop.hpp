@@ -10,6 +10,9 @@
 #include <coring/task/task.hpp>
 
 #include <liburing.h>
+#if CORING_ASAN
+#include <sanitizer/lsan_interface.h>
+#endif
 
 #include <algorithm>
 #include <cerrno>
@@ -210,17 +213,17 @@ private:
         ++stats_.sqes;
     }
 
-    thread_claim claim_;              // first member: checked before the ring exists
-    loop_options opts_;               // as given
-    detail::ring ring_;               // the io_uring
-    std::thread::id owner_;           // the only thread that may use the loop
-    detail::loop_core core_;          // ready queue, spawned tasks
-    detail::timer_queue timers_;      // every sleeper and deadline
-    detail::pending_list pending_;    // operations and cancellations waiting for an SQE
-    std::size_t inflight_ = 0;        // SQEs whose final CQE has not been reaped
+    thread_claim claim_;           // first member: checked before the ring exists
+    loop_options opts_;            // as given
+    detail::ring ring_;            // the io_uring
+    std::thread::id owner_;        // the only thread that may use the loop
+    detail::loop_core core_;       // ready queue, spawned tasks
+    detail::timer_queue timers_;   // every sleeper and deadline
+    detail::pending_list pending_; // operations and cancellations waiting for an SQE
+    std::size_t inflight_ = 0;     // SQEs whose final CQE has not been reaped
     loop_stats stats_;
-    bool use_ext_arg_ = false;        // wait deadlines go to io_uring_enter directly
-    bool running_ = false;            // inside run()
+    bool use_ext_arg_ = false; // wait deadlines go to io_uring_enter directly
+    bool running_ = false;     // inside run()
     detail::clock::time_point drain_deadline_ = detail::clock::time_point::max(); // bounds waits while draining
     // The single kernel timeout armed when EXT_ARG is unavailable.
     bool timer_armed_ = false;
@@ -254,16 +257,18 @@ inline void event_loop::run_ready() {
 inline bool event_loop::poll(bool block) {
     if (!pending_.empty()) submit_pending();
     const bool have_timers = !timers_.empty();
-    if (!have_timers && timer_armed_) disarm_kernel_timer();
-    if (block && inflight_ == 0 && pending_.empty() && !have_timers) return false;
+    detail::clock::time_point deadline = drain_deadline_;
+    if (have_timers) deadline = std::min(deadline, timers_.earliest());
+    const bool bounded = deadline != detail::clock::time_point::max();
+    if (!bounded && timer_armed_) disarm_kernel_timer();
+    // The loop's own kernel timer is not work: it only bounds a wait.
+    const std::size_t work = inflight_ - (timer_armed_ ? 1 : 0);
+    if (block && work == 0 && pending_.empty() && !have_timers) return false;
 
-    const bool bounded = have_timers || drain_deadline_ != detail::clock::time_point::max();
     if (block) {
-        detail::clock::time_point now{}, deadline{};
+        detail::clock::time_point now{};
         if (bounded) {
             now = detail::clock::now();
-            deadline = drain_deadline_;
-            if (have_timers) deadline = std::min(deadline, timers_.earliest());
             if (deadline <= now) block = false;
         }
         if (block) wait(bounded, deadline, now);
@@ -289,16 +294,15 @@ inline void event_loop::wait(bool until, detail::clock::time_point deadline, det
     enter(ring_.flush_sq(), armed ? 1 : 0, IORING_ENTER_GETEVENTS, nullptr);
 }
 
-inline void event_loop::enter(unsigned to_submit, unsigned min_complete, unsigned flags,
-                              const __kernel_timespec* ts) {
+inline void event_loop::enter(unsigned to_submit, unsigned min_complete, unsigned flags, const __kernel_timespec* ts) {
     ++stats_.enters;
     const int r = ring_.enter(to_submit, min_complete, flags, ts);
     if (r >= 0) return;
     switch (-r) {
-    case EINTR: // a signal interrupted the wait: go round again
-    case ETIME: // the wait deadline passed
+    case EINTR:  // a signal interrupted the wait: go round again
+    case ETIME:  // the wait deadline passed
     case EAGAIN: // the kernel is short of memory for requests: reap, then retry on the next turn
-    case EBUSY: // overflowed completions must be reaped first (older kernels): the same
+    case EBUSY:  // overflowed completions must be reaped first (older kernels): the same
         return;
     case EBADR:
         throw std::system_error(EBADR, std::system_category(),
@@ -415,10 +419,17 @@ inline bool event_loop::drain() {
     drain_deadline_ = detail::clock::now() + opts_.shutdown_timeout;
     for (detail::promise_base* p = core_.roots; p; p = p->next_) p->own_ctx_.request();
     auto idle = [this] {
-        return core_.root_count == 0 && inflight_ == 0 && pending_.empty() && core_.ready.empty();
+        return core_.root_count == 0 && inflight_ == (timer_armed_ ? 1u : 0u) && pending_.empty() &&
+               core_.ready.empty();
     };
     run_until([&] { return idle() || detail::clock::now() >= drain_deadline_; });
-    return idle();
+    if (!idle()) return false;
+    if (timer_armed_) {
+        // Leave nothing in the kernel: with no deadline left, the next turn removes the timer and reaps it.
+        drain_deadline_ = detail::clock::time_point::max();
+        run_until([this] { return inflight_ == 0; });
+    }
+    return true;
 }
 
 /// After a failed drain: whatever is left may still be referenced by the kernel or by join_handles, so it is never
@@ -430,6 +441,10 @@ inline void event_loop::leak_leftovers() noexcept {
                  "kernel; their memory is leaked rather than freed under them\n",
                  core_.root_count, inflight_);
     while (!core_.ready.empty()) (void)core_.ready.pop();
+#if CORING_ASAN
+    // Deliberate: tell LeakSanitizer, so that a sanitizer run reports real leaks only.
+    for (detail::promise_base* p = core_.roots; p; p = p->next_) __lsan_ignore_object(p);
+#endif
     core_.roots = nullptr;
     core_.root_count = 0;
 }

@@ -40,7 +40,7 @@ struct gather_state : cancel_point {
     gather_slot* slots = nullptr;
     std::size_t count = 0;
     std::size_t remaining = 0;
-    std::exception_ptr error;   // the first exception a child ended with
+    std::exception_ptr error;     // the first exception a child ended with
     bool cancelled_early = false; // the parent was already cancelled: no child was started
 
     void cancel_children() noexcept {
@@ -138,8 +138,8 @@ public:
     /// The results in argument order (void becomes std::monostate), or the first exception once all have finished.
     std::tuple<detail::gather_value_t<Ts>...> await_resume() {
         state_.rethrow_if_failed();
-        return std::apply([](auto&... t) { return std::tuple<detail::gather_value_t<Ts>...>(detail::take_gathered(t)...); },
-                          tasks_);
+        return std::apply(
+            [](auto&... t) { return std::tuple<detail::gather_value_t<Ts>...>(detail::take_gathered(t)...); }, tasks_);
     }
 
 private:
@@ -218,8 +218,7 @@ private:
 /// Runs every awaitable concurrently and yields a std::tuple of their results in argument order (asyncio.gather);
 /// `void` results become std::monostate. The first exception cancels the others; gather waits until all have
 /// finished, then rethrows it. Cancelling the caller cancels every child. Lvalue awaitables are awaited by reference.
-template <class... As>
-    requires(detail::awaitable<As> && ...)
+template <detail::awaitable... As>
 [[nodiscard]] auto gather(As&&... as) {
     return gather_awaitable<typename detail::as_task_t<As>::value_type...>(detail::as_task(std::forward<As>(as))...);
 }

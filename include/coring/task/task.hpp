@@ -25,9 +25,7 @@ public:
     // U defaults to T so that `co_return {a, b};` constructs a T.
     template <class U = T>
         requires std::convertible_to<U&&, T>
-    void return_value(U&& v) noexcept(std::is_nothrow_constructible_v<T, U&&>) {
-        value_.emplace(std::forward<U>(v));
-    }
+    void return_value(U&& v) noexcept(std::is_nothrow_constructible_v<T, U&&>) { value_.emplace(std::forward<U>(v)); }
 
     /// The result, moved out; rethrows what the body threw.
     T take() {
@@ -35,9 +33,7 @@ public:
         return std::move(*value_);
     }
     /// A copy of the result, leaving it in place.
-    T copy() const
-        requires std::copy_constructible<T>
-    {
+    T copy() const requires std::copy_constructible<T> {
         if (exception_) std::rethrow_exception(exception_);
         return *value_;
     }

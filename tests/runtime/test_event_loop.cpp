@@ -1,0 +1,278 @@
+#include "support/helpers.hpp"
+
+#include <coring/coring.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using coring::task;
+
+namespace {
+
+task<int> answer() {
+    co_await coring::sleep(1ms);
+    co_return 42;
+}
+
+task<> nop_storm(int tasks, int each) {
+    std::vector<task<>> ts;
+    for (int i = 0; i < tasks; ++i)
+        ts.push_back([](int n) -> task<> {
+            for (int k = 0; k < n; ++k) {
+                const int r = co_await coring::submit([](io_uring_sqe* s) { io_uring_prep_nop(s); });
+                if (r != 0) throw std::runtime_error("nop failed");
+            }
+        }(each));
+    co_await coring::gather(std::move(ts));
+}
+
+/// An awaitable that ignores cancellation and never resumes: what a buggy third-party awaitable looks like.
+struct stuck {
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<>) const noexcept {}
+    void await_resume() const noexcept {}
+};
+
+} // namespace
+
+TEST_CASE("event_loop - runs a task and returns its value on every ring setup", "[loop]") {
+    for (const auto& setup : coring_test::setups()) {
+        SECTION(setup.name) {
+            coring::event_loop loop(setup.options);
+            CHECK(&coring::event_loop::current() == &loop);
+            CHECK(loop.run(answer()) == 42);
+            CHECK(loop.run(answer()) == 42); // a loop can run again
+            CHECK(loop.supports(IORING_OP_NOP));
+        }
+    }
+    CHECK(coring::event_loop::try_current() == nullptr);
+    CHECK_THROWS_AS(coring::event_loop::current(), std::logic_error);
+}
+
+TEST_CASE("event_loop - uses the newest ring flags the kernel accepts, or none when asked", "[loop]") {
+    {
+        coring::event_loop loop;
+        const unsigned f = loop.setup_flags();
+        INFO("setup flags " << f);
+        CHECK((f & IORING_SETUP_CQSIZE) != 0);
+        // DEFER_TASKRUN is only ever used with SINGLE_ISSUER (the kernel refuses it alone).
+        if (f & IORING_SETUP_DEFER_TASKRUN) CHECK((f & IORING_SETUP_SINGLE_ISSUER) != 0);
+    }
+    coring::loop_options plain = coring_test::setups()[1].options;
+    coring::event_loop loop(plain);
+    const unsigned f = loop.setup_flags();
+    CHECK((f & (IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN |
+                IORING_SETUP_SUBMIT_ALL)) == 0);
+}
+
+TEST_CASE("event_loop - one loop per thread; another thread can have its own", "[loop]") {
+    coring::event_loop loop;
+    CHECK_THROWS_AS(coring::event_loop(), std::logic_error);
+    CHECK_THROWS_AS(coring::run(answer()), std::logic_error);
+    int other = 0;
+    std::thread t([&] { other = coring::run(answer()); });
+    t.join();
+    CHECK(other == 42);
+    CHECK(loop.run(answer()) == 42);
+}
+
+TEST_CASE("event_loop - rejects bad options with a clear exception", "[loop]") {
+    coring::loop_options o;
+    o.entries = 0;
+    CHECK_THROWS_AS(coring::event_loop(o), std::invalid_argument);
+    // And the thread is still free for a loop afterwards.
+    CHECK(coring::run(answer()) == 42);
+}
+
+TEST_CASE("event_loop - run is not reentrant", "[loop]") {
+    coring::event_loop loop;
+    loop.run([](coring::event_loop& l) -> task<> {
+        CHECK_THROWS_AS(l.run(answer()), std::logic_error);
+        co_return;
+    }(loop));
+}
+
+TEST_CASE("event_loop - leaving run cancels and drains the tasks main left running", "[loop][cancel]") {
+    int cancelled = 0, finished = 0;
+    coring::event_loop loop;
+    coring_test::stopwatch sw;
+    const int v = loop.run([](int& c, int& f) -> task<int> {
+        for (int i = 0; i < 50; ++i)
+            coring::spawn([](int& cc, int& ff) -> task<> {
+                try {
+                    co_await coring::sleep(10s);
+                    ++ff;
+                } catch (const coring::cancelled_error&) {
+                    ++cc;
+                    throw;
+                }
+            }(c, f));
+        co_await coring::yield_now();
+        co_return 7;
+    }(cancelled, finished));
+    CHECK(v == 7);
+    CHECK(cancelled == 50);
+    CHECK(finished == 0);
+    CHECK(loop.task_count() == 0);
+    CHECK(loop.in_flight() == 0);
+    CHECK(sw.seconds() < 2.0);
+}
+
+// Regression: with the IORING_OP_TIMEOUT fallback, shutting down while that timer was armed removed and re-armed it
+// on every turn until the shutdown timeout.
+TEST_CASE("event_loop - leaving run while the loop's timer is armed neither spins nor leaves it in the kernel",
+          "[loop][cancel]") {
+    for (const auto& setup : coring_test::setups()) {
+        SECTION(setup.name) {
+            coring::event_loop loop(setup.options);
+            coring_test::stopwatch sw;
+            loop.run([]() -> task<> {
+                coring::spawn(coring::sleep(10s));
+                co_await coring::yield_now();
+                (void)co_await coring::submit([](io_uring_sqe* s) { io_uring_prep_nop(s); }); // blocks: timer armed
+            }());
+            CHECK(sw.seconds() < 1.0);
+            CHECK(loop.stats().enters < 20);
+            CHECK(loop.in_flight() == 0);
+        }
+    }
+}
+
+TEST_CASE("event_loop - destroying a loop drains tasks that never ran", "[loop][cancel]") {
+    coring_test::lifetime::alive = 0;
+    {
+        coring::event_loop loop;
+        auto h = loop.spawn([](coring_test::lifetime l) -> task<int> {
+            co_await coring::sleep(10s);
+            co_return l.value;
+        }(coring_test::lifetime(1)));
+        loop.spawn(answer());
+        CHECK(loop.task_count() == 2);
+    }
+    CHECK(coring_test::lifetime::alive == 0);
+}
+
+TEST_CASE("event_loop - an in-flight operation is cancelled in the kernel at shutdown", "[loop][cancel]") {
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    {
+        coring::event_loop loop;
+        loop.run([](int fd) -> task<> {
+            // Reads from a pipe nobody writes to: only IORING_OP_ASYNC_CANCEL can end it.
+            coring::spawn([](int rfd) -> task<> {
+                char buf[16];
+                (void)co_await coring::submit([rfd, &buf](io_uring_sqe* s) { io_uring_prep_read(s, rfd, buf, 16, 0); });
+            }(fd));
+            co_await coring::sleep(5ms);
+        }(fds[0]));
+        CHECK(loop.in_flight() == 0);
+        CHECK(loop.task_count() == 0);
+    }
+    ::close(fds[0]);
+    ::close(fds[1]);
+}
+
+TEST_CASE("event_loop - a main task that can never finish is reported as a deadlock, not a hang", "[loop]") {
+    coring_test::stderr_capture err; // the stuck main task is leaked, with a warning
+    coring::event_loop loop;
+    CHECK_THROWS_WITH(loop.run([]() -> task<> {
+        auto self_wait = coring::spawn(coring::sleep(0ms));
+        co_await self_wait;
+        co_await stuck{};
+    }()),
+                      Catch::Contains("deadlock"));
+    // The loop is still usable.
+    CHECK(loop.run(answer()) == 42);
+    err.restore();
+    CHECK(err.text().find("1 task(s) did not finish") != std::string::npos);
+}
+
+TEST_CASE("event_loop - a task that ignores cancellation is leaked after the shutdown timeout, with a warning",
+          "[loop][cancel]") {
+    coring_test::stderr_capture err;
+    coring::loop_options o;
+    o.shutdown_timeout = 50ms;
+    {
+        coring::event_loop loop(o);
+        loop.run([]() -> task<> {
+            coring::spawn([]() -> task<> { co_await stuck{}; }());
+            coring::spawn(coring::sleep(10s)); // this one does stop
+            co_await coring::yield_now();
+        }());
+    }
+    err.restore();
+    CHECK(err.text().find("did not finish after being cancelled") != std::string::npos);
+}
+
+TEST_CASE("event_loop - one io_uring_enter per turn: a batch of operations is submitted and reaped together",
+          "[loop]") {
+    coring::event_loop loop;
+    loop.run(nop_storm(100, 20)); // 100 tasks, 20 NOPs each: 20 turns of 100 NOPs
+    const auto& s = loop.stats();
+    INFO("enters " << s.enters << " sqes " << s.sqes << " cqes " << s.cqes << " turns " << s.turns);
+    CHECK(s.sqes >= 2000);
+    CHECK(s.cqes == s.sqes);
+    CHECK(s.enters <= 30);
+    CHECK(s.sq_full == 0);
+}
+
+TEST_CASE("event_loop - a full submission queue is flushed, never an error, on a tiny ring", "[loop]") {
+    coring::loop_options o;
+    o.entries = 8;
+    o.cq_entries = 16;
+    for (bool defer : {true, false}) {
+        o.defer_taskrun = o.single_issuer = defer;
+        coring::event_loop loop(o);
+        loop.run(nop_storm(2000, 5)); // 2000 operations in flight at once on an 8-entry ring
+        const auto& s = loop.stats();
+        INFO("defer " << defer << " enters " << s.enters << " sq_full " << s.sq_full << " overflow " << s.overflow);
+        CHECK(s.cqes == s.sqes);
+        CHECK(s.sqes == 10'000);
+        CHECK(s.sq_full > 0);
+        CHECK(loop.in_flight() == 0);
+    }
+}
+
+TEST_CASE("event_loop - completions that overflow a small completion queue are all delivered", "[loop]") {
+    coring::loop_options o;
+    o.entries = 256;
+    o.cq_entries = 256; // as small as the kernel allows: 256 NOPs per turn fill it exactly, more overflow
+    coring::event_loop loop(o);
+    loop.run(nop_storm(1000, 3));
+    const auto& s = loop.stats();
+    INFO("overflow " << s.overflow << " enters " << s.enters);
+    CHECK(s.overflow > 0);
+    CHECK(s.cqes == 3000);
+    CHECK(loop.in_flight() == 0);
+}
+
+TEST_CASE("event_loop - the exception handler can be replaced at run time", "[loop]") {
+    coring::event_loop loop;
+    int seen = 0;
+    loop.set_exception_handler([&](std::exception_ptr) { ++seen; });
+    loop.run([]() -> task<> {
+        coring::spawn([]() -> task<> {
+            co_await coring::yield_now();
+            throw 42; // not even a std::exception
+        }());
+        co_await coring::sleep(2ms);
+    }());
+    CHECK(seen == 1);
+    coring_test::stderr_capture err;
+    loop.set_exception_handler({});
+    loop.run([]() -> task<> {
+        coring::spawn([]() -> task<> {
+            co_await coring::yield_now();
+            throw 42;
+        }());
+        co_await coring::sleep(2ms);
+    }());
+    err.restore();
+    CHECK(err.text() == "coring: a detached task ended with an exception: int\n");
+}

@@ -1,0 +1,182 @@
+#include "support/helpers.hpp"
+
+#include <coring/coring.hpp>
+#include <coring/detail/timer_queue.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <limits>
+#include <random>
+#include <vector>
+
+using namespace std::chrono_literals;
+using coring::task;
+using clk = std::chrono::steady_clock;
+
+namespace {
+
+task<> sleep_and_record(std::chrono::milliseconds d, int id, std::vector<int>& order) {
+    co_await coring::sleep(d);
+    order.push_back(id);
+}
+
+} // namespace
+
+TEST_CASE("sleep - sleepers wake in deadline order on every ring setup", "[sleep]") {
+    for (const auto& setup : coring_test::setups()) {
+        SECTION(setup.name) {
+            std::vector<int> order;
+            coring::event_loop loop(setup.options);
+            loop.run([](std::vector<int>& o) -> task<> {
+                std::vector<task<>> ts;
+                const int ms[] = {40, 10, 30, 0, 20, 50, 5};
+                for (int i = 0; i < 7; ++i) ts.push_back(sleep_and_record(std::chrono::milliseconds(ms[i]), ms[i], o));
+                co_await coring::gather(std::move(ts));
+            }(order));
+            CHECK(order == std::vector<int>{0, 5, 10, 20, 30, 40, 50});
+        }
+    }
+}
+
+TEST_CASE("sleep - never wakes before its deadline", "[sleep]") {
+    for (const auto& setup : coring_test::setups()) {
+        SECTION(setup.name) {
+            coring::event_loop loop(setup.options);
+            loop.run([]() -> task<> {
+                for (auto d : {1ms, 7ms, 15ms, 30ms}) {
+                    const auto t0 = clk::now();
+                    co_await coring::sleep(d);
+                    const auto slept = clk::now() - t0;
+                    CHECK(slept >= d);
+                    CHECK(slept < d + 500ms); // generous: the machine is shared
+                }
+                const auto deadline = clk::now() + 12ms;
+                co_await coring::sleep_until(deadline);
+                CHECK(clk::now() >= deadline);
+            }());
+        }
+    }
+}
+
+TEST_CASE("sleep - zero and negative durations yield once; past deadlines return promptly", "[sleep]") {
+    coring::run([]() -> task<> {
+        std::vector<int> order;
+        auto other = coring::spawn([](std::vector<int>& o) -> task<> {
+            o.push_back(1);
+            co_return;
+        }(order));
+        co_await coring::sleep(0ms); // lets `other` run first
+        order.push_back(2);
+        co_await coring::sleep(-5s);
+        co_await coring::sleep_until(clk::now() - 1h);
+        CHECK(order == std::vector<int>{1, 2});
+        co_await other;
+    }());
+}
+
+TEST_CASE("sleep - durations in any unit and clock, huge ones saturate instead of overflowing", "[sleep]") {
+    coring::run([]() -> task<> {
+        co_await coring::sleep(std::chrono::duration<double>(0.002));
+        co_await coring::sleep(std::chrono::microseconds(1500));
+        co_await coring::sleep_until(std::chrono::system_clock::now() + 2ms);
+        // "Forever": must not overflow into the past (which would wake at once); cancel it to finish.
+        for (auto forever : {std::chrono::hours::max(), std::chrono::hours(std::numeric_limits<int>::max())}) {
+            auto h = coring::spawn(coring::sleep(forever));
+            co_await coring::sleep(5ms);
+            CHECK_FALSE(h.done());
+            h.cancel();
+            CHECK_THROWS_AS(co_await h, coring::cancelled_error);
+        }
+        auto nanos = coring::spawn(coring::sleep(std::chrono::nanoseconds::max()));
+        co_await coring::sleep(2ms);
+        CHECK_FALSE(nanos.done());
+        nanos.cancel();
+        CHECK_THROWS_AS(co_await nanos, coring::cancelled_error);
+    }());
+}
+
+TEST_CASE("sleep - a cancelled sleeper leaves the timer queue and wakes at once", "[sleep][cancel]") {
+    coring::event_loop loop;
+    loop.run([]() -> task<> {
+        coring_test::stopwatch sw;
+        std::vector<coring::join_handle<void>> hs;
+        for (int i = 0; i < 1000; ++i) hs.push_back(coring::spawn(coring::sleep(std::chrono::seconds(10 + i % 7))));
+        co_await coring::yield_now();
+        for (auto& h : hs) h.cancel();
+        int cancelled = 0;
+        for (auto& h : hs) {
+            try {
+                co_await h;
+            } catch (const coring::cancelled_error&) {
+                ++cancelled;
+            }
+        }
+        CHECK(cancelled == 1000);
+        CHECK(sw.seconds() < 1.0);
+    }());
+    CHECK(loop.in_flight() == 0);
+}
+
+TEST_CASE("sleep - one hundred thousand sleepers use no SQE each", "[sleep]") {
+    coring::event_loop loop;
+    loop.run([]() -> task<> {
+        std::vector<coring::join_handle<void>> hs;
+        hs.reserve(100'000);
+        for (int i = 0; i < 100'000; ++i) hs.push_back(coring::spawn(coring::sleep(20ms)));
+        for (auto& h : hs) co_await h;
+    }());
+    // With EXT_ARG waits no timer reaches the kernel at all; without, one IORING_OP_TIMEOUT per distinct earliest
+    // deadline. Either way nowhere near one per sleeper.
+    CHECK(loop.stats().sqes < 100);
+}
+
+TEST_CASE("timer_queue - pops in deadline order with runs and heap, and removes from both", "[sleep][timer_queue]") {
+    using coring::detail::timer_node;
+    std::mt19937 rng(12345);
+    std::uniform_int_distribution<int> dist(0, 1'000'000);
+    const auto base = clk::time_point{} + 1h;
+    std::vector<timer_node> nodes(20'000);
+    coring::detail::timer_queue q;
+    // Half monotonic per "duration" (they land in runs), half random (they spill into the heap).
+    for (std::size_t i = 0; i < nodes.size(); ++i) {
+        nodes[i].deadline = i % 2 ? base + std::chrono::microseconds(dist(rng))
+                                  : base + std::chrono::microseconds(static_cast<long>(i) * 3 + (i % 6) * 100'000);
+        q.insert(&nodes[i]);
+    }
+    CHECK(q.size() == nodes.size());
+    // Remove every third node.
+    std::vector<clk::time_point> expected;
+    for (std::size_t i = 0; i < nodes.size(); ++i) {
+        if (i % 3 == 0) q.remove(&nodes[i]);
+        else expected.push_back(nodes[i].deadline);
+    }
+    std::sort(expected.begin(), expected.end());
+    CHECK(q.size() == expected.size());
+    std::vector<clk::time_point> popped;
+    while (timer_node* n = q.pop_due(clk::time_point::max())) {
+        CHECK_FALSE(n->linked());
+        popped.push_back(n->deadline);
+    }
+    CHECK(popped == expected);
+    CHECK(q.empty());
+}
+
+TEST_CASE("timer_queue - pop_due stops at the first deadline in the future", "[sleep][timer_queue]") {
+    using coring::detail::timer_node;
+    coring::detail::timer_queue q;
+    timer_node a, b;
+    const auto now = clk::now();
+    a.deadline = now - 1ms;
+    b.deadline = now + 1h;
+    q.insert(&b);
+    q.insert(&a);
+    CHECK(q.earliest() == a.deadline);
+    CHECK(q.pop_due(now) == &a);
+    CHECK(q.pop_due(now) == nullptr);
+    CHECK(q.size() == 1);
+    q.remove(&b);
+    q.remove(&b); // removing twice is harmless
+    CHECK(q.empty());
+}
