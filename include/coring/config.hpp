@@ -14,12 +14,13 @@
 
 #include <cstdint>
 
-/// How many symmetric transfers (a task starting its child, a child resuming its parent) may nest before the next
-/// one bounces through the loop's ready queue. GCC and Clang do not emit the tail call at -O0 (and some releases not
-/// even at -O2, llvm#49888, libcoro#273), so without this bound a long chain of tasks that complete without
-/// suspending overflows the stack.
-#ifndef CORING_MAX_INLINE_RESUMES
-#define CORING_MAX_INLINE_RESUMES 64
+/// How far (in bytes) the stack may grow under chained symmetric transfers (a task starting its child, a child
+/// resuming its parent) before the next transfer bounces through the loop's ready queue instead. Symmetric transfer
+/// is meant to be a tail call, but GCC and Clang do not emit it at -O0, nor always under sanitizers or in some
+/// releases (llvm#49888, libcoro#273): a long chain of tasks that complete without suspending would overflow the
+/// stack. Measuring the stack itself costs nothing where the tail call works, since the stack then does not grow.
+#ifndef CORING_MAX_INLINE_STACK
+#define CORING_MAX_INLINE_STACK (32 * 1024)
 #endif
 
 #if defined(__SANITIZE_ADDRESS__)

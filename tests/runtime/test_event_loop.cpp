@@ -4,6 +4,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <signal.h>
+#include <sys/time.h>
+
 #include <chrono>
 #include <stdexcept>
 #include <string>
@@ -275,4 +278,38 @@ TEST_CASE("event_loop - the exception handler can be replaced at run time", "[lo
     }());
     err.restore();
     CHECK(err.text() == "coring: a detached task ended with an exception: int\n");
+}
+
+TEST_CASE("event_loop - signals interrupting the wait (EINTR) are absorbed", "[loop]") {
+    struct sigaction sa {
+    }, old{};
+    sa.sa_handler = [](int) {};
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0; // no SA_RESTART: io_uring_enter returns -EINTR
+    REQUIRE(::sigaction(SIGALRM, &sa, &old) == 0);
+    itimerval every_ms{{0, 1000}, {0, 1000}};
+    REQUIRE(::setitimer(ITIMER_REAL, &every_ms, nullptr) == 0);
+    for (const auto& setup : coring_test::setups()) {
+        coring::event_loop loop(setup.options);
+        coring_test::stopwatch sw;
+        loop.run([]() -> task<> {
+            for (int i = 0; i < 20; ++i) co_await coring::sleep(2ms);
+            int fds[2];
+            REQUIRE(::pipe(fds) == 0);
+            char c = 0;
+            auto reader =
+                coring::spawn(coring::submit([&](io_uring_sqe* s) { io_uring_prep_read(s, fds[0], &c, 1, 0); }));
+            co_await coring::sleep(20ms);
+            REQUIRE(::write(fds[1], "k", 1) == 1);
+            const int n = co_await reader;
+            CHECK(n == 1);
+            CHECK(c == 'k');
+            ::close(fds[0]);
+            ::close(fds[1]);
+        }());
+        CHECK(sw.seconds() >= 0.06);
+    }
+    itimerval off{};
+    ::setitimer(ITIMER_REAL, &off, nullptr);
+    ::sigaction(SIGALRM, &old, nullptr);
 }

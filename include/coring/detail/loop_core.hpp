@@ -7,6 +7,7 @@
 
 #include <coroutine>
 #include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -26,7 +27,7 @@ struct loop_core {
     ready_queue ready;                                         // coroutines to resume on this turn or the next
     promise_base* roots = nullptr;                             // live spawned tasks (intrusive doubly-linked list)
     std::size_t root_count = 0;                                // length of `roots`
-    unsigned depth = 0;                                        // symmetric transfers since the loop last resumed
+    std::uintptr_t stack_base = 0;                             // stack position where the loop resumes coroutines
     bool draining = false;                                     // run() is cancelling its leftovers
     std::function<void(std::exception_ptr)> exception_handler; // reports exceptions of detached tasks
 
@@ -44,11 +45,17 @@ inline loop_core& require_core(const char* what) {
     return *current_core;
 }
 
-/// Symmetric transfer to `h`, bounded: past CORING_MAX_INLINE_RESUMES nested transfers `h` is queued instead and the
-/// stack unwinds to the loop (H-1 in the pitfalls: no tail call at -O0).
-inline std::coroutine_handle<> transfer(std::coroutine_handle<> h) noexcept {
+/// The current stack position (the stack grows down on every platform coring supports).
+[[gnu::always_inline]] inline std::uintptr_t stack_position() noexcept {
+    return reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
+}
+
+/// Symmetric transfer to `h`, bounded: once the stack has grown CORING_MAX_INLINE_STACK bytes below where the loop
+/// resumed the chain, `h` is queued instead and the stack unwinds to the loop (H-1 in the pitfalls: no tail call at
+/// -O0). Where the compiler does emit the tail call the stack never grows, so this never bounces.
+[[gnu::always_inline]] inline std::coroutine_handle<> transfer(std::coroutine_handle<> h) noexcept {
     loop_core* c = current_core;
-    if (c && ++c->depth > CORING_MAX_INLINE_RESUMES) {
+    if (c && c->stack_base - stack_position() > CORING_MAX_INLINE_STACK) {
         c->ready.push(h);
         return std::noop_coroutine();
     }

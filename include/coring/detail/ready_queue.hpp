@@ -24,7 +24,17 @@ public:
     [[nodiscard]] std::size_t size() const noexcept { return tail_ - head_; }
     [[nodiscard]] bool empty() const noexcept { return tail_ == head_; }
 
+    /// Frees the buffer when the queue is empty and the buffer is large (after a burst).
+    void shrink() noexcept {
+        if (capacity_ <= shrink_above || !empty()) return;
+        std::free(buf_);
+        buf_ = nullptr;
+        capacity_ = head_ = tail_ = 0;
+    }
+
 private:
+    static constexpr std::size_t shrink_above = 64 * 1024;
+
     void grow() {
         const std::size_t cap = capacity_ ? capacity_ * 2 : 256;
         auto* nb = static_cast<std::coroutine_handle<>*>(std::malloc(cap * sizeof(std::coroutine_handle<>)));

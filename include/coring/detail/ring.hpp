@@ -125,6 +125,8 @@ public:
                                     setup_failure_message(-r, setup_environment::read(), o.entries));
         }
         setup_flags_ = flags;
+        // A forked child that touched the parent's ring would corrupt it; without the mapping it faults instead (G-2).
+        (void)io_uring_ring_dontfork(&ring_);
         enter_fd_ = ring_.ring_fd;
 #ifdef IORING_ENTER_REGISTERED_RING
         if (o.register_ring_fd && io_uring_register_ring_fd(&ring_) == 1) {

@@ -245,11 +245,10 @@ inline void event_loop::run_ready() {
     ++stats_.turns;
     // Only what was ready when the turn began: a task that yields goes behind everyone else and behind the next
     // reap of completions.
-    for (std::size_t n = core_.ready.size(); n > 0; --n) {
-        std::coroutine_handle<> h = core_.ready.pop();
-        core_.depth = 0;
-        h.resume();
-    }
+    core_.stack_base = detail::stack_position();
+    for (std::size_t n = core_.ready.size(); n > 0; --n) core_.ready.pop().resume();
+    // A burst (a million spawns) must not pin its queue for the loop's lifetime.
+    if (core_.ready.empty()) core_.ready.shrink();
 }
 
 /// Submits, waits when `block` (nothing is ready), reaps, fires due timers. Returns false when nothing at all can
