@@ -14,8 +14,7 @@ coring::task<> job(const char* name) {
 
 coring::task<> main_task() {
     const auto start = std::chrono::steady_clock::now();
-    auto jobs = coring::gather(job("one"), job("two"), job("three"));
-    co_await jobs;
+    co_await coring::gather(job("one"), job("two"), job("three"));
     const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
     std::printf("finished in %.2f s\n", elapsed.count());
 }

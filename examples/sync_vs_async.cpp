@@ -26,8 +26,7 @@ coring::task<> async_job(int id) {
 }
 
 coring::task<> async_main() {
-    auto jobs = coring::gather(async_job(1), async_job(2), async_job(3));
-    co_await jobs;
+    co_await coring::gather(async_job(1), async_job(2), async_job(3));
 }
 
 int main() {

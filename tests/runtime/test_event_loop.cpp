@@ -8,6 +8,7 @@
 #include <sys/time.h>
 
 #include <chrono>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -312,4 +313,50 @@ TEST_CASE("event_loop - signals interrupting the wait (EINTR) are absorbed", "[l
     itimerval off{};
     ::setitimer(ITIMER_REAL, &off, nullptr);
     ::sigaction(SIGALRM, &old, nullptr);
+}
+
+// Regression: a drain that timed out inside run() forgot the stragglers, which later resumed and unlinked themselves
+// from a list they were no longer in.
+TEST_CASE("event_loop - stragglers of a run whose drain timed out stay on the loop and finish later",
+          "[loop][cancel]") {
+    coring_test::stderr_capture err;
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    coring::loop_options o;
+    o.shutdown_timeout = 0ms;
+    bool reader_cancelled = false;
+    {
+        coring::event_loop loop(o);
+        loop.run([](int fd, bool& rc) -> task<> {
+            coring::spawn([](int rfd, bool& c) -> task<> {
+                char buf[8];
+                try {
+                    (void)co_await coring::submit(
+                        [rfd, &buf](io_uring_sqe* s) { io_uring_prep_read(s, rfd, buf, 8, 0); });
+                } catch (const coring::cancelled_error&) {
+                    c = true;
+                }
+            }(fd, rc));
+            co_await coring::yield_now();
+        }(fds[0], reader_cancelled));
+        CHECK(loop.task_count() <= 1);
+        CHECK(loop.run(answer()) == 42);
+        CHECK(reader_cancelled);
+        CHECK(loop.task_count() == 0);
+        CHECK(loop.in_flight() == 0);
+    }
+    ::close(fds[0]);
+    ::close(fds[1]);
+    err.restore();
+    CHECK(err.text().find("leaked") == std::string::npos);
+}
+
+TEST_CASE("event_loop - a loop destroyed on another thread is no longer current on its own", "[loop]") {
+    coring_test::stderr_capture err;
+    auto loop = std::make_unique<coring::event_loop>();
+    std::thread([&] { loop.reset(); }).join();
+    CHECK(coring::event_loop::try_current() == nullptr);
+    CHECK(coring::run(answer()) == 42);
+    err.restore();
+    CHECK(err.text().find("destroyed on a thread other than its own") != std::string::npos);
 }

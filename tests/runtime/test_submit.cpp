@@ -166,3 +166,20 @@ TEST_CASE("submit - a kernel timeout as an operation", "[submit]") {
         CHECK(sw.seconds() >= 0.003);
     }());
 }
+
+// GCC 12 destroys a capturing lambda written inside a co_await expression twice (PR 100611, 107288) when a capture has
+// a destructor. The documented pattern, a named local moved in, is what this canary keeps working.
+TEST_CASE("submit - a prep callable with owning captures, bound to a named local first", "[submit]") {
+    coring::run([]() -> task<> {
+        std::string tag(64, 'x'); // heap-allocated: a double destruction would be a double free
+        auto prep = [tag](io_uring_sqe* s) {
+            io_uring_prep_nop(s);
+            s->user_data = tag.size(); // overwritten by the loop; only touches the capture
+        };
+        const int r = co_await coring::submit(std::move(prep));
+        CHECK(r == 0);
+        auto op = coring::submit([tag](io_uring_sqe* s) { io_uring_prep_nop(s); });
+        const int r2 = co_await std::move(op);
+        CHECK(r2 == 0);
+    }());
+}

@@ -201,3 +201,19 @@ TEST_CASE("gather - a task that already started is rejected", "[gather]") {
         CHECK_THROWS_AS(coring::gather(std::move(t)), std::logic_error);
     }());
 }
+
+TEST_CASE("gather - children cancelled before they started never run", "[gather][cancel]") {
+    coring::run([]() -> task<> {
+        int ran = 0;
+        auto count = [](int& r) -> task<> {
+            ++r;
+            co_return;
+        };
+        auto fail_now = []() -> task<> {
+            throw std::runtime_error("first child fails before anyone else runs");
+            co_return;
+        };
+        CHECK_THROWS_AS(co_await coring::gather(fail_now(), count(ran), count(ran)), std::runtime_error);
+        CHECK(ran == 0);
+    }());
+}

@@ -230,3 +230,68 @@ TEST_CASE("spawn - a handle dropped while another task awaits it frees the task 
     }());
     CHECK(coring_test::lifetime::alive == 0);
 }
+
+// Regression: when the joiner of a finished task was queued rather than resumed (a bounced transfer), dropping the
+// handle in that window reported the exception as unobserved and freed the frame the joiner was about to read.
+TEST_CASE("spawn - dropping a handle while its joiner is queued to read the result frees nothing early", "[spawn]") {
+    coring_test::stderr_capture err;
+    coring::run([]() -> task<> {
+        coring::detail::current_core->stack_limit = 0; // every symmetric transfer bounces through the ready queue
+        auto holder = std::make_unique<coring::join_handle<int>>(coring::spawn([]() -> task<int> {
+            co_await coring::yield_now();
+            throw std::runtime_error("seen by the joiner");
+        }()));
+        bool joined = false;
+        auto joiner = coring::spawn([](coring::join_handle<int>& h, bool& j) -> task<> {
+            CHECK_THROWS_WITH(co_await h, "seen by the joiner");
+            j = true;
+        }(*holder, joined));
+        // A supervisor that drops handles of finished tasks, checking on every turn.
+        while (!holder->done()) co_await coring::yield_now();
+        CHECK_FALSE(joined); // the window: finished, joiner not resumed yet
+        holder.reset();
+        co_await joiner;
+        CHECK(joined);
+    }());
+    err.restore();
+    CHECK(err.text().empty()); // the joiner saw the exception: nothing to report
+}
+
+TEST_CASE("spawn - a task cancelled before it started never runs its body", "[spawn][cancel]") {
+    coring::run([]() -> task<> {
+        int ran = 0;
+        auto h = coring::spawn([](int& r) -> task<int> {
+            ++r;
+            co_return 42;
+        }(ran));
+        CHECK(h.cancel());
+        CHECK_THROWS_AS(co_await h, coring::cancelled_error);
+        CHECK(ran == 0);
+    }());
+}
+
+TEST_CASE("spawn - a task that was already cancelled gets cancelled_error from a join at once, and leaves the other "
+          "task alone",
+          "[spawn][cancel]") {
+    coring::run([]() -> task<> {
+        auto shared = coring::spawn(after(30ms, 5));
+        auto finished = coring::spawn(after(0ms, 6));
+        co_await coring::sleep(5ms);
+        int got = 0;
+        auto waiter = coring::spawn([](coring::join_handle<int>& s, coring::join_handle<int>& f, int& g) -> task<> {
+            try {
+                co_await coring::sleep(10s);
+            } catch (const coring::cancelled_error&) {}
+            g = co_await f;   // finished: no suspension, the result is returned
+            (void)co_await s; // would suspend: throws at once
+            g = -1;
+        }(shared, finished, got));
+        co_await coring::yield_now();
+        waiter.cancel();
+        CHECK_THROWS_AS(co_await waiter, coring::cancelled_error);
+        CHECK(got == 6);
+        CHECK_FALSE(shared.done());
+        const int v = co_await shared; // not cancelled by the waiter
+        CHECK(v == 5);
+    }());
+}

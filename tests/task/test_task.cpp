@@ -131,3 +131,16 @@ TEST_CASE("task - a million sequential awaits of ready tasks do not overflow the
 TEST_CASE("task - a chain of 100,000 nested tasks does not overflow the stack", "[task][deep]") {
     CHECK(coring::run(recurse(100'000)) == 100'000);
 }
+
+TEST_CASE("task - results are the same when every transfer bounces through the loop", "[task][deep]") {
+    // stack_limit 0 forces the trampoline that -O0 builds take on deep stacks, at every optimisation level.
+    coring::run([]() -> task<> {
+        coring::detail::current_core->stack_limit = 0;
+        const long flat = co_await count_down(10'000);
+        CHECK(flat == 10'000);
+        const long nested = co_await recurse(10'000);
+        CHECK(nested == 10'000);
+        auto [a, b] = co_await coring::gather(count_down(100), recurse(100));
+        CHECK(a + b == 200);
+    }());
+}

@@ -180,3 +180,22 @@ TEST_CASE("timer_queue - pop_due stops at the first deadline in the future", "[s
     q.remove(&b); // removing twice is harmless
     CHECK(q.empty());
 }
+
+// Regression: the overflow limit was computed in the duration's own Rep, which a narrow Rep cannot hold: a 5 us sleep
+// with an int count slept forever.
+TEST_CASE("sleep - durations with narrow or unsigned counts convert exactly", "[sleep]") {
+    using coring::detail::to_clock_duration;
+    using namespace std::chrono;
+    CHECK(to_clock_duration(duration<int, std::micro>(5)) == 5us);
+    CHECK(to_clock_duration(duration<std::int16_t, std::ratio<60>>(1)) == 60s);
+    CHECK(to_clock_duration(duration<unsigned, std::milli>(7)) == 7ms);
+    CHECK(to_clock_duration(duration<std::uint64_t, std::ratio<3600>>(~std::uint64_t{0})) == nanoseconds::max());
+    CHECK(to_clock_duration(duration<int, std::ratio<1, 1'000'000'000'000>>(1500)) == 2ns); // rounded up
+    CHECK(to_clock_duration(duration<double>(-1.0)) == -1s);
+    coring::run([]() -> task<> {
+        coring_test::stopwatch sw;
+        co_await coring::sleep(duration<int, std::micro>(500));
+        co_await coring::sleep(duration<short, std::milli>(2));
+        CHECK(sw.seconds() < 1.0);
+    }());
+}

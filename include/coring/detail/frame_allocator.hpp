@@ -20,10 +20,15 @@ public:
     static constexpr std::size_t classes = max_block / granule;
     static constexpr std::size_t max_cached_bytes = 64 * 1024;
 
+    /// Set when this thread's cache has been destroyed (thread exit): frames freed later by other thread-local
+    /// destructors go straight back to operator delete.
+    static inline thread_local bool gone = false;
+
     frame_cache() = default;
     frame_cache(const frame_cache&) = delete;
     frame_cache& operator=(const frame_cache&) = delete;
     ~frame_cache() {
+        gone = true;
         for (std::size_t c = 0; c < classes; ++c)
             while (node* n = free_[c]) {
                 free_[c] = n->next;
@@ -65,11 +70,11 @@ inline void frame_free(void* p, std::size_t) noexcept { ::operator delete(p); }
 inline thread_local frame_cache tls_frame_cache;
 
 inline void* frame_allocate(std::size_t n) {
-    if (n > frame_cache::max_block) return ::operator new(n);
+    if (n > frame_cache::max_block || frame_cache::gone) return ::operator new(n);
     return tls_frame_cache.allocate(n);
 }
 inline void frame_free(void* p, std::size_t n) noexcept {
-    if (n > frame_cache::max_block) return ::operator delete(p);
+    if (n > frame_cache::max_block || frame_cache::gone) return ::operator delete(p);
     tls_frame_cache.deallocate(p, n);
 }
 #endif

@@ -28,6 +28,7 @@ struct loop_core {
     promise_base* roots = nullptr;                             // live spawned tasks (intrusive doubly-linked list)
     std::size_t root_count = 0;                                // length of `roots`
     std::uintptr_t stack_base = 0;                             // stack position where the loop resumes coroutines
+    std::uintptr_t stack_limit = CORING_MAX_INLINE_STACK;      // growth allowed before a transfer bounces (tests: 0)
     bool draining = false;                                     // run() is cancelling its leftovers
     std::function<void(std::exception_ptr)> exception_handler; // reports exceptions of detached tasks
 
@@ -55,7 +56,7 @@ inline loop_core& require_core(const char* what) {
 /// -O0). Where the compiler does emit the tail call the stack never grows, so this never bounces.
 [[gnu::always_inline]] inline std::coroutine_handle<> transfer(std::coroutine_handle<> h) noexcept {
     loop_core* c = current_core;
-    if (c && c->stack_base - stack_position() > CORING_MAX_INLINE_STACK) {
+    if (c && c->stack_base - stack_position() > c->stack_limit) {
         c->ready.push(h);
         return std::noop_coroutine();
     }

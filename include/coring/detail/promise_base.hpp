@@ -3,6 +3,7 @@
 #include <coring/detail/cancel.hpp>
 #include <coring/detail/frame_allocator.hpp>
 #include <coring/detail/loop_core.hpp>
+#include <coring/error.hpp>
 
 #include <coroutine>
 #include <cstdint>
@@ -23,12 +24,25 @@ public:
     using done_fn = std::coroutine_handle<> (*)(promise_base&) noexcept;
 
     enum flag : std::uint8_t {
-        started = 1,   // resumed once (awaiting or starting it again is a logic error)
-        root = 2,      // spawned: registered in the loop's root list
-        detached = 4,  // spawned and its join_handle is gone: the frame frees itself at the end
-        finished = 8,  // reached final_suspend
-        observed = 16, // the result or exception was delivered through a join_handle
-        moved_out = 32 // the result was moved out through a join_handle
+        started = 1,    // resumed once (awaiting or starting it again is a logic error)
+        root = 2,       // spawned: registered in the loop's root list
+        detached = 4,   // spawned and its join_handle is gone: the frame frees itself at the end
+        finished = 8,   // reached final_suspend
+        observed = 16,  // the result or exception was delivered through a join_handle
+        moved_out = 32, // the result was moved out through a join_handle
+        joined = 64     // a join_handle awaiter waits for (or is queued to read) the result
+    };
+
+    /// A task the loop starts (spawned, or a combinator's child) that was cancelled before it ran never runs its body:
+    /// cancelled_error is thrown at its start, which C++20 routes to unhandled_exception. A task awaited directly
+    /// starts like a function call and meets the cancellation at its first wait.
+    struct initial_awaiter {
+        promise_base& p;
+        bool await_ready() const noexcept { return false; }
+        void await_suspend(std::coroutine_handle<>) const noexcept {}
+        void await_resume() const {
+            if (p.on_done_ && p.ctx_->requested) throw cancelled_error();
+        }
     };
 
     struct final_awaiter {
@@ -52,7 +66,7 @@ public:
         void await_resume() noexcept {}
     };
 
-    std::suspend_always initial_suspend() noexcept { return {}; }
+    initial_awaiter initial_suspend() noexcept { return {*this}; }
     final_awaiter final_suspend() noexcept { return {*this}; }
     void unhandled_exception() noexcept { exception_ = std::current_exception(); }
 
@@ -63,6 +77,7 @@ public:
 
     [[nodiscard]] bool has(unsigned f) const noexcept { return (own_ctx_.flags & f) != 0; }
     void set(unsigned f) noexcept { own_ctx_.flags = static_cast<std::uint8_t>(own_ctx_.flags | f); }
+    void clear(unsigned f) noexcept { own_ctx_.flags = static_cast<std::uint8_t>(own_ctx_.flags & ~f); }
 
     std::coroutine_handle<> continuation_{}; // who resumes when this task finishes (plain await or joiner)
     cancel_context* ctx_ = nullptr;          // cancellation state of the chain this task runs in
@@ -85,6 +100,8 @@ inline void loop_core::add_root(promise_base& p) noexcept {
 }
 
 inline void loop_core::remove_root(promise_base& p) noexcept {
+    if (!p.has(promise_base::root)) return; // forgotten by a loop that was torn down with it still running
+    p.clear(promise_base::root);
     if (p.prev_) p.prev_->next_ = p.next_;
     else roots = p.next_;
     if (p.next_) p.next_->prev_ = p.prev_;

@@ -24,6 +24,11 @@ public:
     [[nodiscard]] std::size_t size() const noexcept { return tail_ - head_; }
     [[nodiscard]] bool empty() const noexcept { return tail_ == head_; }
 
+    /// Makes room for `n` more pushes, so that they cannot fail.
+    void reserve(std::size_t n) {
+        while (capacity_ - size() < n) grow();
+    }
+
     /// Frees the buffer when the queue is empty and the buffer is large (after a burst).
     void shrink() noexcept {
         if (capacity_ <= shrink_above || !empty()) return;

@@ -64,6 +64,8 @@ public:
         core_.exception_handler = opts_.exception_handler;
         detail::current_core = &core_;
         detail::current_loop = this;
+        core_slot_ = &detail::current_core;
+        loop_slot_ = &detail::current_loop;
     }
     event_loop(const event_loop&) = delete;
     event_loop& operator=(const event_loop&) = delete;
@@ -81,9 +83,10 @@ public:
             std::fputs("coring: an event_loop was destroyed on a thread other than its own\n", stderr);
             leak_leftovers();
         }
-        if (detail::current_loop == this) {
-            detail::current_loop = nullptr;
-            detail::current_core = nullptr;
+        // Through the owner thread's own slots, so that a loop destroyed elsewhere does not stay "current" there.
+        if (*loop_slot_ == this) {
+            *loop_slot_ = nullptr;
+            *core_slot_ = nullptr;
         }
     }
 
@@ -187,6 +190,7 @@ private:
     bool arm_kernel_timer(detail::clock::time_point deadline) noexcept;
     void disarm_kernel_timer() noexcept;
     bool drain();
+    void warn_unfinished() const noexcept;
     void leak_leftovers() noexcept;
 
     io_uring_sqe* get_sqe() noexcept {
@@ -213,10 +217,12 @@ private:
         ++stats_.sqes;
     }
 
-    thread_claim claim_;           // first member: checked before the ring exists
-    loop_options opts_;            // as given
-    detail::ring ring_;            // the io_uring
-    std::thread::id owner_;        // the only thread that may use the loop
+    thread_claim claim_;                      // first member: checked before the ring exists
+    loop_options opts_;                       // as given
+    detail::ring ring_;                       // the io_uring
+    std::thread::id owner_;                   // the only thread that may use the loop
+    detail::loop_core** core_slot_ = nullptr; // the owner thread's current_core and current_loop
+    event_loop** loop_slot_ = nullptr;
     detail::loop_core core_;       // ready queue, spawned tasks
     detail::timer_queue timers_;   // every sleeper and deadline
     detail::pending_list pending_; // operations and cancellations waiting for an SQE
@@ -433,6 +439,17 @@ inline bool event_loop::drain() {
 
 /// After a failed drain: whatever is left may still be referenced by the kernel or by join_handles, so it is never
 /// freed. Says so, once.
+/// After run() drained for its whole timeout: the stragglers stay on the loop (the next run() or the destructor
+/// cancels them again); only say so.
+inline void event_loop::warn_unfinished() const noexcept {
+    std::fprintf(stderr,
+                 "coring: %zu task(s) did not finish within the shutdown timeout after being cancelled (%zu "
+                 "operation(s) still in the kernel); they stay on the loop\n",
+                 core_.root_count, inflight_);
+}
+
+/// At destruction, after a failed drain: whatever is left may still be referenced by the kernel or by join_handles,
+/// so it is never freed. Says so, once, and forgets it (nothing can resume it once the ring is gone).
 inline void event_loop::leak_leftovers() noexcept {
     if (core_.root_count == 0 && inflight_ == 0) return;
     std::fprintf(stderr,
@@ -440,10 +457,15 @@ inline void event_loop::leak_leftovers() noexcept {
                  "kernel; their memory is leaked rather than freed under them\n",
                  core_.root_count, inflight_);
     while (!core_.ready.empty()) (void)core_.ready.pop();
+    for (detail::promise_base* p = core_.roots; p;) {
+        detail::promise_base* next = p->next_;
+        p->clear(detail::promise_base::root);
 #if CORING_ASAN
-    // Deliberate: tell LeakSanitizer, so that a sanitizer run reports real leaks only.
-    for (detail::promise_base* p = core_.roots; p; p = p->next_) __lsan_ignore_object(p);
+        // Deliberate: tell LeakSanitizer, so that a sanitizer run reports real leaks only.
+        __lsan_ignore_object(p);
 #endif
+        p = next;
+    }
     core_.roots = nullptr;
     core_.root_count = 0;
 }
@@ -460,7 +482,7 @@ T event_loop::run(task<T> main) {
     } guard{running_};
     join_handle<T> h = spawn(std::move(main));
     const bool finished = run_until([&] { return h.done(); });
-    if (!drain()) leak_leftovers();
+    if (!drain()) warn_unfinished();
     if (!finished)
         throw std::runtime_error("coring: deadlock: the main task waits for something that can never happen (no task "
                                  "is ready, no operation is in flight and no timer is armed)");

@@ -53,11 +53,14 @@ struct gather_state : cancel_point {
         p.set(promise_base::started);
         p.ctx_ = &slots[i];
         p.on_done_ = &child_done;
-        require_core("gather").ready.push(h);
+        current_core->ready.push(h); // cannot fail: begin() made room
     }
 
     /// Suspends the parent until every child is done; false when the parent was already cancelled.
-    bool begin(std::coroutine_handle<> h, cancel_context* ctx) noexcept {
+    bool begin(std::coroutine_handle<> h, cancel_context* ctx) {
+        // Room for every child first: a child queued and then abandoned because a later push failed would be
+        // resumed after its frame was freed.
+        require_core("gather").ready.reserve(count);
         parent = h;
         parent_ctx = ctx;
         if (ctx && ctx->requested) {
@@ -180,18 +183,8 @@ public:
     template <class P>
     bool await_suspend(std::coroutine_handle<P> h) {
         if (!state_.begin(h, detail::context_of(h))) return false;
-        // Queueing can only fail for lack of memory; children queued before that must still be awaited.
-        for (std::size_t i = 0; i < tasks_.size(); ++i) {
-            try {
-                state_.start(i, tasks_[i].handle().promise(), tasks_[i].handle());
-            } catch (...) {
-                if (i == 0) throw;
-                state_.error = std::current_exception();
-                state_.remaining = i;
-                state_.cancel_children();
-                break;
-            }
-        }
+        for (std::size_t i = 0; i < tasks_.size(); ++i)
+            state_.start(i, tasks_[i].handle().promise(), tasks_[i].handle());
         state_.registered();
         return true;
     }

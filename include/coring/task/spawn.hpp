@@ -56,7 +56,9 @@ join_handle<T> spawn_on(loop_core& core, task<T> t);
 ///
 /// Belongs to the thread of the loop that runs the task. Awaiting a handle as an lvalue yields a copy of the result
 /// when T is copyable (it may be awaited again), else moves it out; awaiting an rvalue handle moves it out.
-/// If the awaiting task is cancelled, the awaited task is cancelled too and still awaited until it has finished.
+/// Awaiting a finished task never suspends and returns its result. If the awaiting task is cancelled while it waits,
+/// the awaited task is cancelled too and still awaited until it has finished (asyncio's rule); a task that was already
+/// cancelled gets cancelled_error at once and leaves the awaited task alone.
 template <class T>
 class join_handle {
 public:
@@ -93,10 +95,11 @@ public:
     void detach() noexcept {
         if (!h_) return;
         auto& p = h_.promise();
-        if (p.has(detail::promise_base::finished)) {
+        if (p.has(detail::promise_base::finished) && !p.has(detail::promise_base::joined)) {
             if (!p.has(detail::promise_base::observed)) detail::report_unobserved(p);
             h_.destroy();
         } else {
+            // Still running, or finished with its joiner queued to read the result: whoever comes last frees it.
             p.set(detail::promise_base::detached);
         }
         h_ = {};
@@ -112,18 +115,27 @@ public:
             return h_.promise().has(detail::promise_base::finished);
         }
         template <class P>
-        void await_suspend(std::coroutine_handle<P> waiting) {
+        bool await_suspend(std::coroutine_handle<P> waiting) {
             auto& p = h_.promise();
-            if (p.continuation_) throw std::logic_error("coring: a join_handle can be awaited by one task at a time");
-            p.continuation_ = waiting;
+            if (p.has(detail::promise_base::joined))
+                throw std::logic_error("coring: a join_handle can be awaited by one task at a time");
             ctx_ = detail::context_of(waiting);
-            if (!ctx_) return;
-            if (ctx_->requested) p.own_ctx_.request();
-            else ctx_->point = this;
+            if (ctx_ && ctx_->requested) {
+                // Already cancelled (level-triggered): do not wait, and leave the other task alone.
+                cancelled_ = true;
+                return false;
+            }
+            p.continuation_ = waiting;
+            p.set(detail::promise_base::joined);
+            if (ctx_) ctx_->point = this;
+            return true;
         }
         T await_resume() {
+            if (cancelled_) throw cancelled_error();
             if (ctx_ && ctx_->point == this) ctx_->point = nullptr;
-            // The handle was dropped while this awaiter waited: the frame is ours to free once the result is out.
+            h_.promise().clear(detail::promise_base::joined);
+            // The handle was dropped while this awaiter waited or was queued: the frame is ours to free once the
+            // result is out.
             struct release_if_detached {
                 std::coroutine_handle<promise_type> h;
                 ~release_if_detached() {
@@ -141,6 +153,7 @@ public:
         std::coroutine_handle<promise_type> h_;
         detail::cancel_context* ctx_ = nullptr;
         bool move_;
+        bool cancelled_ = false;
     };
 
     /// The result of a finished task (asyncio's Task.result()): moved out, or copied when T is copyable and `move`

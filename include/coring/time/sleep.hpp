@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <coroutine>
+#include <cstdint>
 #include <ratio>
 #include <type_traits>
 
@@ -16,24 +17,22 @@ namespace coring {
 
 namespace detail {
 
-/// `d` in the loop clock's unit, rounded up (a sleep never ends early) and saturated instead of overflowing.
+/// `d` in the loop clock's unit, rounded up (a sleep never ends early) and saturated instead of overflowing, for any
+/// representation (int, int16_t, double, unsigned...). The range check is done in long double, which holds every
+/// int64 nanosecond count exactly (x86-64, AArch64).
 template <class Rep, class Period>
 clock::duration to_clock_duration(std::chrono::duration<Rep, Period> d) noexcept {
     using D = clock::duration;
+    const long double ns = std::chrono::duration<long double, std::nano>(d).count();
+    if (ns != ns) return D::zero(); // NaN
+    if (ns >= static_cast<long double>(D::max().count())) return D::max();
+    if (ns <= static_cast<long double>(D::min().count())) return D::min();
     if constexpr (std::chrono::treat_as_floating_point_v<Rep>) {
-        const long double ns = std::chrono::duration<long double, std::nano>(d).count();
-        if (ns != ns) return D::zero(); // NaN
-        if (ns >= static_cast<long double>(D::max().count())) return D::max();
-        if (ns <= static_cast<long double>(D::min().count())) return D::min();
         return D(static_cast<D::rep>(std::ceil(ns)));
-    } else if constexpr (std::ratio_less_equal_v<Period, std::nano>) {
-        return std::chrono::ceil<D>(d); // a finer unit only shrinks when converted
     } else {
-        constexpr auto limit = std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(D::max());
-        if (d > limit) return D::max();
-        if constexpr (std::is_signed_v<Rep>)
-            if (d < -limit) return D::min();
-        return std::chrono::duration_cast<D>(d);
+        // In range: widen the count first so that the unit conversion cannot overflow a narrow Rep.
+        using wide = std::conditional_t<std::is_signed_v<Rep>, std::intmax_t, std::uintmax_t>;
+        return std::chrono::ceil<D>(std::chrono::duration<wide, Period>(d.count()));
     }
 }
 
