@@ -25,9 +25,7 @@ coring::task<> async_job(int id) {
     std::printf("  job %d: done\n", id);
 }
 
-coring::task<> async_main() {
-    co_await coring::gather(async_job(1), async_job(2), async_job(3));
-}
+coring::task<> async_main() { co_await coring::gather(async_job(1), async_job(2), async_job(3)); }
 
 int main() {
     std::printf("blocking, one after another:\n");
