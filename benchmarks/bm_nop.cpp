@@ -10,6 +10,8 @@
 // order, so that the machine's drift spreads over both sides, and the summary compares the medians: coring's
 // throughput as a share of the raw loop's, per batch (target: at least 70%). Figures are CPU time per NOP (user and
 // kernel: with DEFER_TASKRUN the NOPs complete inside the thread's own io_uring_enter).
+#include "summary.hpp"
+
 #include <coring/coring.hpp>
 
 #include <benchmark/benchmark.h>
@@ -154,40 +156,8 @@ BENCHMARK(BM_nop_raw)->Arg(128);
 
 // ---- summary --------------------------------------------------------------------------------------------------------
 
-/// The console reporter, keeping every repetition's "per_op" figure (in ns) for the summary. When a benchmark is
-/// repeated, only its aggregates (mean, median, stddev, cv) are printed.
-class summary_reporter : public benchmark::ConsoleReporter {
-public:
-    void ReportRuns(const std::vector<Run>& runs) override {
-        bool repeated = false;
-        for (const Run& r : runs) {
-            repeated |= r.run_type == Run::RT_Iteration && r.repetitions > 1;
-            auto it = r.counters.find("per_op");
-            if (r.run_type != Run::RT_Iteration || r.error_occurred || it == r.counters.end()) continue;
-            runs_[r.run_name.function_name + "/" + r.run_name.args].push_back(it->second.value * 1e9);
-        }
-        if (!repeated) ConsoleReporter::ReportRuns(runs);
-    }
-
-    /// The repetitions of benchmark `name` in ns per operation, sorted; empty when it did not run.
-    [[nodiscard]] std::vector<double> ns(const std::string& name) const {
-        auto it = runs_.find(name);
-        if (it == runs_.end()) return {};
-        std::vector<double> v = it->second;
-        std::sort(v.begin(), v.end());
-        return v;
-    }
-
-private:
-    std::map<std::string, std::vector<double>> runs_; // one entry per repetition
-};
-
-/// The median of sorted values (NaN for none).
-double median(const std::vector<double>& sorted) {
-    const std::size_t n = sorted.size();
-    if (n == 0) return std::numeric_limits<double>::quiet_NaN();
-    return n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
-}
+using coring_bench::median;
+using coring_bench::summary_reporter;
 
 void print_summary(const summary_reporter& rep) {
     constexpr double target = 0.70;
