@@ -3,6 +3,7 @@
 #include <coring/detail/loop_core.hpp>
 #include <coring/detail/op.hpp>
 #include <coring/detail/promise_base.hpp>
+#include <coring/detail/remote_queue.hpp>
 #include <coring/detail/ring.hpp>
 #include <coring/detail/timer_queue.hpp>
 #include <coring/runtime/loop_options.hpp>
@@ -20,6 +21,7 @@
 #include <coroutine>
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -82,6 +84,14 @@ public:
         } else {
             std::fputs("coring: an event_loop was destroyed on a thread other than its own\n", stderr);
             leak_leftovers();
+        }
+        service_.reset(); // joins the worker pool (or lets a stuck worker finish on its own)
+        if (reader_->in_kernel()) {
+            // The kernel may still write the eventfd count into it: never free it (B-8).
+#if CORING_ASAN
+            __lsan_ignore_object(reader_.get());
+#endif
+            (void)reader_.release();
         }
         // Through the owner thread's own slots, so that a loop destroyed elsewhere does not stay "current" there.
         if (*loop_slot_ == this) {
@@ -163,6 +173,35 @@ public:
     void add_timer(detail::timer_node* n) { timers_.insert(n); }
     void remove_timer(detail::timer_node* n) noexcept { timers_.remove(n); }
 
+    /// The loop's inbox for other threads (see detail::remote_queue), created on first use. Loop thread only.
+    const std::shared_ptr<detail::remote_queue>& remote() {
+        if (!remote_) remote_ = std::make_shared<detail::remote_queue>();
+        return remote_;
+    }
+    /// Loop thread, before handing work to another thread: one more remote_item will be posted. While any is expected
+    /// the loop keeps a read armed on the inbox's eventfd, and waits for it instead of reporting a deadlock.
+    void remote_begin() {
+        (void)remote();
+        ++remote_expected_;
+        if (!reader_->armed) {
+            reader_->armed = true;
+            start(reader_.get());
+        }
+    }
+    /// Loop thread: an expected remote_item arrived (called from its run()) or will never come (its job was withdrawn
+    /// before it started).
+    void remote_end() noexcept {
+        if (--remote_expected_ == 0 && reader_->armed) cancel(reader_.get());
+    }
+
+    /// A loop-thread service created on first use and destroyed after the loop has drained (the to_thread worker
+    /// pool): `Service` is constructed from (const loop_options&, const std::shared_ptr<detail::remote_queue>&).
+    template <class Service>
+    Service& service() {
+        if (!service_) service_ = std::make_shared<Service>(opts_, remote());
+        return *static_cast<Service*>(service_.get());
+    }
+
 private:
     // user_data values that are not op_base pointers (those are 8-aligned, so the low 3 bits are free).
     static constexpr std::uint64_t tag_mask = 7;
@@ -191,6 +230,8 @@ private:
     void disarm_kernel_timer() noexcept;
     bool drain();
     void warn_unfinished() const noexcept;
+    /// In-flight SQEs that are the loop's own bookkeeping rather than work: the armed wait timer.
+    [[nodiscard]] std::size_t own_ops() const noexcept { return timer_armed_ ? 1 : 0; }
     void leak_leftovers() noexcept;
 
     io_uring_sqe* get_sqe() noexcept {
@@ -230,6 +271,38 @@ private:
     loop_stats stats_;
     bool use_ext_arg_ = false; // wait deadlines go to io_uring_enter directly
     bool running_ = false;     // inside run()
+
+    /// The read the loop keeps armed on the remote inbox's eventfd while remote work is expected.
+    struct inbox_reader : detail::op_base {
+        event_loop* loop;
+        std::uint64_t count = 0; // the eventfd's counter, read by the kernel
+        bool armed = false;
+        explicit inbox_reader(event_loop* l) noexcept : op_base(&prep, &complete), loop(l) {}
+        static void prep(detail::op_base* op, io_uring_sqe* sqe) noexcept {
+            auto* r = static_cast<inbox_reader*>(op);
+            io_uring_prep_read(sqe, r->loop->remote_->fd(), &r->count, sizeof r->count, 0);
+        }
+        static void complete(detail::op_base* op, int, unsigned) noexcept {
+            auto* r = static_cast<inbox_reader*>(op);
+            r->armed = false;
+            r->loop->run_remote_items();
+        }
+    };
+    void run_remote_items() noexcept {
+        for (detail::remote_item* item = remote_->take_all(); item;) {
+            detail::remote_item* next = item->next; // run() may end the item's lifetime
+            item->run(item);
+            item = next;
+        }
+        if (remote_expected_ > 0 && !reader_->armed) {
+            reader_->armed = true;
+            start(reader_.get());
+        }
+    }
+    std::shared_ptr<detail::remote_queue> remote_; // shared with the threads that post into it
+    std::size_t remote_expected_ = 0;              // remote_items announced by remote_begin and not yet arrived
+    std::unique_ptr<inbox_reader> reader_ = std::make_unique<inbox_reader>(this); // leaked if the kernel keeps it
+    std::shared_ptr<void> service_; // the worker pool, type-erased (it lives in thread/)
     detail::clock::time_point drain_deadline_ = detail::clock::time_point::max(); // bounds waits while draining
     // The single kernel timeout armed when EXT_ARG is unavailable.
     bool timer_armed_ = false;
@@ -267,7 +340,7 @@ inline bool event_loop::poll(bool block) {
     const bool bounded = deadline != detail::clock::time_point::max();
     if (!bounded && timer_armed_) disarm_kernel_timer();
     // The loop's own kernel timer is not work: it only bounds a wait.
-    const std::size_t work = inflight_ - (timer_armed_ ? 1 : 0);
+    const std::size_t work = inflight_ - own_ops();
     if (block && work == 0 && pending_.empty() && !have_timers) return false;
 
     if (block) {
@@ -422,10 +495,11 @@ inline bool event_loop::drain() {
     } guard{*this};
     core_.draining = true;
     drain_deadline_ = detail::clock::now() + opts_.shutdown_timeout;
-    for (detail::promise_base* p = core_.roots; p; p = p->next_) p->own_ctx_.request();
+    for (detail::promise_base* p = core_.roots; p; p = p->next_) p->ctx_->request();
+    // The loop's own kernel timer only bounds a wait, it is not work; the inbox read is work while remote items are
+    // expected (and then a task is waiting for them), so it never counts here.
     auto idle = [this] {
-        return core_.root_count == 0 && inflight_ == (timer_armed_ ? 1u : 0u) && pending_.empty() &&
-               core_.ready.empty();
+        return core_.root_count == 0 && inflight_ == own_ops() && pending_.empty() && core_.ready.empty();
     };
     run_until([&] { return idle() || detail::clock::now() >= drain_deadline_; });
     if (!idle()) return false;

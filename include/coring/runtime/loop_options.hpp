@@ -28,6 +28,9 @@ struct loop_options {
     /// Register the ring descriptor (Linux 5.18) so that each io_uring_enter skips the descriptor lookup.
     bool register_ring_fd = true;
 
+    /// Threads of the pool that runs to_thread() jobs, started on first use; 0 means min(32, cores + 4), as asyncio.
+    unsigned worker_threads = 0;
+
     /// How long leaving run() or destroying the loop waits for cancelled tasks and operations to finish. Whatever is
     /// still in the kernel after that is leaked on purpose (never freed under the kernel's feet), with a warning.
     std::chrono::milliseconds shutdown_timeout{10000};

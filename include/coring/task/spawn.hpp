@@ -87,7 +87,7 @@ public:
     /// when the task had already finished.
     bool cancel() noexcept {
         if (!h_ || done()) return false;
-        h_.promise().own_ctx_.request();
+        h_.promise().ctx_->request();
         return true;
     }
 
@@ -147,7 +147,7 @@ public:
 
     private:
         static void on_cancel(detail::cancel_point* cp) noexcept {
-            static_cast<awaiter*>(cp)->h_.promise().own_ctx_.request();
+            static_cast<awaiter*>(cp)->h_.promise().ctx_->request();
         }
 
         std::coroutine_handle<promise_type> h_;
