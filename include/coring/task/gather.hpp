@@ -2,6 +2,7 @@
 
 #include <coring/detail/awaitable.hpp>
 #include <coring/detail/cancel.hpp>
+#include <coring/detail/children.hpp>
 #include <coring/detail/loop_core.hpp>
 #include <coring/detail/promise_base.hpp>
 #include <coring/error.hpp>
@@ -22,77 +23,6 @@
 namespace coring {
 
 namespace detail {
-
-struct gather_state;
-
-/// The cancellation context of one gathered child, which also leads back to the gather.
-struct gather_slot : cancel_context {
-    gather_state* state = nullptr;
-};
-
-/// What every gather shares: the waiting parent, the count of running children, the first failure.
-/// It is the parent's cancel point, so cancelling the parent cancels every child.
-struct gather_state : cancel_point {
-    gather_state() noexcept : cancel_point{&on_cancel} {}
-
-    std::coroutine_handle<> parent{};
-    cancel_context* parent_ctx = nullptr;
-    gather_slot* slots = nullptr;
-    std::size_t count = 0;
-    std::size_t remaining = 0;
-    std::exception_ptr error;     // the first exception a child ended with
-    bool cancelled_early = false; // the parent was already cancelled: no child was started
-
-    void cancel_children() noexcept {
-        for (std::size_t i = 0; i < count; ++i) slots[i].request();
-    }
-
-    /// Starts child `i`: it runs in its own cancellation context and reports here when done.
-    void start(std::size_t i, promise_base& p, std::coroutine_handle<> h) {
-        slots[i].state = this;
-        p.set(promise_base::started);
-        p.ctx_ = &slots[i];
-        p.on_done_ = &child_done;
-        current_core->ready.push(h); // cannot fail: begin() made room
-    }
-
-    /// Suspends the parent until every child is done; false when the parent was already cancelled.
-    bool begin(std::coroutine_handle<> h, cancel_context* ctx) {
-        // Room for every child first: a child queued and then abandoned because a later push failed would be
-        // resumed after its frame was freed.
-        require_core("gather").ready.reserve(count);
-        parent = h;
-        parent_ctx = ctx;
-        if (ctx && ctx->requested) {
-            cancelled_early = true;
-            return false;
-        }
-        remaining = count;
-        return true;
-    }
-    void registered() noexcept {
-        if (parent_ctx) parent_ctx->point = this;
-    }
-
-    void rethrow_if_failed() const {
-        if (cancelled_early) throw cancelled_error();
-        if (error) std::rethrow_exception(error);
-    }
-
-    static void on_cancel(cancel_point* c) noexcept { static_cast<gather_state*>(c)->cancel_children(); }
-
-    static std::coroutine_handle<> child_done(promise_base& p) noexcept {
-        gather_state* st = static_cast<gather_slot*>(p.ctx_)->state;
-        if (p.exception_ && !st->error) {
-            // The first failure cancels the siblings; gather still waits for all of them (no orphans).
-            st->error = p.exception_;
-            st->cancel_children();
-        }
-        if (--st->remaining != 0) return std::noop_coroutine();
-        if (st->parent_ctx && st->parent_ctx->point == st) st->parent_ctx->point = nullptr;
-        return st->parent;
-    }
-};
 
 template <class T>
 using gather_value_t = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
@@ -157,8 +87,8 @@ private:
     }
 
     std::tuple<task<Ts>...> tasks_;
-    std::array<detail::gather_slot, sizeof...(Ts)> slots_{};
-    detail::gather_state state_;
+    std::array<detail::child_slot, sizeof...(Ts)> slots_{};
+    detail::children_state state_;
 };
 
 /// The awaitable of gather(std::vector<A>).
@@ -166,7 +96,7 @@ template <class T>
 class [[nodiscard]] gather_vector_awaitable {
 public:
     explicit gather_vector_awaitable(std::vector<task<T>> tasks)
-        : tasks_(std::move(tasks)), slots_(std::make_unique<detail::gather_slot[]>(tasks_.size())) {
+        : tasks_(std::move(tasks)), slots_(std::make_unique<detail::child_slot[]>(tasks_.size())) {
         for (const auto& t : tasks_) detail::check_unstarted(t);
         state_.slots = slots_.get();
         state_.count = tasks_.size();
@@ -204,8 +134,8 @@ public:
 
 private:
     std::vector<task<T>> tasks_;
-    std::unique_ptr<detail::gather_slot[]> slots_;
-    detail::gather_state state_;
+    std::unique_ptr<detail::child_slot[]> slots_;
+    detail::children_state state_;
 };
 
 /// Runs every awaitable concurrently and yields a std::tuple of their results in argument order (asyncio.gather);

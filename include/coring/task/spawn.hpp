@@ -30,7 +30,7 @@ inline bool is_cancellation(const std::exception_ptr& e) noexcept {
 
 /// Reports the exception a finished task ended with, unless nobody could have missed it.
 inline void report_unobserved(promise_base& p) noexcept {
-    if (!p.exception_ || is_cancellation(p.exception_)) return;
+    if (!p.exception_ || p.has(promise_base::observed) || is_cancellation(p.exception_)) return;
     if (current_core) current_core->report(p.exception_);
     else default_exception_report(p.exception_);
 }
@@ -48,7 +48,8 @@ inline std::coroutine_handle<> root_done(promise_base& p) noexcept {
 }
 
 template <class T>
-join_handle<T> spawn_on(loop_core& core, task<T> t);
+join_handle<T> spawn_on(loop_core& core, task<T> t, cancel_context* ctx = nullptr,
+                        promise_base::done_fn on_done = nullptr);
 
 } // namespace detail
 
@@ -168,7 +169,8 @@ public:
 
 private:
     template <class U>
-    friend join_handle<U> detail::spawn_on(detail::loop_core&, task<U>);
+    friend join_handle<U> detail::spawn_on(detail::loop_core&, task<U>, detail::cancel_context*,
+                                           detail::promise_base::done_fn);
     explicit join_handle(std::coroutine_handle<promise_type> h) noexcept : h_(h) {}
 
     static T take_result(std::coroutine_handle<promise_type> h, bool move) {
@@ -192,8 +194,10 @@ private:
 
 namespace detail {
 
+/// Registers `t` as a root of `core` and queues it. A combinator (task_group) may give it its own cancellation
+/// context and completion hook; by default it runs in its own context and finishes with root_done.
 template <class T>
-join_handle<T> spawn_on(loop_core& core, task<T> t) {
+join_handle<T> spawn_on(loop_core& core, task<T> t, cancel_context* ctx, promise_base::done_fn on_done) {
     auto h = t.handle();
     if (!h) throw std::logic_error("coring: spawning an empty task");
     auto& p = h.promise();
@@ -201,9 +205,9 @@ join_handle<T> spawn_on(loop_core& core, task<T> t) {
     core.ready.push(h); // the only step that can throw: `t` still owns the frame if it does
     (void)t.release();
     p.set(promise_base::started | promise_base::root);
-    p.ctx_ = &p.own_ctx_;
-    p.on_done_ = &root_done;
-    if (core.draining) p.own_ctx_.requested = true;
+    p.ctx_ = ctx ? ctx : &p.own_ctx_;
+    p.on_done_ = on_done ? on_done : &root_done;
+    if (core.draining) p.ctx_->requested = true; // a loop that is shutting down cancels new tasks at once
     core.add_root(p);
     return join_handle<T>(h);
 }

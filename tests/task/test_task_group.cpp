@@ -1,0 +1,161 @@
+#include "support/helpers.hpp"
+
+#include <coring/coring.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+using namespace std::chrono_literals;
+using coring::task;
+
+namespace {
+
+struct probe {
+    bool finished = false;
+    bool cancelled = false;
+};
+
+task<int> watched(std::chrono::milliseconds d, int v, probe& p) {
+    try {
+        co_await coring::sleep(d);
+    } catch (const coring::cancelled_error&) {
+        p.cancelled = true;
+        throw;
+    }
+    p.finished = true;
+    co_return v;
+}
+
+task<> fail_after(std::chrono::milliseconds d, const char* what) {
+    co_await coring::sleep(d);
+    throw std::runtime_error(what);
+}
+
+} // namespace
+
+TEST_CASE("task_group - join waits for every child; handles give their results", "[task_group]") {
+    coring::run([]() -> task<> {
+        coring::task_group g;
+        probe p[3];
+        auto a = g.spawn(watched(5ms, 1, p[0]));
+        auto b = g.spawn(watched(10ms, 2, p[1]));
+        g.spawn(watched(1ms, 3, p[2]));
+        CHECK(g.size() == 3);
+        co_await g.join();
+        CHECK(g.size() == 0);
+        CHECK(p[0].finished);
+        CHECK(p[1].finished);
+        CHECK(p[2].finished);
+        const int x = co_await a;
+        const int y = co_await b;
+        CHECK(x + y == 3);
+        co_await g.join(); // nothing left: returns at once
+    }());
+}
+
+TEST_CASE("task_group - the first failure cancels the others and join rethrows it after they finished",
+          "[task_group]") {
+    coring_test::stderr_capture err;
+    coring::run([]() -> task<> {
+        coring::task_group g;
+        probe a, b;
+        g.spawn(watched(10s, 1, a));
+        g.spawn(fail_after(3ms, "first"));
+        g.spawn(watched(10s, 2, b));
+        coring_test::stopwatch sw;
+        CHECK_THROWS_WITH(co_await g.join(), "first");
+        CHECK(a.cancelled);
+        CHECK(b.cancelled);
+        CHECK(sw.seconds() < 1.0);
+        CHECK_THROWS_AS(g.spawn(watched(1ms, 3, a)), std::logic_error); // shutting down
+    }());
+    err.restore();
+    CHECK(err.text().empty()); // join delivered the failure: nothing is reported as lost
+}
+
+TEST_CASE("task_group - a child cancelled through its handle does not fail the group", "[task_group][cancel]") {
+    coring::run([]() -> task<> {
+        coring::task_group g;
+        probe a, b;
+        auto h = g.spawn(watched(10s, 1, a));
+        g.spawn(watched(5ms, 2, b));
+        co_await coring::yield_now();
+        h.cancel();
+        co_await g.join();
+        CHECK(a.cancelled);
+        CHECK(b.finished);
+    }());
+}
+
+TEST_CASE("task_group - cancelling the joining task cancels the children and still waits for them",
+          "[task_group][cancel]") {
+    coring::run([]() -> task<> {
+        probe a, b;
+        auto owner = coring::spawn([](probe& pa, probe& pb) -> task<> {
+            coring::task_group g;
+            g.spawn(watched(10s, 1, pa));
+            g.spawn(watched(10s, 2, pb));
+            co_await g.join();
+        }(a, b));
+        co_await coring::sleep(2ms);
+        owner.cancel();
+        CHECK_THROWS_AS(co_await owner, coring::cancelled_error);
+        CHECK(a.cancelled);
+        CHECK(b.cancelled);
+    }());
+}
+
+TEST_CASE("task_group - a group left without join cancels its children, which finish in the background",
+          "[task_group][cancel]") {
+    coring_test::lifetime::alive = 0;
+    coring::event_loop loop;
+    loop.run([]() -> task<> {
+        probe a;
+        {
+            coring::task_group g;
+            g.spawn(watched(10s, 1, a));
+            g.spawn([](coring_test::lifetime l) -> task<int> {
+                co_await coring::sleep(10s);
+                co_return l.value;
+            }(coring_test::lifetime(1)));
+            co_await coring::yield_now();
+        } // an exception path would do the same
+        co_await coring::sleep(2ms);
+        CHECK(a.cancelled);
+    }());
+    CHECK(loop.task_count() == 0);
+    CHECK(coring_test::lifetime::alive == 0);
+}
+
+TEST_CASE("task_group - children may spawn more children into their own group", "[task_group]") {
+    coring::run([]() -> task<> {
+        coring::task_group g;
+        int count = 0;
+        g.spawn([](coring::task_group& group, int& c) -> task<> {
+            for (int i = 0; i < 10; ++i)
+                group.spawn([](int& cc) -> task<> {
+                    co_await coring::yield_now();
+                    ++cc;
+                }(c));
+            co_return;
+        }(g, count));
+        co_await g.join();
+        CHECK(count == 10);
+    }());
+}
+
+TEST_CASE("task_group - accepts any awaitable and can be cancelled as a whole", "[task_group][cancel]") {
+    coring::run([]() -> task<> {
+        coring::task_group g;
+        g.spawn(coring::sleep(10s));
+        g.spawn(coring::submit([](io_uring_sqe* s) { io_uring_prep_nop(s); }));
+        co_await coring::yield_now();
+        g.cancel();
+        co_await g.join(); // cancellation of its children is not a failure
+        CHECK(g.size() == 0);
+    }());
+}

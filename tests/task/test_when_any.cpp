@@ -1,0 +1,120 @@
+#include "support/helpers.hpp"
+
+#include <coring/coring.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <variant>
+#include <vector>
+
+using namespace std::chrono_literals;
+using coring::task;
+
+namespace {
+
+struct probe {
+    bool finished = false;
+    bool cancelled = false;
+};
+
+task<int> watched(std::chrono::milliseconds d, int v, probe& p) {
+    try {
+        co_await coring::sleep(d);
+    } catch (const coring::cancelled_error&) {
+        p.cancelled = true;
+        throw;
+    }
+    p.finished = true;
+    co_return v;
+}
+
+task<> fail_after(std::chrono::milliseconds d) {
+    co_await coring::sleep(d);
+    throw std::runtime_error("first and failed");
+}
+
+int global = 0;
+
+} // namespace
+
+TEST_CASE("when_any - the first to finish wins; the others are cancelled and finished before it returns",
+          "[when_any]") {
+    coring::run([]() -> task<> {
+        probe a, b, c;
+        coring_test::stopwatch sw;
+        auto r = co_await coring::when_any(watched(10s, 1, a), watched(5ms, 2, b), watched(10s, 3, c));
+        CHECK(r.index() == 1);
+        CHECK(std::get<1>(r) == 2);
+        CHECK(b.finished);
+        CHECK(a.cancelled); // drained: their cancellation handlers have run
+        CHECK(c.cancelled);
+        CHECK(sw.seconds() < 1.0);
+    }());
+}
+
+TEST_CASE("when_any - a winner that threw is rethrown after the others finished", "[when_any]") {
+    coring::run([]() -> task<> {
+        probe a;
+        CHECK_THROWS_WITH(co_await coring::when_any(watched(10s, 1, a), fail_after(2ms)), "first and failed");
+        CHECK(a.cancelled);
+    }());
+}
+
+TEST_CASE("when_any - void, references and mixed awaitables", "[when_any]") {
+    coring::run([]() -> task<> {
+        auto r = co_await coring::when_any(coring::sleep(1ms), coring::sleep(10s));
+        STATIC_REQUIRE(std::is_same_v<decltype(r), std::variant<std::monostate, std::monostate>>);
+        CHECK(r.index() == 0);
+        auto ref = co_await coring::when_any([]() -> task<int&> { co_return global; }(), coring::sleep(10s));
+        REQUIRE(ref.index() == 0);
+        CHECK(&std::get<0>(ref).get() == &global);
+        auto nop = co_await coring::when_any(coring::submit([](io_uring_sqe* s) { io_uring_prep_nop(s); }),
+                                             coring::sleep(10s));
+        CHECK(nop.index() == 0);
+        CHECK(std::get<0>(nop) == 0);
+    }());
+}
+
+TEST_CASE("when_any - the vector form yields the winner's index and result", "[when_any]") {
+    coring::run([]() -> task<> {
+        std::vector<task<int>> ts;
+        probe ps[5];
+        for (int i = 0; i < 5; ++i) ts.push_back(watched(std::chrono::milliseconds(50 - i * 10), i, ps[i]));
+        auto [index, value] = co_await coring::when_any(std::move(ts));
+        CHECK(index == 4);
+        CHECK(value == 4);
+        for (int i = 0; i < 4; ++i) CHECK(ps[i].cancelled);
+        std::vector<coring::sleep_awaitable> sleeps;
+        sleeps.push_back(coring::sleep(10s));
+        sleeps.push_back(coring::sleep(1ms));
+        const std::size_t which = co_await coring::when_any(std::move(sleeps));
+        CHECK(which == 1);
+        std::vector<task<int>> none;
+        CHECK_THROWS_AS(coring::when_any(std::move(none)), std::invalid_argument);
+    }());
+}
+
+TEST_CASE("when_any - cancelling the caller cancels every child", "[when_any][cancel]") {
+    coring::run([]() -> task<> {
+        probe a, b;
+        auto h = coring::spawn(coring::when_any(watched(10s, 1, a), watched(10s, 2, b)));
+        co_await coring::sleep(2ms);
+        h.cancel();
+        CHECK_THROWS_AS(co_await h, coring::cancelled_error);
+        CHECK(a.cancelled);
+        CHECK(b.cancelled);
+    }());
+}
+
+TEST_CASE("when_any - with a timeout as one of the racers", "[when_any][timeout]") {
+    coring::run([]() -> task<> {
+        probe a;
+        auto r = co_await coring::when_any(watched(10s, 1, a), coring::sleep(3ms));
+        CHECK(r.index() == 1);
+        CHECK(a.cancelled);
+    }());
+}
