@@ -22,7 +22,8 @@ struct named_setup {
 
 /// The ring setups loop-level tests run over, as liburing runs its tests over several ring setups: the default (every
 /// optional flag the kernel accepts), a plain ring (none), a tiny ring that is full all the time (8 SQ entries, 16 CQ
-/// entries, so completions overflow), and timers through one IORING_OP_TIMEOUT instead of EXT_ARG waits.
+/// entries, so completions overflow), waits with relative deadlines (kernels before 6.12), and timers through one
+/// IORING_OP_TIMEOUT instead of EXT_ARG waits (kernels before 5.11).
 inline std::vector<named_setup> setups() {
     std::vector<named_setup> v;
     v.push_back({"default", {}});
@@ -34,6 +35,9 @@ inline std::vector<named_setup> setups() {
     tiny.entries = 8;
     tiny.cq_entries = 16;
     v.push_back({"tiny", tiny});
+    coring::loop_options relative;
+    relative.absolute_wait_deadline = false;
+    v.push_back({"relative-wait", relative});
     coring::loop_options timer_sqe;
     timer_sqe.wait_timeout_arg = false;
     v.push_back({"timer-sqe", timer_sqe});

@@ -134,6 +134,12 @@ public:
             enter_flags_ = IORING_ENTER_REGISTERED_RING;
         }
 #endif
+        // Absolute wait deadlines (Linux 6.12) spare a clock read per wait; an older kernel refuses the flag.
+        if (o.wait_timeout_arg && o.absolute_wait_deadline && (features_ & IORING_FEAT_EXT_ARG)) {
+            const __kernel_timespec zero{0, 0};
+            const int r = enter(0, 0, IORING_ENTER_GETEVENTS | enter_abs_timer, &zero);
+            abs_timer_ = r >= 0 || r == -ETIME;
+        }
         if (io_uring_probe* pr = io_uring_get_probe_ring(&ring_)) {
             for (unsigned op = 0; op < pr->last_op + 1u && op < probe_.size(); ++op)
                 if (io_uring_opcode_supported(pr, static_cast<int>(op))) probe_.set(op);
@@ -145,7 +151,13 @@ public:
     ring& operator=(const ring&) = delete;
     ~ring() { io_uring_queue_exit(&ring_); }
 
+    /// IORING_ENTER_ABS_TIMER (Linux 6.12; not in liburing 2.3's headers): the EXT_ARG timeout is an absolute
+    /// CLOCK_MONOTONIC time.
+    static constexpr unsigned enter_abs_timer = 1U << 5;
+
     [[nodiscard]] io_uring* get() noexcept { return &ring_; }
+    /// Whether waits can take an absolute deadline (enter_abs_timer).
+    [[nodiscard]] bool abs_timer() const noexcept { return abs_timer_; }
     [[nodiscard]] unsigned setup_flags() const noexcept { return setup_flags_; }
     [[nodiscard]] unsigned features() const noexcept { return features_; }
     /// Whether the kernel supports `opcode`; true for everything when the kernel is too old to be probed (5.5).
@@ -188,6 +200,7 @@ private:
     unsigned enter_flags_ = 0; // IORING_ENTER_REGISTERED_RING when registered
     std::bitset<256> probe_;   // supported opcodes
     bool probed_ = false;      // the probe worked (Linux 5.6+)
+    bool abs_timer_ = false;   // the kernel takes absolute wait deadlines
 };
 
 } // namespace coring::detail

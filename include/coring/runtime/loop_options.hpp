@@ -25,6 +25,9 @@ struct loop_options {
     /// Wait for the earliest timer with IORING_ENTER_EXT_ARG (Linux 5.11). When false or unsupported, the loop arms a
     /// single IORING_OP_TIMEOUT for the earliest deadline instead.
     bool wait_timeout_arg = true;
+    /// Give those waits an absolute deadline (IORING_ENTER_ABS_TIMER, Linux 6.12), which spares a clock read per
+    /// wait; when false or unsupported the deadline is passed relative to now.
+    bool absolute_wait_deadline = true;
     /// Register the ring descriptor (Linux 5.18) so that each io_uring_enter skips the descriptor lookup.
     bool register_ring_fd = true;
 

@@ -87,7 +87,7 @@ public:
                 loop.schedule(h);
                 return true;
             }
-            deadline = detail::saturating_add(detail::clock::now(), delay);
+            deadline = detail::deadline_after(delay);
         }
         loop.add_timer(this);
         if (ctx_) ctx_->point = this;

@@ -48,7 +48,7 @@ public:
         // Already cancelled (level-triggered): do not start the inner awaitable at all.
         if (parent_ && parent_->requested) throw cancelled_error();
         event_loop& loop = event_loop::current();
-        if (relative_) deadline = detail::saturating_add(detail::clock::now(), deadline.time_since_epoch());
+        if (relative_) deadline = detail::deadline_after(deadline.time_since_epoch());
         loop.add_timer(this);
         if (parent_) parent_->point = this;
         struct undo_on_throw {
