@@ -1,0 +1,230 @@
+#pragma once
+
+#include <coring/detail/remote_queue.hpp>
+#include <coring/runtime/loop_options.hpp>
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace coring::detail {
+
+/// One piece of blocking work for the worker pool (what to_thread() awaits). Lives in the awaiting coroutine's frame,
+/// never allocated by the pool.
+///
+/// Lifecycle (state_, written under the pool's lock except running -> finished):
+/// - idle: not submitted.
+/// - queued: in the pool's FIFO. The loop thread may withdraw it (under the lock): it then never runs.
+/// - running: a worker took it and runs `execute` outside the lock. Nothing can stop it.
+/// - finished: `execute` returned and the outcome is stored. The worker posts the job to the loop's remote_queue
+///   right after (as a remote_item, whose `run` the loop calls on its own thread) and never touches it again.
+/// - withdrawn: taken out of the FIFO by the loop thread before any worker saw it.
+struct pool_job : remote_item {
+    enum class state : std::uint8_t { idle, queued, running, finished, withdrawn };
+
+    /// Worker thread: runs the user's function and stores its result or exception. Must not throw.
+    void (*execute)(pool_job*) noexcept = nullptr;
+    pool_job* prev_job = nullptr; // links in the pool's FIFO (under its lock)
+    pool_job* next_job = nullptr;
+    std::atomic<state> state_{state::idle}; // read by the loop thread while a worker may be finishing the job
+};
+
+/// The threads that run to_thread() jobs for one event_loop (asyncio's default ThreadPoolExecutor). Created on first
+/// use through event_loop::service<worker_pool>(), destroyed by ~event_loop after the loop drained.
+///
+/// Threads are started lazily, one at a time: a submit that finds more queued jobs than idle workers starts one more
+/// thread, up to the limit (loop_options::worker_threads; 0 means min(32, hardware threads + 4), as asyncio). Started
+/// threads stay until the pool is destroyed. Each is created with every signal blocked (it inherits the mask, so no
+/// signal can land on it even for an instant): process-directed signals go to the loop thread or the application's
+/// own threads, never to a worker in the middle of someone's blocking call.
+///
+/// Hand-off: a locked FIFO and a condition variable to the workers; results go back through the loop's remote_queue.
+/// Workers never touch the ring (SINGLE_ISSUER: pitfalls G-1) nor resume a coroutine (llvm#56301): the loop does.
+///
+/// The state the workers use (FIFO, lock, the remote_queue) is shared with them (std::shared_ptr), so that a worker
+/// that outlives the pool still has somewhere to post its job. All member functions: loop thread only.
+class worker_pool {
+public:
+    /// What withdraw() found.
+    enum class withdraw_result : std::uint8_t {
+        withdrawn, ///< it was still queued and now never runs
+        running,   ///< a worker runs it; its completion will be posted
+        finished   ///< it has run; its completion is posted or about to be
+    };
+
+    /// The pool of `options.worker_threads` threads (none started yet) posting completions to `remote`.
+    worker_pool(const loop_options& options, const std::shared_ptr<remote_queue>& remote)
+        : state_(std::make_shared<shared_state>(remote)), max_(thread_limit(options.worker_threads)) {}
+    worker_pool(const worker_pool&) = delete;
+    worker_pool& operator=(const worker_pool&) = delete;
+
+    /// Stops the workers and joins the idle ones. Called after the loop drained, so normally no job is left. A worker
+    /// still inside a job (the loop gave up waiting after loop_options::shutdown_timeout and leaked the frame that
+    /// awaits it) is detached instead of joined, so that a stuck function cannot hang the destructor: it finishes on
+    /// its own later, posts into the (shared, still open) remote_queue that nobody reads any more, and exits. Jobs
+    /// still queued are dropped unrun (their frames were leaked too).
+    ~worker_pool() {
+        {
+            std::lock_guard<std::mutex> lock(state_->mutex);
+            state_->stop = true;
+            state_->head = state_->tail = nullptr;
+            state_->queued = 0;
+        }
+        state_->wake.notify_all();
+        for (worker& w : workers_) {
+            // A worker that is not inside a job now never starts one (stop is set): it exits at once.
+            if (w.busy->load(std::memory_order_acquire)) w.thread.detach();
+            else w.thread.join();
+        }
+    }
+
+    /// Queues `job` (its `execute` and remote_item::run set) and starts a thread if every started one is busy.
+    /// Throws std::system_error when no thread can be started and none exists (the job is then not queued).
+    void submit(pool_job* job) {
+        bool start_thread, wake;
+        {
+            std::lock_guard<std::mutex> lock(state_->mutex);
+            job->state_.store(pool_job::state::queued, std::memory_order_relaxed);
+            state_->push_back(job);
+            const std::size_t idle = state_->idle.load(std::memory_order_relaxed);
+            wake = idle > 0;
+            start_thread = state_->queued > idle && workers_.size() < max_;
+            // The thread about to start counts as idle from now on, so that the next submit does not start another
+            // one for the same job.
+            if (start_thread) state_->idle.fetch_add(1, std::memory_order_relaxed);
+        }
+        if (wake) state_->wake.notify_one();
+        if (!start_thread) return;
+        try {
+            start_worker();
+        } catch (...) {
+            state_->idle.fetch_sub(1, std::memory_order_relaxed);
+            // With a worker running, the job is taken sooner or later; with none it would wait forever.
+            if (!workers_.empty()) return;
+            (void)withdraw(job);
+            throw;
+        }
+    }
+
+    /// Takes `job` back if no worker has taken it yet. Does not wait for a running job.
+    withdraw_result withdraw(pool_job* job) noexcept {
+        std::lock_guard<std::mutex> lock(state_->mutex);
+        const pool_job::state s = job->state_.load(std::memory_order_acquire);
+        if (s == pool_job::state::queued) {
+            state_->erase(job);
+            job->state_.store(pool_job::state::withdrawn, std::memory_order_relaxed);
+            return withdraw_result::withdrawn;
+        }
+        return s == pool_job::state::running ? withdraw_result::running : withdraw_result::finished;
+    }
+
+    /// The most threads this pool starts.
+    [[nodiscard]] std::size_t max_threads() const noexcept { return max_; }
+    /// Threads started so far.
+    [[nodiscard]] std::size_t threads() const noexcept { return workers_.size(); }
+
+    /// The thread limit for loop_options::worker_threads `n`: n, or min(32, hardware threads + 4) for 0.
+    [[nodiscard]] static std::size_t thread_limit(unsigned n) noexcept {
+        if (n != 0) return n;
+        return std::min<std::size_t>(32, std::size_t{std::thread::hardware_concurrency()} + 4);
+    }
+
+private:
+    /// What the pool shares with its threads.
+    struct shared_state {
+        explicit shared_state(std::shared_ptr<remote_queue> r) noexcept : remote(std::move(r)) {}
+
+        std::mutex mutex;             // guards everything below but `remote`
+        std::condition_variable wake; // a job was queued, or stop
+        pool_job* head = nullptr;     // FIFO of queued jobs
+        pool_job* tail = nullptr;     //
+        std::size_t queued = 0;       // length of the FIFO
+        // Workers not inside a job (waiting, about to wait, or just started). Counted up by a worker as soon as its job
+        // is done, before it posts the job and relocks: a submit that follows the completion at once must not start
+        // a thread for nothing. Counted down under the lock when a worker takes a job. Atomic for the lock-free
+        // increment; read under the lock.
+        std::atomic<std::size_t> idle{0};
+        bool stop = false;                    // the pool is gone: exit instead of taking jobs
+        std::shared_ptr<remote_queue> remote; // where finished jobs go; outlives the loop while a worker is stuck
+
+        void push_back(pool_job* j) noexcept {
+            j->next_job = nullptr;
+            j->prev_job = tail;
+            if (tail) tail->next_job = j;
+            else head = j;
+            tail = j;
+            ++queued;
+        }
+        void erase(pool_job* j) noexcept {
+            if (j->prev_job) j->prev_job->next_job = j->next_job;
+            else head = j->next_job;
+            if (j->next_job) j->next_job->prev_job = j->prev_job;
+            else tail = j->prev_job;
+            j->prev_job = j->next_job = nullptr;
+            --queued;
+        }
+    };
+
+    /// A started thread and whether it is inside a job (read by the destructor to choose join or detach).
+    struct worker {
+        std::thread thread;
+        std::shared_ptr<std::atomic<bool>> busy; // shared: a detached worker still writes it
+    };
+
+    void start_worker() {
+        auto busy = std::make_shared<std::atomic<bool>>(false);
+        // The new thread inherits the creator's signal mask: block everything around its creation, so that it never
+        // runs a single instruction with a signal unblocked, then give the loop thread its own mask back.
+        sigset_t all, old;
+        ::sigfillset(&all);
+        ::pthread_sigmask(SIG_BLOCK, &all, &old);
+        struct restore_mask {
+            const sigset_t* old;
+            ~restore_mask() { ::pthread_sigmask(SIG_SETMASK, old, nullptr); }
+        } restore{&old};
+        workers_.reserve(workers_.size() + 1); // so that emplace_back cannot throw after the thread exists
+        workers_.push_back(worker{std::thread(&worker_pool::work, state_, busy), busy});
+    }
+
+    /// A worker's life: take the oldest job, run it outside the lock, post it to the loop, until stop.
+    static void work(std::shared_ptr<shared_state> s, std::shared_ptr<std::atomic<bool>> busy) noexcept {
+        ::pthread_setname_np(::pthread_self(), "coring-worker");
+        std::unique_lock<std::mutex> lock(s->mutex);
+        for (;;) {
+            while (!s->stop && !s->head) s->wake.wait(lock);
+            if (s->stop) return;
+            pool_job* job = s->head;
+            s->erase(job);
+            s->idle.fetch_sub(1, std::memory_order_relaxed);
+            // Under the lock: from here on withdraw() can no longer take it back, and the destructor sees busy.
+            job->state_.store(pool_job::state::running, std::memory_order_relaxed);
+            busy->store(true, std::memory_order_relaxed);
+            lock.unlock();
+            job->execute(job);
+            busy->store(false, std::memory_order_release);
+            s->idle.fetch_add(1, std::memory_order_relaxed);
+            // Release: the outcome `execute` stored is visible to whoever reads `finished` (withdraw(), the loop).
+            job->state_.store(pool_job::state::finished, std::memory_order_release);
+            // After this the loop may resume the coroutine and free the job at any moment: do not touch it again.
+            s->remote->post(job);
+            lock.lock();
+        }
+    }
+
+    std::shared_ptr<shared_state> state_; // shared with every worker
+    std::vector<worker> workers_;         // started threads
+    std::size_t max_;                     // thread limit
+};
+
+} // namespace coring::detail
