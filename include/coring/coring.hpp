@@ -4,6 +4,9 @@
 #include <coring/config.hpp>
 #include <coring/error.hpp>
 #include <coring/runtime.hpp>
+#include <coring/signal.hpp>
+#include <coring/sync.hpp>
 #include <coring/task.hpp>
+#include <coring/thread.hpp>
 #include <coring/time.hpp>
 #include <coring/version.hpp>

@@ -1,0 +1,123 @@
+// Cancellation reaches a task wherever it waits: one test per kind of wait, each checking that cancelled_error is
+// thrown at the suspension point promptly and that nothing is left behind (in_flight 0, no task left).
+#include "support/helpers.hpp"
+
+#include <coring/coring.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <thread>
+
+using namespace std::chrono_literals;
+using coring::task;
+
+namespace {
+
+/// Spawns `t`, lets it reach its wait, cancels it and checks that it ends with cancelled_error within a second.
+task<> cancel_while_waiting(task<> t) {
+    coring_test::stopwatch sw;
+    auto h = coring::spawn(std::move(t));
+    co_await coring::sleep(3ms);
+    CHECK_FALSE(h.done());
+    CHECK(h.cancel());
+    CHECK_THROWS_AS(co_await h, coring::cancelled_error);
+    CHECK(sw.seconds() < 1.0);
+}
+
+void run_case(task<> t) {
+    coring::event_loop loop;
+    loop.run(cancel_while_waiting(std::move(t)));
+    CHECK(loop.in_flight() == 0);
+    CHECK(loop.task_count() == 0);
+}
+
+} // namespace
+
+TEST_CASE("cancel - a sleep", "[cancel]") {
+    run_case([]() -> task<> { co_await coring::sleep(10s); }());
+}
+
+TEST_CASE("cancel - an io_uring operation, in the kernel", "[cancel]") {
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    run_case([](int fd) -> task<> {
+        char c;
+        (void)co_await coring::submit([fd, &c](io_uring_sqe* s) { io_uring_prep_read(s, fd, &c, 1, 0); });
+    }(fds[0]));
+    ::close(fds[0]);
+    ::close(fds[1]);
+}
+
+TEST_CASE("cancel - a child task, all the way down", "[cancel]") {
+    run_case([]() -> task<> {
+        auto inner = []() -> task<> { co_await coring::sleep(10s); };
+        auto middle = [](task<> t) -> task<> { co_await std::move(t); };
+        co_await middle(inner());
+    }());
+}
+
+TEST_CASE("cancel - a join on another task", "[cancel]") {
+    run_case([]() -> task<> {
+        auto other = coring::spawn(coring::sleep(10s));
+        co_await other;
+    }());
+}
+
+TEST_CASE("cancel - gather, when_any and task_group", "[cancel]") {
+    run_case([]() -> task<> { co_await coring::gather(coring::sleep(10s), coring::sleep(20s)); }());
+    run_case([]() -> task<> { (void)co_await coring::when_any(coring::sleep(10s), coring::sleep(20s)); }());
+    run_case([]() -> task<> {
+        coring::task_group g;
+        g.spawn(coring::sleep(10s));
+        co_await g.join();
+    }());
+}
+
+TEST_CASE("cancel - a timeout and what it waits on", "[cancel]") {
+    run_case([]() -> task<> { co_await coring::timeout(10s, coring::sleep(20s)); }());
+}
+
+TEST_CASE("cancel - the wait lists of event, mutex, semaphore and queue", "[cancel]") {
+    run_case([]() -> task<> {
+        coring::event e;
+        co_await e.wait();
+    }());
+    run_case([]() -> task<> {
+        coring::mutex m;
+        auto held = m.try_lock();
+        auto g = co_await m.lock();
+    }());
+    run_case([]() -> task<> {
+        coring::semaphore s(0);
+        co_await s.acquire();
+    }());
+    run_case([]() -> task<> {
+        coring::queue<int> q;
+        (void)co_await q.pop();
+    }());
+    run_case([]() -> task<> {
+        coring::queue<int> q(1);
+        REQUIRE(q.try_push(1));
+        co_await q.push(2);
+    }());
+}
+
+TEST_CASE("cancel - to_thread waits for the function, then throws", "[cancel]") {
+    std::atomic<bool> returned{false};
+    run_case([](std::atomic<bool>& r) -> task<> {
+        co_await coring::to_thread([&r] {
+            std::this_thread::sleep_for(30ms);
+            r = true;
+        });
+    }(returned));
+    CHECK(returned); // the caller resumed only after the function had returned
+}
+
+TEST_CASE("cancel - wait_signal", "[cancel]") {
+    run_case([]() -> task<> { (void)co_await coring::wait_signal(SIGUSR2); }());
+}
