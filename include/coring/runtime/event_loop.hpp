@@ -27,6 +27,7 @@
 #include <system_error>
 #include <thread>
 #include <utility>
+#include <vector>
 
 namespace coring {
 
@@ -85,7 +86,8 @@ public:
             std::fputs("coring: an event_loop was destroyed on a thread other than its own\n", stderr);
             leak_leftovers();
         }
-        service_.reset(); // joins the worker pool (or lets a stuck worker finish on its own)
+        // Newest first, after the drain: the worker pool joins (or lets a stuck worker finish on its own).
+        while (!services_.empty()) services_.pop_back();
         if (reader_->in_kernel()) {
             // The kernel may still write the eventfd count into it: never free it (B-8).
 #if CORING_ASAN
@@ -198,8 +200,11 @@ public:
     /// pool): `Service` is constructed from (const loop_options&, const std::shared_ptr<detail::remote_queue>&).
     template <class Service>
     Service& service() {
-        if (!service_) service_ = std::make_shared<Service>(opts_, remote());
-        return *static_cast<Service*>(service_.get());
+        static constexpr char key = 0; // one address per Service type
+        for (auto& [k, s] : services_)
+            if (k == &key) return *static_cast<Service*>(s.get());
+        services_.emplace_back(&key, std::make_shared<Service>(opts_, remote()));
+        return *static_cast<Service*>(services_.back().second.get());
     }
 
 private:
@@ -302,7 +307,7 @@ private:
     std::shared_ptr<detail::remote_queue> remote_; // shared with the threads that post into it
     std::size_t remote_expected_ = 0;              // remote_items announced by remote_begin and not yet arrived
     std::unique_ptr<inbox_reader> reader_ = std::make_unique<inbox_reader>(this); // leaked if the kernel keeps it
-    std::shared_ptr<void> service_; // the worker pool, type-erased (it lives in thread/)
+    std::vector<std::pair<const void*, std::shared_ptr<void>>> services_; // by type, type-erased (the worker pool)
     detail::clock::time_point drain_deadline_ = detail::clock::time_point::max(); // bounds waits while draining
     // The single kernel timeout armed when EXT_ARG is unavailable.
     bool timer_armed_ = false;
