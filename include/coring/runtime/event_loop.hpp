@@ -225,7 +225,7 @@ private:
     bool run_until(Pred&& done);
     void run_ready();
     bool poll(bool block);
-    void wait(bool until, detail::clock::time_point deadline, detail::clock::time_point now);
+    void wait(detail::clock::time_point deadline);
     void enter(unsigned to_submit, unsigned min_complete, unsigned flags, const __kernel_timespec* ts);
     void reap();
     void dispatch(std::uint64_t user_data, int res, unsigned flags) noexcept;
@@ -340,48 +340,46 @@ inline void event_loop::run_ready() {
 inline bool event_loop::poll(bool block) {
     if (!pending_.empty()) submit_pending();
     const bool have_timers = !timers_.empty();
-    detail::clock::time_point deadline = drain_deadline_;
-    if (have_timers) deadline = std::min(deadline, timers_.earliest());
-    const bool bounded = deadline != detail::clock::time_point::max();
-    if (!bounded && timer_armed_) disarm_kernel_timer();
     // The loop's own kernel timer is not work: it only bounds a wait.
     const std::size_t work = inflight_ - own_ops();
     if (block && work == 0 && pending_.empty() && !have_timers) return false;
-
     if (block) {
-        detail::clock::time_point now{};
-        // With an absolute kernel deadline there is nothing to compute; a due deadline only makes the wait return
-        // at once. Otherwise the relative wait needs the time: the precise one unless the deadline is far away.
-        if (bounded && !ring_.abs_timer()) {
-            now = detail::maybe_due(deadline - 64 * detail::coarse_clock::resolution())
-                      ? detail::clock::now()
-                      : detail::coarse_clock::now(); // the wait then ends up to a tick late, never early
-            if (deadline <= now) block = false;
-        }
-        if (block) wait(bounded, deadline, now);
+        detail::clock::time_point deadline = drain_deadline_;
+        if (have_timers) deadline = std::min(deadline, timers_.earliest());
+        wait(deadline);
+    } else if (inflight_ > 0) {
+        enter(ring_.flush_sq(), 0, IORING_ENTER_GETEVENTS, nullptr);
     }
-    if (!block && inflight_ > 0) enter(ring_.flush_sq(), 0, IORING_ENTER_GETEVENTS, nullptr);
     if (inflight_ > 0) reap();
     if (have_timers) fire_timers();
     return true;
 }
 
-inline void event_loop::wait(bool until, detail::clock::time_point deadline, detail::clock::time_point now) {
-    if (!until) return enter(ring_.flush_sq(), 1, IORING_ENTER_GETEVENTS, nullptr);
-    if (use_ext_arg_ && ring_.abs_timer()) {
-        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count();
-        const __kernel_timespec ts{ns / 1000000000LL, ns % 1000000000LL}; // CLOCK_MONOTONIC, like steady_clock
-        return enter(ring_.flush_sq(), 1, IORING_ENTER_GETEVENTS | detail::ring::enter_abs_timer, &ts);
-    }
-    if (use_ext_arg_) {
+/// Waits for the first completion or `deadline` (max: no deadline), in one io_uring_enter that also submits.
+///
+/// A far deadline (10 ms or more away) gets an IORING_OP_TIMEOUT that stays armed across turns: a stream of
+/// timeouts that all end later than the armed one (every request's 30 s deadline) then costs no kernel work per
+/// wait. A near one goes to the wait itself (EXT_ARG): an absolute time where the kernel takes one, else relative to
+/// a clock read. A deadline already passed makes the wait return at once in every case.
+inline void event_loop::wait(detail::clock::time_point deadline) {
+    using namespace std::chrono_literals;
+    constexpr auto far = 10ms;
+    const bool bounded = deadline != detail::clock::time_point::max();
+    if (!bounded || (timer_armed_ && timer_deadline_ <= deadline))
+        return enter(ring_.flush_sq(), 1, IORING_ENTER_GETEVENTS, nullptr);
+    if (use_ext_arg_ && detail::maybe_due(deadline - far)) {
+        if (ring_.abs_timer()) {
+            const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count();
+            const __kernel_timespec ts{ns / 1000000000LL, ns % 1000000000LL}; // CLOCK_MONOTONIC, like steady_clock
+            return enter(ring_.flush_sq(), 1, IORING_ENTER_GETEVENTS | detail::ring::enter_abs_timer, &ts);
+        }
+        const auto now = detail::clock::now();
+        if (deadline <= now) return enter(ring_.flush_sq(), 0, IORING_ENTER_GETEVENTS, nullptr);
         const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now).count();
-        constexpr long long day = 86400LL * 1000000000LL; // a longer wait just wakes once a day and waits again
-        const long long capped = std::min<long long>(ns, day);
-        const __kernel_timespec ts{capped / 1000000000LL, capped % 1000000000LL};
+        const __kernel_timespec ts{ns / 1000000000LL, ns % 1000000000LL};
         return enter(ring_.flush_sq(), 1, IORING_ENTER_GETEVENTS, &ts);
     }
-    // Without EXT_ARG one IORING_OP_TIMEOUT for the earliest deadline wakes the wait; if even that SQE cannot be had,
-    // do not sleep at all rather than risk sleeping past the deadline.
+    // If even the timer's SQE cannot be had, do not sleep at all rather than risk sleeping past the deadline.
     const bool armed = arm_kernel_timer(deadline);
     enter(ring_.flush_sq(), armed ? 1 : 0, IORING_ENTER_GETEVENTS, nullptr);
 }
@@ -520,15 +518,14 @@ inline bool event_loop::drain() {
     run_until([&] { return idle() || detail::clock::now() >= drain_deadline_; });
     if (!idle()) return false;
     if (timer_armed_) {
-        // Leave nothing in the kernel: with no deadline left, the next turn removes the timer and reaps it.
+        // Leave nothing in the kernel: remove the loop's timer and reap both completions.
+        disarm_kernel_timer();
         drain_deadline_ = detail::clock::time_point::max();
         run_until([this] { return inflight_ == 0; });
     }
     return true;
 }
 
-/// After a failed drain: whatever is left may still be referenced by the kernel or by join_handles, so it is never
-/// freed. Says so, once.
 /// After run() drained for its whole timeout: the stragglers stay on the loop (the next run() or the destructor
 /// cancels them again); only say so.
 inline void event_loop::warn_unfinished() const noexcept {
