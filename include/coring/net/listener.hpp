@@ -1,0 +1,141 @@
+#pragma once
+
+#include <coring/detail/io_op.hpp>
+#include <coring/detail/timer_queue.hpp>
+#include <coring/error.hpp>
+#include <coring/net/address.hpp>
+#include <coring/net/detail/socket.hpp>
+#include <coring/runtime/event_loop.hpp>
+
+#include <liburing.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <coroutine>
+#include <cstdio>
+#include <utility>
+
+namespace coring {
+
+/// Options of a listening socket.
+struct listen_options {
+    /// The accept queue's length (listen(2)); the kernel caps it at net.core.somaxconn.
+    int backlog = 4096;
+    /// SO_REUSEPORT: several listeners (one loop per thread) on the same port, the kernel spreading connections.
+    bool reuse_port = false;
+};
+
+/// A listening socket whose accept() yields `Stream`s (tcp_stream, unix_stream). Used on the loop's thread.
+template <class Stream>
+class basic_listener {
+public:
+    basic_listener() noexcept = default;
+    basic_listener(basic_listener&&) noexcept = default;
+    basic_listener& operator=(basic_listener&&) noexcept = default;
+
+    /// The address it listens on (with the port the kernel picked for port 0).
+    [[nodiscard]] const address& local_address() const noexcept { return local_; }
+    /// The listening descriptor (-1 once closed).
+    [[nodiscard]] int native_handle() const noexcept { return fd_.get(); }
+    /// Stops listening (synchronously: nothing is in flight on a listener between accepts).
+    void close() noexcept { fd_.reset(); }
+
+    /// The awaitable of accept().
+    class [[nodiscard]] accept_awaitable : public detail::io_op<accept_awaitable>, detail::timer_node {
+    public:
+        explicit accept_awaitable(basic_listener& l) noexcept : detail::timer_node{{}, &on_backoff_over}, l_(&l) {}
+        accept_awaitable(const accept_awaitable& o) noexcept
+            : detail::io_op<accept_awaitable>(o), detail::timer_node{{}, &on_backoff_over}, l_(o.l_) {}
+        ~accept_awaitable() {
+            if (linked()) detail::current_loop->remove_timer(this);
+        }
+
+        bool await_ready() const {
+            if (!l_->fd_) throw std::logic_error("coring: accept on a closed listener");
+            return false;
+        }
+        void prep(io_uring_sqe* sqe) noexcept {
+            len_ = address::capacity();
+            io_uring_prep_accept(sqe, l_->fd_.get(), peer_.data(), &len_, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        }
+        bool step(int res) noexcept {
+            if (res >= 0) {
+                fd_ = res;
+                peer_.resize(len_);
+                return true;
+            }
+            if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
+                // Out of descriptors or memory: the pending connection stays in the backlog. Retrying at once would
+                // spin (E-3 in the pitfalls); wait 10 ms, doubling to 100 ms, and say so at most every 5 s.
+                backoff_ = backoff_.count() ? std::min(backoff_ * 2, std::chrono::milliseconds(100))
+                                            : std::chrono::milliseconds(10);
+                l_->warn(-res);
+                deadline = detail::clock::now() + backoff_;
+                this->loop()->add_timer(this);
+                this->park();
+                return false;
+            }
+            if (res == -ECONNABORTED || res == -EINTR) return false; // the client gave up first: take the next one
+            err_ = -res;
+            return true;
+        }
+        void cancel_parked() noexcept {
+            if (linked()) this->loop()->remove_timer(this);
+        }
+        /// The accepted connection.
+        Stream await_resume() {
+            if (this->cancelled()) {
+                if (fd_ >= 0) return Stream(fd_, peer_); // accepted after all: never leak it (B-4)
+                throw cancelled_error();
+            }
+            if (err_) throw detail::net_error(err_, "accept on", l_->local_);
+            return Stream(fd_, peer_);
+        }
+
+    private:
+        static void on_backoff_over(detail::timer_node* n) noexcept { static_cast<accept_awaitable*>(n)->unpark(); }
+
+        basic_listener* l_;
+        address peer_;
+        socklen_t len_ = 0; // written by the kernel
+        int fd_ = -1;
+        int err_ = 0;
+        std::chrono::milliseconds backoff_{0};
+    };
+
+    /// Waits for the next connection (IORING_OP_ACCEPT) and returns it. Out of descriptors (EMFILE, ENFILE), it
+    /// backs off and retries instead of failing or spinning, with one line on stderr every 5 s at most; it resumes
+    /// by itself once descriptors are free. Throws std::system_error ("accept on <address>") and cancelled_error.
+    [[nodiscard]] accept_awaitable accept() noexcept { return accept_awaitable(*this); }
+
+protected:
+    /// Creates, binds and listens; SO_REUSEADDR so that a restarted server does not wait for TIME_WAIT.
+    void open(const address& at, const listen_options& o) {
+        fd_ = detail::open_socket(at.family(), SOCK_STREAM, at);
+        if (at.family() != AF_UNIX)
+            detail::set_int_option(fd_.get(), SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR on", at);
+        if (o.reuse_port) detail::set_int_option(fd_.get(), SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT on", at);
+        if (::bind(fd_.get(), at.data(), at.size()) != 0) throw detail::net_error(errno, "bind", at);
+        if (::listen(fd_.get(), o.backlog) != 0) throw detail::net_error(errno, "listen on", at);
+        local_ = detail::sock_name(fd_.get(), false);
+        if (local_.empty()) local_ = at;
+    }
+
+    detail::unique_fd fd_;
+    address local_;
+
+private:
+    void warn(int err) noexcept {
+        const auto now = detail::clock::now();
+        if (now - last_warning_ < std::chrono::seconds(5)) return;
+        last_warning_ = now;
+        std::fprintf(stderr, "coring: accept on %s: %s; backing off until descriptors are free\n",
+                     local_.to_string().c_str(), std::system_category().message(err).c_str());
+    }
+
+    detail::clock::time_point last_warning_{};
+};
+
+} // namespace coring

@@ -1,0 +1,533 @@
+#pragma once
+
+#include <coring/detail/io_op.hpp>
+#include <coring/error.hpp>
+#include <coring/net/address.hpp>
+#include <coring/net/detail/socket.hpp>
+#include <coring/runtime/event_loop.hpp>
+
+#include <liburing.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <coroutine>
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace coring {
+
+/// Thrown by read_exact() when the stream ends before the buffer is full (asyncio.IncompleteReadError). The bytes
+/// that did arrive stay in the stream: a later read() returns them.
+class incomplete_read_error : public std::runtime_error {
+public:
+    incomplete_read_error(std::size_t expected, std::size_t received)
+        : std::runtime_error("coring: read_exact: the stream ended after " + std::to_string(received) + " of " +
+                             std::to_string(expected) + " bytes"),
+          expected_(expected),
+          received_(received) {}
+    [[nodiscard]] std::size_t expected() const noexcept { return expected_; }
+    [[nodiscard]] std::size_t received() const noexcept { return received_; }
+
+private:
+    std::size_t expected_, received_;
+};
+
+/// Thrown by read_until() when no delimiter arrives within the stream's limit (asyncio.LimitOverrunError). The
+/// bytes stay in the stream.
+class limit_overrun_error : public std::length_error {
+public:
+    explicit limit_overrun_error(std::size_t limit)
+        : std::length_error("coring: read_until: no delimiter within the stream's limit of " + std::to_string(limit) +
+                            " bytes") {}
+};
+
+/// A connected byte stream over a socket (TCP or Unix-domain): asyncio's StreamReader and StreamWriter in one.
+///
+/// Every transfer is one io_uring operation (recv, send with MSG_NOSIGNAL, shutdown, close) whose state lives in the
+/// awaiting frame; no readiness polling, no system call of its own. read() goes straight into the caller's buffer;
+/// read_until() and read_exact() use a read-ahead buffer of the stream (allocated on first use, at most limit()
+/// bytes, 64 KiB by default).
+///
+/// Cancellation (cancel(), a timeout): bytes never go missing. A read that completed before its cancellation took
+/// effect returns them; read_exact() and read_until() keep whatever arrived in the read-ahead buffer for the next
+/// read. A write_all() cancelled half-way has sent a prefix of its buffer (the rest is not sent).
+///
+/// One read and one write may be in flight at once (a reader task and a writer task); two concurrent reads or two
+/// concurrent writes are a std::logic_error. Used on the loop's thread. The stream must outlive its operations;
+/// moving or destroying it while one is in flight aborts the process with a message. The destructor closes the
+/// descriptor if close() was not awaited.
+class stream {
+public:
+    static constexpr std::size_t default_limit = 64 * 1024;
+
+    /// No socket.
+    stream() noexcept = default;
+    /// Adopts a connected socket; `peer` is kept for error messages and peer_address().
+    explicit stream(int fd, address peer = {}) noexcept : fd_(fd), peer_(std::move(peer)) {}
+    stream(stream&& o) noexcept
+        : fd_(std::exchange(o.fd_, -1)),
+          peer_(std::move(o.peer_)),
+          buf_(std::move(o.buf_)),
+          cap_(std::exchange(o.cap_, 0)),
+          begin_(std::exchange(o.begin_, 0)),
+          end_(std::exchange(o.end_, 0)),
+          limit_(o.limit_) {
+        o.check_idle("moved");
+    }
+    stream& operator=(stream&& o) noexcept {
+        if (this != &o) {
+            check_idle("assigned to");
+            o.check_idle("moved");
+            close_now();
+            fd_ = std::exchange(o.fd_, -1);
+            peer_ = std::move(o.peer_);
+            buf_ = std::move(o.buf_);
+            cap_ = std::exchange(o.cap_, 0);
+            begin_ = std::exchange(o.begin_, 0);
+            end_ = std::exchange(o.end_, 0);
+            limit_ = o.limit_;
+        }
+        return *this;
+    }
+    stream(const stream&) = delete;
+    stream& operator=(const stream&) = delete;
+    ~stream() {
+        check_idle("destroyed");
+        close_now();
+    }
+
+    // ---- reading -----------------------------------------------------------------------------------------------
+
+    /// The awaitable of read().
+    class [[nodiscard]] read_awaitable : public detail::io_op<read_awaitable> {
+    public:
+        read_awaitable(stream& s, std::span<std::byte> buf) noexcept : s_(&s), buf_(buf) {}
+        template <class P>
+        bool await_suspend(std::coroutine_handle<P> h) {
+            return suspend(this, s_->reading_, s_->read_op_, h);
+        }
+        bool await_ready() {
+            s_->begin_op(s_->reading_, "read");
+            if (s_->buffered() == 0 && !buf_.empty()) return false;
+            n_ = s_->take(buf_);
+            s_->reading_ = false;
+            return true;
+        }
+        void prep(io_uring_sqe* sqe) noexcept { io_uring_prep_recv(sqe, s_->fd_, buf_.data(), buf_.size(), 0); }
+        bool step(int res) noexcept {
+            if (res >= 0) n_ = static_cast<std::size_t>(res);
+            else err_ = -res;
+            return true;
+        }
+        /// Bytes read; 0 at the end of the stream.
+        std::size_t await_resume() {
+            s_->reading_ = false;
+            s_->read_op_ = nullptr;
+            if (cancelled()) throw cancelled_error();
+            if (err_) throw detail::net_error(err_, "recv from", s_->peer_);
+            return n_;
+        }
+
+    private:
+        stream* s_;
+        std::span<std::byte> buf_;
+        std::size_t n_ = 0;
+        int err_ = 0;
+    };
+
+    /// Reads what is available, at most buf.size() bytes (asyncio's read(n)); 0 at the end of the stream. Waits
+    /// until at least one byte or the end arrives. Bytes already in the read-ahead buffer come first.
+    /// Throws std::system_error (errno, "recv from <peer>") and cancelled_error.
+    [[nodiscard]] read_awaitable read(std::span<std::byte> buf) noexcept { return read_awaitable(*this, buf); }
+    /// read() into chars.
+    [[nodiscard]] read_awaitable read(std::span<char> buf) noexcept { return read(std::as_writable_bytes(buf)); }
+
+    /// The awaitable of read_exact().
+    class [[nodiscard]] read_exact_awaitable : public detail::io_op<read_exact_awaitable> {
+    public:
+        read_exact_awaitable(stream& s, std::span<std::byte> buf) noexcept : s_(&s), buf_(buf) {}
+        template <class P>
+        bool await_suspend(std::coroutine_handle<P> h) {
+            return suspend(this, s_->reading_, s_->read_op_, h);
+        }
+        bool await_ready() {
+            s_->begin_op(s_->reading_, "read");
+            got_ = s_->take(buf_);
+            if (got_ < buf_.size()) return false;
+            s_->reading_ = false;
+            return true;
+        }
+        void prep(io_uring_sqe* sqe) noexcept {
+            io_uring_prep_recv(sqe, s_->fd_, buf_.data() + got_, buf_.size() - got_, 0);
+        }
+        bool step(int res) noexcept {
+            if (res > 0) {
+                got_ += static_cast<std::size_t>(res);
+                return got_ == buf_.size();
+            }
+            if (res == 0) eof_ = true;
+            else err_ = -res;
+            return true;
+        }
+        void await_resume() {
+            s_->reading_ = false;
+            s_->read_op_ = nullptr;
+            if (!cancelled() && !err_ && !eof_) return;
+            // Whatever arrived goes back to the stream: the next read returns it, nothing is lost.
+            s_->unread(buf_.first(got_));
+            if (cancelled()) throw cancelled_error();
+            if (err_) throw detail::net_error(err_, "recv from", s_->peer_);
+            throw incomplete_read_error(buf_.size(), got_);
+        }
+
+    private:
+        stream* s_;
+        std::span<std::byte> buf_;
+        std::size_t got_ = 0;
+        int err_ = 0;
+        bool eof_ = false;
+    };
+
+    /// Fills `buf` completely (asyncio's readexactly). Throws incomplete_read_error when the stream ends first, and
+    /// std::system_error or cancelled_error; in every case the bytes that arrived stay in the stream.
+    [[nodiscard]] read_exact_awaitable read_exact(std::span<std::byte> buf) noexcept {
+        return read_exact_awaitable(*this, buf);
+    }
+    /// read_exact() into chars.
+    [[nodiscard]] read_exact_awaitable read_exact(std::span<char> buf) noexcept {
+        return read_exact(std::as_writable_bytes(buf));
+    }
+
+    /// The awaitable of read_until().
+    class [[nodiscard]] read_until_awaitable : public detail::io_op<read_until_awaitable> {
+    public:
+        read_until_awaitable(stream& s, std::string delim) : s_(&s), delim_(std::move(delim)) {
+            if (delim_.empty()) throw std::invalid_argument("coring: read_until: empty delimiter");
+        }
+        template <class P>
+        bool await_suspend(std::coroutine_handle<P> h) {
+            return suspend(this, s_->reading_, s_->read_op_, h);
+        }
+        bool await_ready() {
+            s_->begin_op(s_->reading_, "read");
+            if (!scan()) return false;
+            s_->reading_ = false;
+            return true;
+        }
+        void prep(io_uring_sqe* sqe) noexcept { io_uring_prep_recv(sqe, s_->fd_, s_->buf_.get() + s_->end_, room_, 0); }
+        bool step(int res) noexcept {
+            if (res > 0) {
+                s_->end_ += static_cast<std::size_t>(res);
+                return scan();
+            }
+            if (res == 0) {
+                // The end: what is left, without a delimiter (then "" on the next call), as asyncio's readuntil.
+                result_.assign(s_->buf_.get() + s_->begin_, s_->buffered());
+                s_->begin_ = s_->end_ = 0;
+                done_ = true;
+            } else {
+                err_ = -res;
+            }
+            return true;
+        }
+        /// The line, ending with the delimiter; at the end of the stream the rest without it, then "".
+        std::string await_resume() {
+            s_->reading_ = false;
+            s_->read_op_ = nullptr;
+            if (cancelled()) throw cancelled_error();
+            if (err_) throw detail::net_error(err_, "recv from", s_->peer_);
+            if (overrun_) throw limit_overrun_error(s_->limit_);
+            if (nomem_) throw std::bad_alloc();
+            return std::move(result_);
+        }
+
+    private:
+        // Looks for the delimiter in what is buffered; true when the wait is over (found, or the buffer is at its
+        // limit). Otherwise makes room for the next recv (room_).
+        bool scan() noexcept {
+            const std::size_t n = s_->buffered();
+            const char* base = s_->buf_.get() + s_->begin_;
+            if (n >= delim_.size()) {
+                const std::size_t from = searched_ > delim_.size() - 1 ? searched_ - (delim_.size() - 1) : 0;
+                const std::string_view hay(base, n);
+                const std::size_t at = hay.find(delim_, from);
+                if (at != std::string_view::npos) {
+                    const std::size_t len = at + delim_.size();
+                    try {
+                        result_.assign(base, len);
+                    } catch (...) {
+                        nomem_ = true;
+                        return true;
+                    }
+                    s_->begin_ += len;
+                    if (s_->begin_ == s_->end_) s_->begin_ = s_->end_ = 0;
+                    return true;
+                }
+                searched_ = n;
+            }
+            if (n >= s_->limit_) {
+                overrun_ = true;
+                return true;
+            }
+            if (!s_->make_room()) {
+                nomem_ = true;
+                return true;
+            }
+            room_ = std::min(s_->cap_ - s_->end_, s_->limit_ - s_->buffered());
+            return false;
+        }
+
+        stream* s_;
+        std::string delim_;
+        std::string result_;
+        std::size_t searched_ = 0; // bytes already searched (from begin_)
+        std::size_t room_ = 0;     // bytes the next recv may write at end_
+        int err_ = 0;
+        bool overrun_ = false;
+        bool nomem_ = false;
+        bool done_ = false;
+    };
+
+    /// Reads up to and including `delim` (asyncio's readuntil / readline with "\n"). At the end of the stream returns
+    /// the remaining bytes without a delimiter, then "". Throws limit_overrun_error when no delimiter arrives within
+    /// limit() bytes, std::system_error, cancelled_error; the unconsumed bytes stay in the stream in every case.
+    [[nodiscard]] read_until_awaitable read_until(std::string delim) {
+        return read_until_awaitable(*this, std::move(delim));
+    }
+    /// read_until() with a one-character delimiter.
+    [[nodiscard]] read_until_awaitable read_until(char delim) { return read_until(std::string(1, delim)); }
+
+    // ---- writing -----------------------------------------------------------------------------------------------
+
+    /// The awaitable of write() and write_all().
+    class [[nodiscard]] write_awaitable : public detail::io_op<write_awaitable> {
+    public:
+        write_awaitable(stream& s, std::span<const std::byte> buf, bool all) noexcept : s_(&s), buf_(buf), all_(all) {}
+        template <class P>
+        bool await_suspend(std::coroutine_handle<P> h) {
+            return suspend(this, s_->writing_, s_->write_op_, h);
+        }
+        bool await_ready() {
+            s_->begin_op(s_->writing_, "write");
+            if (!buf_.empty()) return false;
+            s_->writing_ = false;
+            return true;
+        }
+        void prep(io_uring_sqe* sqe) noexcept {
+            io_uring_prep_send(sqe, s_->fd_, buf_.data() + done_, buf_.size() - done_, MSG_NOSIGNAL);
+        }
+        bool step(int res) noexcept {
+            if (res < 0) {
+                err_ = -res;
+                return true;
+            }
+            done_ += static_cast<std::size_t>(res);
+            return !all_ || done_ == buf_.size(); // a short write is normal: send the rest (E-1)
+        }
+        /// Bytes written (write_all: all of them).
+        std::size_t await_resume() {
+            s_->writing_ = false;
+            s_->write_op_ = nullptr;
+            if (cancelled()) throw cancelled_error();
+            if (err_) throw detail::net_error(err_, "send to", s_->peer_);
+            return done_;
+        }
+
+    private:
+        stream* s_;
+        std::span<const std::byte> buf_;
+        std::size_t done_ = 0;
+        int err_ = 0;
+        bool all_;
+    };
+
+    /// Sends what the kernel takes of `buf` now (at least one byte, unless buf is empty) and returns how much.
+    /// Never raises SIGPIPE: a closed peer is a std::system_error (EPIPE, ECONNRESET) naming it.
+    [[nodiscard]] write_awaitable write(std::span<const std::byte> buf) noexcept {
+        return write_awaitable(*this, buf, false);
+    }
+    [[nodiscard]] write_awaitable write(std::string_view s) noexcept { return write(std::as_bytes(std::span(s))); }
+    /// Sends all of `buf` (asyncio's write + drain), in as many sends as the kernel needs.
+    [[nodiscard]] write_awaitable write_all(std::span<const std::byte> buf) noexcept {
+        return write_awaitable(*this, buf, true);
+    }
+    [[nodiscard]] write_awaitable write_all(std::string_view s) noexcept {
+        return write_all(std::as_bytes(std::span(s)));
+    }
+
+    // ---- closing -----------------------------------------------------------------------------------------------
+
+    /// The awaitable of shutdown() and close().
+    class [[nodiscard]] end_awaitable : public detail::io_op<end_awaitable> {
+    public:
+        end_awaitable(stream& s, int how, bool close) noexcept : s_(&s), how_(how), close_(close) {}
+        ~end_awaitable() {
+            if (fd_ >= 0) ::close(fd_); // a close that never reached the kernel (cancelled before it began)
+        }
+        bool await_ready() {
+            event_loop& loop = event_loop::current();
+            if (!close_) {
+                if (s_->fd_ < 0) throw std::logic_error("coring: shutdown of a closed stream");
+                if (loop.supports(IORING_OP_SHUTDOWN)) return false;
+                if (::shutdown(s_->fd_, how_) != 0) err_ = errno; // before Linux 5.11
+                return true;
+            }
+            if (s_->fd_ < 0) return true; // closing twice is harmless
+            // Operations other tasks still have in flight on this socket end now (closing a descriptor does not
+            // cancel them, pitfalls B-7); they see ECANCELED.
+            if (s_->read_op_) loop.cancel(s_->read_op_);
+            if (s_->write_op_) loop.cancel(s_->write_op_);
+            fd_ = std::exchange(s_->fd_, -1);
+            if (loop.supports(IORING_OP_CLOSE)) return false;
+            ::close(std::exchange(fd_, -1)); // before Linux 5.6
+            return true;
+        }
+        void prep(io_uring_sqe* sqe) noexcept {
+            if (close_) io_uring_prep_close(sqe, std::exchange(fd_, -1)); // the kernel owns it from here
+            else io_uring_prep_shutdown(sqe, s_->fd_, how_);
+        }
+        bool step(int res) noexcept {
+            if (res < 0) err_ = -res;
+            return true;
+        }
+        void await_resume() {
+            if (cancelled() && !close_) throw cancelled_error();
+            // A close releases the descriptor whatever it reports (no retrying a close).
+            if (err_ && !close_) throw detail::net_error(err_, "shutdown", s_->peer_);
+        }
+
+    private:
+        stream* s_;
+        int how_;
+        int fd_ = -1; // the descriptor being closed, until the SQE takes it
+        int err_ = 0;
+        bool close_;
+    };
+
+    /// Half-closes the stream (asyncio's write_eof): with the default SHUT_WR the peer reads the end of the stream
+    /// and can still send, and this side can still read. IORING_OP_SHUTDOWN.
+    [[nodiscard]] end_awaitable shutdown(int how = SHUT_WR) noexcept { return end_awaitable(*this, how, false); }
+    /// Closes the socket (IORING_OP_CLOSE). Reads and writes other tasks still wait for end with std::system_error
+    /// (ECANCELED). Closing twice is harmless.
+    [[nodiscard]] end_awaitable close() noexcept { return end_awaitable(*this, 0, true); }
+
+    // ---- properties --------------------------------------------------------------------------------------------
+
+    /// The remote address (kept from accept/connect, so it is known even after the peer reset the connection).
+    [[nodiscard]] const address& peer_address() const noexcept { return peer_; }
+    /// The local address (getsockname).
+    [[nodiscard]] address local_address() const { return detail::sock_name(fd_, false); }
+    /// Whether the stream holds a socket (not closed).
+    [[nodiscard]] bool is_open() const noexcept { return fd_ >= 0; }
+    /// The socket descriptor (for options coring does not wrap); -1 once closed.
+    [[nodiscard]] int native_handle() const noexcept { return fd_; }
+    /// Bytes received but not read yet (in the read-ahead buffer).
+    [[nodiscard]] std::size_t buffered() const noexcept { return end_ - begin_; }
+    /// The read-ahead limit: the longest line read_until() accepts.
+    [[nodiscard]] std::size_t limit() const noexcept { return limit_; }
+    void set_limit(std::size_t bytes) {
+        if (bytes == 0) throw std::invalid_argument("coring: stream limit must be at least 1 byte");
+        limit_ = bytes;
+    }
+
+protected:
+    int fd_ = -1;
+    address peer_;
+
+private:
+    /// await_suspend of the read and write awaitables: submits, and records the operation for close() to cancel.
+    template <class Op, class P>
+    static bool suspend(Op* op, bool& busy, detail::op_base*& slot, std::coroutine_handle<P> h) {
+        try {
+            if (!op->detail::template io_op<Op>::await_suspend(h)) return false;
+        } catch (...) {
+            busy = false;
+            throw;
+        }
+        slot = op;
+        return true;
+    }
+
+    void begin_op(bool& busy, const char* what) {
+        if (fd_ < 0) throw std::logic_error(std::string("coring: ") + what + " on a closed stream");
+        if (busy) throw std::logic_error(std::string("coring: two concurrent ") + what + "s on one stream");
+        busy = true;
+    }
+    void check_idle(const char* what) const noexcept {
+        if (!reading_ && !writing_) return;
+        std::fprintf(stderr, "coring: fatal: a stream was %s while a read or write on it was in flight\n", what);
+        std::abort();
+    }
+    void close_now() noexcept {
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = -1;
+    }
+
+    /// Moves buffered bytes into `out`; returns how many.
+    std::size_t take(std::span<std::byte> out) noexcept {
+        const std::size_t n = std::min(out.size(), buffered());
+        if (n) std::memcpy(out.data(), buf_.get() + begin_, n);
+        begin_ += n;
+        if (begin_ == end_) begin_ = end_ = 0;
+        return n;
+    }
+    /// Puts bytes a cancelled or failed read_exact already had back in front of the buffer (which is empty then:
+    /// read_exact took all of it first).
+    void unread(std::span<const std::byte> bytes) noexcept {
+        if (bytes.empty()) return;
+        if (cap_ < bytes.size() + buffered()) {
+            auto grown = std::unique_ptr<char[]>(new (std::nothrow) char[bytes.size() + buffered()]);
+            if (!grown) return; // out of memory: nothing better to do with them
+            std::memcpy(grown.get() + bytes.size(), buf_.get() + begin_, buffered());
+            end_ = bytes.size() + buffered();
+            begin_ = 0;
+            buf_ = std::move(grown);
+            cap_ = end_;
+        } else {
+            std::memmove(buf_.get() + bytes.size(), buf_.get() + begin_, buffered());
+            end_ = bytes.size() + buffered();
+            begin_ = 0;
+        }
+        std::memcpy(buf_.get(), bytes.data(), bytes.size());
+    }
+    /// Makes room after end_ for another recv: compacts, or grows up to the limit. False when out of memory.
+    bool make_room() noexcept {
+        if (begin_ > 0 && (end_ == cap_ || begin_ >= cap_ / 2)) {
+            std::memmove(buf_.get(), buf_.get() + begin_, buffered());
+            end_ -= begin_;
+            begin_ = 0;
+        }
+        if (end_ < cap_) return true;
+        const std::size_t want = std::min(limit_, std::max<std::size_t>(cap_ * 2, 16 * 1024));
+        if (want <= cap_) return end_ < cap_;
+        auto grown = std::unique_ptr<char[]>(new (std::nothrow) char[want]);
+        if (!grown) return false;
+        if (buffered()) std::memcpy(grown.get(), buf_.get() + begin_, buffered());
+        end_ = buffered();
+        begin_ = 0;
+        buf_ = std::move(grown);
+        cap_ = want;
+        return true;
+    }
+
+    std::unique_ptr<char[]> buf_; // the read-ahead buffer, allocated by the first read_until / unread
+    std::size_t cap_ = 0;         // its size
+    std::size_t begin_ = 0;       // unread bytes are [begin_, end_)
+    std::size_t end_ = 0;
+    std::size_t limit_ = default_limit;
+    detail::op_base* read_op_ = nullptr;  // the read in flight, for close() to cancel
+    detail::op_base* write_op_ = nullptr; // the write in flight
+    bool reading_ = false;
+    bool writing_ = false;
+};
+
+} // namespace coring

@@ -1,0 +1,189 @@
+#pragma once
+
+#include <coring/detail/io_op.hpp>
+#include <coring/error.hpp>
+#include <coring/net/address.hpp>
+#include <coring/net/detail/socket.hpp>
+
+#include <liburing.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <span>
+#include <stdexcept>
+#include <string_view>
+#include <utility>
+
+namespace coring {
+
+/// What udp_socket::recv_from() yields: the datagram's size and its sender (structured-binding friendly).
+struct datagram {
+    std::size_t bytes = 0; ///< bytes received (a longer datagram was truncated to the buffer)
+    address from;          ///< the sender
+};
+
+/// A UDP socket (asyncio's datagram endpoints). Every send and receive is one io_uring operation (SENDMSG,
+/// RECVMSG, SEND, RECV) with its message header in the awaiting frame. Used on the loop's thread.
+class udp_socket {
+public:
+    udp_socket() noexcept = default;
+
+    /// A socket bound to `at` (port 0 picks a free port). Throws std::system_error ("bind 127.0.0.1:53: ...").
+    [[nodiscard]] static udp_socket bind(const address& at) {
+        udp_socket s = open(at);
+        if (::bind(s.fd_.get(), at.data(), at.size()) != 0) throw detail::net_error(errno, "bind", at);
+        return s;
+    }
+    /// A socket of `family` (AF_INET, AF_INET6) bound by the kernel on first send.
+    [[nodiscard]] static udp_socket open(int family) {
+        udp_socket s;
+        s.fd_ = detail::open_socket(family, SOCK_DGRAM, {});
+        return s;
+    }
+
+    /// Sets the default peer: send() and recv() then talk to it only (connect(2), no packet sent).
+    void connect(const address& to) {
+        if (::connect(fd_.get(), to.data(), to.size()) != 0) throw detail::net_error(errno, "connect", to);
+        peer_ = to;
+    }
+
+    /// The awaitable of send_to() and send().
+    class [[nodiscard]] send_awaitable : public detail::io_op<send_awaitable> {
+    public:
+        send_awaitable(udp_socket& s, std::span<const std::byte> buf, const address* to) noexcept
+            : s_(&s), to_(to ? *to : address{}), to_given_(to != nullptr) {
+            iov_.iov_base = const_cast<std::byte*>(buf.data());
+            iov_.iov_len = buf.size();
+        }
+        send_awaitable(const send_awaitable& o) noexcept
+            : detail::io_op<send_awaitable>(o), s_(o.s_), iov_(o.iov_), to_(o.to_), to_given_(o.to_given_) {}
+        bool await_ready() const {
+            if (!s_->fd_) throw std::logic_error("coring: send on a closed udp_socket");
+            return false;
+        }
+        void prep(io_uring_sqe* sqe) noexcept {
+            msg_ = {};
+            msg_.msg_iov = &iov_;
+            msg_.msg_iovlen = 1;
+            if (to_given_) {
+                msg_.msg_name = to_.data();
+                msg_.msg_namelen = to_.size();
+            }
+            io_uring_prep_sendmsg(sqe, s_->fd_.get(), &msg_, MSG_NOSIGNAL);
+        }
+        bool step(int res) noexcept {
+            if (res >= 0) n_ = static_cast<std::size_t>(res);
+            else err_ = -res;
+            return true;
+        }
+        /// Bytes sent (the whole datagram).
+        std::size_t await_resume() {
+            if (this->cancelled()) throw cancelled_error();
+            if (err_) throw detail::net_error(err_, "send to", to_given_ ? to_ : s_->peer_);
+            return n_;
+        }
+
+    private:
+        udp_socket* s_;
+        iovec iov_{};
+        msghdr msg_{};
+        address to_;
+        bool to_given_;
+        std::size_t n_ = 0;
+        int err_ = 0;
+    };
+
+    /// Sends one datagram to `to` (IORING_OP_SENDMSG). Throws std::system_error naming `to`, cancelled_error.
+    [[nodiscard]] send_awaitable send_to(std::span<const std::byte> buf, const address& to) noexcept {
+        return send_awaitable(*this, buf, &to);
+    }
+    [[nodiscard]] send_awaitable send_to(std::string_view s, const address& to) noexcept {
+        return send_to(std::as_bytes(std::span(s)), to);
+    }
+    /// Sends one datagram to the connected peer.
+    [[nodiscard]] send_awaitable send(std::span<const std::byte> buf) noexcept {
+        return send_awaitable(*this, buf, nullptr);
+    }
+    [[nodiscard]] send_awaitable send(std::string_view s) noexcept { return send(std::as_bytes(std::span(s))); }
+
+    /// The awaitable of recv_from() and recv().
+    class [[nodiscard]] recv_awaitable : public detail::io_op<recv_awaitable> {
+    public:
+        recv_awaitable(udp_socket& s, std::span<std::byte> buf) noexcept : s_(&s) {
+            iov_.iov_base = buf.data();
+            iov_.iov_len = buf.size();
+        }
+        recv_awaitable(const recv_awaitable& o) noexcept : detail::io_op<recv_awaitable>(o), s_(o.s_), iov_(o.iov_) {}
+        bool await_ready() const {
+            if (!s_->fd_) throw std::logic_error("coring: recv on a closed udp_socket");
+            return false;
+        }
+        void prep(io_uring_sqe* sqe) noexcept {
+            msg_ = {};
+            msg_.msg_iov = &iov_;
+            msg_.msg_iovlen = 1;
+            msg_.msg_name = from_.data();
+            msg_.msg_namelen = address::capacity();
+            io_uring_prep_recvmsg(sqe, s_->fd_.get(), &msg_, 0);
+        }
+        bool step(int res) noexcept {
+            if (res >= 0) {
+                n_ = static_cast<std::size_t>(res);
+                from_.resize(msg_.msg_namelen);
+            } else {
+                err_ = -res;
+            }
+            return true;
+        }
+        /// The datagram's size and sender.
+        datagram await_resume() {
+            if (this->cancelled()) throw cancelled_error();
+            if (err_) throw detail::net_error(err_, "recv on", s_->local_address());
+            return datagram{n_, std::move(from_)};
+        }
+
+    private:
+        udp_socket* s_;
+        iovec iov_{};
+        msghdr msg_{};
+        address from_;
+        std::size_t n_ = 0;
+        int err_ = 0;
+    };
+
+    /// Receives one datagram (IORING_OP_RECVMSG): `auto [n, from] = co_await s.recv_from(buf);`. A datagram longer
+    /// than the buffer is truncated. Throws std::system_error, cancelled_error.
+    [[nodiscard]] recv_awaitable recv_from(std::span<std::byte> buf) noexcept { return recv_awaitable(*this, buf); }
+    [[nodiscard]] recv_awaitable recv_from(std::span<char> buf) noexcept {
+        return recv_from(std::as_writable_bytes(buf));
+    }
+    /// Receives one datagram from the connected peer; yields the datagram (its `bytes`).
+    [[nodiscard]] recv_awaitable recv(std::span<std::byte> buf) noexcept { return recv_awaitable(*this, buf); }
+    [[nodiscard]] recv_awaitable recv(std::span<char> buf) noexcept { return recv(std::as_writable_bytes(buf)); }
+
+    /// The bound address (getsockname).
+    [[nodiscard]] address local_address() const { return detail::sock_name(fd_.get(), false); }
+    /// The connected peer, if any.
+    [[nodiscard]] const address& peer_address() const noexcept { return peer_; }
+    /// The descriptor.
+    [[nodiscard]] int native_handle() const noexcept { return fd_.get(); }
+    /// Closes the socket (synchronously: a UDP socket's close does not block); nothing may be in flight on it.
+    void close() noexcept { fd_.reset(); }
+    /// SO_BROADCAST.
+    void set_broadcast(bool on) {
+        detail::set_int_option(fd_.get(), SOL_SOCKET, SO_BROADCAST, on, "SO_BROADCAST on", {});
+    }
+
+private:
+    static udp_socket open(const address& at) {
+        udp_socket s;
+        s.fd_ = detail::open_socket(at.family(), SOCK_DGRAM, at);
+        return s;
+    }
+
+    detail::unique_fd fd_;
+    address peer_;
+};
+
+} // namespace coring
