@@ -295,3 +295,24 @@ TEST_CASE("spawn - a task that was already cancelled gets cancelled_error from a
         CHECK(v == 5);
     }());
 }
+
+// Regression: a second await on a finished handle while the first joiner was queued cleared the first one's claim,
+// and dropping the handle then freed the frame under it.
+TEST_CASE("spawn - a second await while another task's join is pending is a logic error, not a use-after-free",
+          "[spawn]") {
+    coring::run([]() -> task<> {
+        coring::detail::current_core->stack_limit = 0; // the final transfer to the joiner bounces: the window opens
+        auto holder = std::make_unique<coring::join_handle<int>>(coring::spawn([]() -> task<int> {
+            co_await coring::yield_now();
+            co_return 5;
+        }()));
+        int got = 0;
+        auto joiner =
+            coring::spawn([](coring::join_handle<int>& h, int& g) -> task<> { g = co_await h; }(*holder, got));
+        while (!holder->done()) co_await coring::yield_now();
+        CHECK_THROWS_AS(co_await *holder, std::logic_error);
+        holder.reset();
+        co_await joiner;
+        CHECK(got == 5);
+    }());
+}

@@ -159,3 +159,42 @@ TEST_CASE("task_group - accepts any awaitable and can be cancelled as a whole", 
         CHECK(g.size() == 0);
     }());
 }
+
+// Regression: the failure a child stored for join() vanished when the group was destroyed without joining.
+TEST_CASE("task_group - a failure nobody joined is reported, not lost", "[task_group]") {
+    int reports = 0;
+    coring::loop_options o;
+    o.exception_handler = [&](std::exception_ptr) { ++reports; };
+    coring::event_loop loop(o);
+    loop.run([]() -> task<> {
+        coring::task_group g;
+        g.spawn(fail_after(1ms, "nobody joined me"));
+        co_await coring::sleep(10ms);
+    }());
+    CHECK(reports == 1);
+}
+
+// Regression: join() returned when the count reached zero although another task spawned a child into the group before
+// the queued joiner ran.
+TEST_CASE("task_group - join waits for children spawned while it was about to return", "[task_group]") {
+    coring::run([]() -> task<> {
+        coring::task_group g;
+        bool late_ran = false;
+        g.spawn([]() -> task<> { co_await coring::yield_now(); }());
+        // Watches for the moment the group is empty (its joiner queued, not yet resumed) and adds a child then.
+        auto watcher = coring::spawn([](coring::task_group& group, bool& ran) -> task<> {
+            for (;;) {
+                co_await coring::yield_now();
+                if (group.size() == 0) break;
+            }
+            group.spawn([](bool& r) -> task<> {
+                co_await coring::sleep(5ms);
+                r = true;
+            }(ran));
+        }(g, late_ran));
+        co_await g.join();
+        CHECK(late_ran);
+        CHECK(g.size() == 0);
+        co_await watcher;
+    }());
+}

@@ -200,3 +200,34 @@ TEST_CASE("sleep - durations with narrow or unsigned counts convert exactly", "[
         CHECK(sw.seconds() < 1.0);
     }());
 }
+
+// Regression: deadline arithmetic overflowed for time_point::min(), freezing every timer and spinning the loop.
+TEST_CASE("sleep - extreme time points neither overflow nor freeze the other timers", "[sleep]") {
+    coring::event_loop loop;
+    loop.run([]() -> task<> {
+        auto past = coring::spawn(coring::sleep_until(clk::time_point::min()));
+        auto far_past = coring::spawn(coring::sleep_until(std::chrono::system_clock::time_point::min()));
+        coring_test::stopwatch sw;
+        co_await coring::sleep(10ms); // must fire on time despite the others
+        CHECK(sw.seconds() < 1.0);
+        CHECK(past.done());
+        CHECK(far_past.done());
+        CHECK_THROWS_AS(co_await coring::timeout_at(std::chrono::system_clock::time_point::min(), coring::sleep(1s)),
+                        coring::timeout_error);
+        CHECK(sw.seconds() < 1.0);
+    }());
+    CHECK(loop.stats().enters < 1000);
+}
+
+TEST_CASE("sleep - far deadlines from the coarse clock are never earlier than now plus the duration", "[sleep]") {
+    for (int i = 0; i < 200'000; ++i) {
+        const auto d = std::chrono::milliseconds(300);
+        const auto deadline = coring::detail::deadline_after(d);
+        const auto after = clk::now();
+        if (deadline < after + d) {
+            FAIL("deadline_after(300ms) was "
+                 << std::chrono::duration_cast<std::chrono::nanoseconds>(after + d - deadline).count() << " ns early");
+        }
+    }
+    SUCCEED();
+}

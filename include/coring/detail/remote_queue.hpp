@@ -23,7 +23,9 @@ struct remote_item {
 /// while a worker still runs.
 class remote_queue {
 public:
-    remote_queue() : fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+    // Blocking: io_uring polls it either way, and a kernel that answers a non-blocking read of an empty eventfd with
+    // -EAGAIN instead of polling would have the loop re-arm the read in a busy loop.
+    remote_queue() : fd_(::eventfd(0, EFD_CLOEXEC)) {
         if (fd_ < 0) throw std::system_error(errno, std::system_category(), "coring: eventfd");
     }
     remote_queue(const remote_queue&) = delete;
@@ -44,7 +46,7 @@ public:
         }
         if (wake) {
             const std::uint64_t one = 1;
-            // EAGAIN (counter saturated) cannot lose the wake-up: the counter is non-zero then.
+            // The counter cannot saturate (the loop resets it on every read), so this never blocks.
             (void)!::write(fd_, &one, sizeof one);
         }
     }

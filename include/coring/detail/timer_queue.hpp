@@ -32,23 +32,25 @@ struct coarse_clock {
     }
 };
 
-/// now + d, never earlier. A far deadline (at least 64 ticks away) is taken from the coarse clock plus one tick, so
-/// it is late by at most a tick (under 1/64 of d); a near one from the precise clock.
+/// now + d, never earlier. A far deadline (at least 64 ticks away) is taken from the coarse clock plus two ticks
+/// (the coarse clock lags real time by up to a tick, and on a VM by a little more), so it is late by at most about
+/// two ticks (1/32 of d); a near one from the precise clock.
 inline clock::time_point deadline_after(clock::duration d) noexcept {
     const clock::duration tick = coarse_clock::resolution();
     const bool far = tick != clock::duration::max() && d >= 64 * tick;
-    const clock::time_point base = far ? coarse_clock::now() + tick : clock::now();
+    const clock::time_point base = far ? coarse_clock::now() + 2 * tick : clock::now();
     if (d > clock::duration::zero() && base.time_since_epoch() > clock::duration::max() - d)
         return clock::time_point::max();
     return base + d;
 }
 
-/// False only when no deadline at or after `earliest` can have passed yet, judged by the coarse clock (real time
-/// is less than one tick ahead of it); true means "read the precise clock to be sure".
-inline bool maybe_due(clock::time_point earliest) noexcept {
+/// False only when `earliest` is surely more than `margin` away, judged by the coarse clock (real time is less than
+/// two ticks ahead of it); true means "read the precise clock to be sure". No subtraction from `earliest`, which may
+/// be time_point::min().
+inline bool maybe_due(clock::time_point earliest, clock::duration margin = clock::duration::zero()) noexcept {
     const clock::duration tick = coarse_clock::resolution();
     if (tick == clock::duration::max()) return true;
-    return coarse_clock::now().time_since_epoch() >= earliest.time_since_epoch() - tick;
+    return coarse_clock::now() + 2 * tick + margin >= earliest;
 }
 
 /// A deadline in the loop's timer queue. Lives inside whoever waits (a sleeper's frame, a timeout), never allocated.

@@ -367,10 +367,12 @@ inline void event_loop::wait(detail::clock::time_point deadline) {
     const bool bounded = deadline != detail::clock::time_point::max();
     if (!bounded || (timer_armed_ && timer_deadline_ <= deadline))
         return enter(ring_.flush_sq(), 1, IORING_ENTER_GETEVENTS, nullptr);
-    if (use_ext_arg_ && detail::maybe_due(deadline - far)) {
+    if (use_ext_arg_ && detail::maybe_due(deadline, far)) {
         if (ring_.abs_timer()) {
-            const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count();
-            const __kernel_timespec ts{ns / 1000000000LL, ns % 1000000000LL}; // CLOCK_MONOTONIC, like steady_clock
+            // CLOCK_MONOTONIC, like steady_clock; a deadline before the clock's start is simply due.
+            const auto ns = std::max<long long>(
+                0, std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count());
+            const __kernel_timespec ts{ns / 1000000000LL, ns % 1000000000LL};
             return enter(ring_.flush_sq(), 1, IORING_ENTER_GETEVENTS | detail::ring::enter_abs_timer, &ts);
         }
         const auto now = detail::clock::now();
@@ -473,7 +475,8 @@ inline bool event_loop::arm_kernel_timer(detail::clock::time_point deadline) noe
     if (timer_armed_) disarm_kernel_timer();
     io_uring_sqe* sqe = get_sqe();
     if (!sqe) return false;
-    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count();
+    const auto ns = std::max<long long>(
+        0, std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count());
     timer_ts_.tv_sec = ns / 1000000000LL;
     timer_ts_.tv_nsec = ns % 1000000000LL;
     // steady_clock is CLOCK_MONOTONIC, the clock io_uring timeouts use by default.

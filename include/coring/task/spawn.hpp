@@ -113,6 +113,9 @@ public:
 
         bool await_ready() const {
             if (!h_) throw std::logic_error("coring: awaiting an empty join_handle");
+            // Another task's join is pending (waiting, or queued to read the result): only it may take the result.
+            if (h_.promise().has(detail::promise_base::joined))
+                throw std::logic_error("coring: a join_handle can be awaited by one task at a time");
             return h_.promise().has(detail::promise_base::finished);
         }
         template <class P>

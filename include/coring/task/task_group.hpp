@@ -39,6 +39,11 @@ public:
             m = next;
         }
         if (join_ctx_ && join_ctx_->point == this) join_ctx_->point = nullptr;
+        // A failure nobody joined must not vanish (the children marked it observed for join() to deliver).
+        if (error_ && !error_delivered_) {
+            if (detail::current_core) detail::current_core->report(error_);
+            else detail::default_exception_report(error_);
+        }
     }
 
     /// Starts `t` in the group (queued on the current loop, like coring::spawn) and returns its handle, which may be
@@ -81,9 +86,10 @@ public:
     /// Children still running.
     [[nodiscard]] std::size_t size() const noexcept { return running_; }
 
-    class [[nodiscard]] join_awaiter {
+    /// One wait for running_ to reach 0 (join() repeats it: a child may spawn another one before the joiner runs).
+    class [[nodiscard]] wait_awaiter {
     public:
-        explicit join_awaiter(task_group& g) noexcept : g_(g) {}
+        explicit wait_awaiter(task_group& g) noexcept : g_(g) {}
         bool await_ready() const noexcept { return g_.running_ == 0; }
         template <class P>
         void await_suspend(std::coroutine_handle<P> h) {
@@ -95,22 +101,29 @@ public:
             if (g_.join_ctx_->requested) g_.cancel();
             else g_.join_ctx_->point = &g_;
         }
-        /// Rethrows the first failure; cancelled_error when the joining task was cancelled.
-        void await_resume() {
+        void await_resume() noexcept {
             if (g_.join_ctx_ && g_.join_ctx_->point == &g_) g_.join_ctx_->point = nullptr;
-            detail::cancel_context* ctx = g_.join_ctx_;
+            if (g_.join_ctx_ && g_.join_ctx_->requested) g_.join_cancelled_ = true;
             g_.joiner_ = {};
             g_.join_ctx_ = nullptr;
-            if (g_.error_) std::rethrow_exception(g_.error_);
-            if (ctx && ctx->requested) throw cancelled_error();
         }
 
     private:
         task_group& g_;
     };
 
-    /// Waits until every child has finished; rethrows the first failure.
-    [[nodiscard]] join_awaiter join() noexcept { return join_awaiter(*this); }
+    /// Waits until every child has finished, including children spawned meanwhile; then rethrows the first failure,
+    /// or cancelled_error when the joining task was cancelled while it waited (its children were cancelled too).
+    /// A join that does not have to wait does not throw cancelled_error (a cancellation is met where a task waits).
+    [[nodiscard]] task<> join() {
+        join_cancelled_ = false;
+        while (running_ > 0) co_await wait_awaiter(*this);
+        if (error_) {
+            error_delivered_ = true;
+            std::rethrow_exception(error_);
+        }
+        if (join_cancelled_) throw cancelled_error();
+    }
 
 private:
     /// A child's membership: its cancellation context, and its link back to the group.
@@ -158,6 +171,8 @@ private:
     detail::cancel_context* join_ctx_ = nullptr; // its cancellation context
     bool failed_ = false;                        // a child failed: the others were cancelled
     bool cancelled_ = false;                     // cancel() or the joiner's cancellation
+    bool join_cancelled_ = false;                // the joining task was cancelled while it waited
+    bool error_delivered_ = false;               // join() rethrew error_
 };
 
 } // namespace coring

@@ -138,8 +138,9 @@ template <class Clock, class Duration>
         return sleep_awaitable::until(
             detail::saturating_add(detail::clock::time_point{}, detail::to_clock_duration(t.time_since_epoch())));
     } else {
-        const auto left = detail::to_clock_duration(t - Clock::now());
-        return sleep_awaitable::until(detail::saturating_add(detail::clock::now(), left));
+        const auto now = Clock::now();
+        if (t <= now) return sleep_awaitable::until(detail::clock::now()); // due (no overflow for min())
+        return sleep_awaitable::until(detail::saturating_add(detail::clock::now(), detail::to_clock_duration(t - now)));
     }
 }
 

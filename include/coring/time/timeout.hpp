@@ -108,7 +108,8 @@ private:
 /// Awaits `aw` for at most `d` (asyncio.wait_for): if it has not finished by then, it is cancelled (an io_uring
 /// operation in the kernel), awaited until it really stopped, and timeout_error is thrown. When completion and
 /// deadline coincide, the completion wins: a result that arrived is returned, never dropped. A cancellation of the
-/// caller stays a cancelled_error. Timeouts nest. No allocation and no kernel object: a timer node in the frame.
+/// caller stays a cancelled_error. Timeouts nest. A shield()ed awaitable ignores the deadline (timeout then returns
+/// its result when it finishes). No allocation and no kernel object: a timer node in the frame.
 /// Must be awaited from a coring::task; an lvalue awaitable is awaited by reference.
 template <class Rep, class Period, detail::awaitable A>
 [[nodiscard]] auto timeout(std::chrono::duration<Rep, Period> d, A&& aw) {
@@ -121,7 +122,8 @@ template <class Clock, class Duration, detail::awaitable A>
     detail::clock::time_point at;
     if constexpr (std::is_same_v<Clock, detail::clock>)
         at = detail::saturating_add(detail::clock::time_point{}, detail::to_clock_duration(t.time_since_epoch()));
-    else at = detail::saturating_add(detail::clock::now(), detail::to_clock_duration(t - Clock::now()));
+    else if (const auto now = Clock::now(); t <= now) at = detail::clock::now(); // due (no overflow for min())
+    else at = detail::saturating_add(detail::clock::now(), detail::to_clock_duration(t - now));
     return timeout_awaitable<A>(at, false, std::forward<A>(aw));
 }
 
