@@ -15,8 +15,10 @@ namespace coring {
 /// on it: tasks still waiting then are orphaned and stay suspended until they are cancelled.
 class event {
 public:
-    /// An event that starts cleared, or set when `initially_set`.
-    explicit event(bool initially_set = false) noexcept : set_(initially_set) {}
+    /// An event that starts cleared (usable as a default-initialised member: `S s{};`).
+    event() noexcept = default;
+    /// An event that starts set when `initially_set`.
+    explicit event(bool initially_set) noexcept : set_(initially_set) {}
     event(const event&) = delete;
     event& operator=(const event&) = delete;
 
@@ -68,7 +70,7 @@ private:
     using outcome = detail::waiter::outcome;
 
     detail::wait_list waiters_; // tasks suspended in wait(), oldest first
-    bool set_;                  // the flag itself
+    bool set_ = false;          // the flag itself
 };
 
 } // namespace coring

@@ -51,8 +51,10 @@ class queue {
 public:
     using value_type = T;
 
-    /// A queue holding at most `maxsize` items; 0 (the default) for no limit. Allocates nothing until the first item.
-    explicit queue(std::size_t maxsize = 0) noexcept : max_(maxsize) {}
+    /// An unbounded queue (usable as a default-initialised member). Allocates nothing until the first item.
+    queue() noexcept = default;
+    /// A queue holding at most `maxsize` items; 0 for no limit.
+    explicit queue(std::size_t maxsize) noexcept : max_(maxsize) {}
     queue(const queue&) = delete;
     queue& operator=(const queue&) = delete;
 
@@ -315,7 +317,7 @@ private:
     ring items_;                // the queued items, oldest first
     detail::wait_list pushers_; // tasks suspended in push(), oldest first; non-empty only while the queue is full
     detail::wait_list poppers_; // tasks suspended in pop(), oldest first; non-empty only while the queue is empty
-    std::size_t max_;           // maxsize; 0 = unbounded
+    std::size_t max_ = 0;       // maxsize; 0 = unbounded
     bool closed_ = false;       // close() was called
 };
 
