@@ -1,5 +1,6 @@
 #pragma once
 
+#include <coring/detail/str_cat.hpp>
 #include <coring/runtime/loop_options.hpp>
 
 #include <liburing.h>
@@ -86,7 +87,7 @@ inline std::string setup_failure_reason(int err, const setup_environment& env, u
 
 /// The message of the std::system_error thrown when no ring can be set up.
 inline std::string setup_failure_message(int err, const setup_environment& env, unsigned entries) {
-    return "coring: cannot create an event loop: " + setup_failure_reason(err, env, entries);
+    return str_cat("coring: cannot create an event loop: ", setup_failure_reason(err, env, entries));
 }
 
 /// One io_uring: set up with the best flags the kernel accepts, probed once, entered with raw syscalls so that every

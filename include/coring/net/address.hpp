@@ -1,5 +1,7 @@
 #pragma once
 
+#include <coring/detail/str_cat.hpp>
+
 #include <arpa/inet.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -42,7 +44,7 @@ public:
             sockaddr_un un{};
             un.sun_family = AF_UNIX;
             if (path.empty() || path.size() >= sizeof(un.sun_path))
-                throw std::invalid_argument("coring: address: bad Unix socket path in \"" + std::string(text) + "\"");
+                throw std::invalid_argument(detail::str_cat("coring: address: bad Unix socket path in \"", text, "\""));
             std::memcpy(un.sun_path, path.data(), path.size());
             socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size());
             if (path[0] == '@') un.sun_path[0] = '\0'; // abstract: no terminating NUL, length counts exactly
@@ -72,7 +74,7 @@ public:
     /// std::invalid_argument when `ip` is not numeric.
     static address from(std::string_view ip, std::uint16_t port) {
         if (auto a = from_ip(ip, port)) return *a;
-        throw std::invalid_argument("coring: address: \"" + std::string(ip) + "\" is not a numeric IP address");
+        throw std::invalid_argument(detail::str_cat("coring: address: \"", ip, "\" is not a numeric IP address"));
     }
 
     /// "127.0.0.1:8080", "[::1]:80", "unix:/path", "unix:@name"; "" for an empty address.
@@ -82,25 +84,26 @@ public:
         case AF_INET: {
             const auto* in = reinterpret_cast<const sockaddr_in*>(&storage_);
             ::inet_ntop(AF_INET, &in->sin_addr, buf, sizeof buf);
-            return std::string(buf) + ":" + std::to_string(port());
+            return detail::str_cat(buf, ":", std::to_string(port()));
         }
         case AF_INET6: {
             const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&storage_);
             ::inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof buf);
-            std::string s = "[" + std::string(buf);
+            std::string scope;
             if (in6->sin6_scope_id != 0) {
                 char name[IF_NAMESIZE];
-                s += "%" + std::string(::if_indextoname(in6->sin6_scope_id, name) ? name
-                                                                                  : std::to_string(in6->sin6_scope_id));
+                scope =
+                    ::if_indextoname(in6->sin6_scope_id, name) ? std::string(name) : std::to_string(in6->sin6_scope_id);
+                scope.insert(scope.begin(), '%');
             }
-            return s + "]:" + std::to_string(port());
+            return detail::str_cat("[", buf, scope, "]:", std::to_string(port()));
         }
         case AF_UNIX: {
             const auto* un = reinterpret_cast<const sockaddr_un*>(&storage_);
             const std::size_t n = len_ > offsetof(sockaddr_un, sun_path) ? len_ - offsetof(sockaddr_un, sun_path) : 0;
             if (n == 0) return "unix:"; // an unnamed socket (the client end of a connection)
-            if (un->sun_path[0] == '\0') return "unix:@" + std::string(un->sun_path + 1, n - 1);
-            return "unix:" + std::string(un->sun_path, ::strnlen(un->sun_path, n));
+            if (un->sun_path[0] == '\0') return detail::str_cat("unix:@", std::string_view(un->sun_path + 1, n - 1));
+            return detail::str_cat("unix:", std::string_view(un->sun_path, ::strnlen(un->sun_path, n)));
         }
         default:
             return "";
@@ -142,8 +145,8 @@ public:
 
 private:
     static std::invalid_argument bad(std::string_view text) {
-        return std::invalid_argument("coring: address: cannot parse \"" + std::string(text) +
-                                     "\" (expected 1.2.3.4:port, [v6]:port or unix:/path)");
+        return std::invalid_argument(detail::str_cat("coring: address: cannot parse \"", text,
+                                                     "\" (expected 1.2.3.4:port, [v6]:port or unix:/path)"));
     }
     static std::uint16_t parse_port(std::string_view port, std::string_view text) {
         unsigned v = 0;

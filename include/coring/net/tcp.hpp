@@ -48,8 +48,9 @@ public:
                 tried += a.to_string();
             }
         }
-        throw std::system_error(last ? last : ECONNREFUSED, std::system_category(),
-                                "coring: connect " + host + ":" + std::to_string(port) + " (tried " + tried + ")");
+        throw std::system_error(
+            last ? last : ECONNREFUSED, std::system_category(),
+            detail::str_cat("coring: connect ", host, ":", std::to_string(port), " (tried ", tried, ")"));
     }
 
     /// TCP_NODELAY: send small writes at once instead of coalescing them (Nagle). Servers answering requests want it.
@@ -72,8 +73,8 @@ public:
     /// IPv4 unless net.ipv6.bindv6only is set. Throws std::system_error ("bind 0.0.0.0:80: Permission denied").
     [[nodiscard]] static tcp_listener bind(const address& at, const listen_options& options = {}) {
         if (!at.is_ipv4() && !at.is_ipv6())
-            throw std::invalid_argument("coring: tcp_listener::bind needs an IPv4 or IPv6 address, not \"" +
-                                        at.to_string() + "\"");
+            throw std::invalid_argument(detail::str_cat(
+                "coring: tcp_listener::bind needs an IPv4 or IPv6 address, not \"", at.to_string(), "\""));
         tcp_listener l;
         l.open(at, options);
         return l;

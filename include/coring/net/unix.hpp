@@ -24,7 +24,7 @@ public:
     /// Connects to the socket at `path` ("/run/app.sock", or "@name" for an abstract socket). Throws
     /// std::system_error ("connect unix:/run/app.sock: No such file or directory"), cancelled_error.
     [[nodiscard]] static connect_awaitable<unix_stream> connect(std::string_view path) {
-        return connect_awaitable<unix_stream>(address::parse("unix:" + std::string(path)));
+        return connect_awaitable<unix_stream>(address::parse(detail::str_cat("unix:", path)));
     }
     /// Connects to a unix: address.
     [[nodiscard]] static connect_awaitable<unix_stream> connect(address to) {
@@ -40,7 +40,7 @@ public:
     /// run is removed first, as asyncio does; any other file at `path` is an error (EADDRINUSE), never removed.
     /// Throws std::system_error ("bind unix:/run/app.sock: Permission denied").
     [[nodiscard]] static unix_listener bind(std::string_view path, const listen_options& options = {}) {
-        const address at = address::parse("unix:" + std::string(path));
+        const address at = address::parse(detail::str_cat("unix:", path));
         if (!path.empty() && path.front() != '@') {
             struct stat st {};
             const std::string p(path);

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <coring/detail/str_cat.hpp>
 #include <coring/net/address.hpp>
 
 #include <fcntl.h>
@@ -19,9 +20,8 @@ namespace coring::detail {
 /// The error of a socket operation: errno, and "<operation> <address>" in what() ("connect 127.0.0.1:9: Connection
 /// refused"), so that a log line says what failed and with whom.
 inline std::system_error net_error(int err, std::string_view op, const address& where) {
-    std::string what = "coring: " + std::string(op);
-    if (!where.empty()) what += " " + where.to_string();
-    return std::system_error(err, std::system_category(), what);
+    return std::system_error(err, std::system_category(),
+                             where.empty() ? str_cat("coring: ", op) : str_cat("coring: ", op, " ", where.to_string()));
 }
 
 /// An owned descriptor, closed (synchronously: a socket's close does not block) unless released.
