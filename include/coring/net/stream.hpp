@@ -485,15 +485,15 @@ private:
     void unread(std::span<const std::byte> bytes) noexcept {
         if (bytes.empty()) return;
         if (cap_ < bytes.size() + buffered()) {
-            auto grown = std::unique_ptr<char[]>(new (std::nothrow) char[bytes.size() + buffered()]);
-            if (!grown) return; // out of memory: nothing better to do with them
-            std::memcpy(grown.get() + bytes.size(), buf_.get() + begin_, buffered());
+            // Out of memory here terminates (noexcept): dropping bytes silently would be worse.
+            auto grown = std::unique_ptr<char[]>(new char[bytes.size() + buffered()]);
+            if (buffered()) std::memcpy(grown.get() + bytes.size(), buf_.get() + begin_, buffered());
             end_ = bytes.size() + buffered();
             begin_ = 0;
             buf_ = std::move(grown);
             cap_ = end_;
         } else {
-            std::memmove(buf_.get() + bytes.size(), buf_.get() + begin_, buffered());
+            if (buffered()) std::memmove(buf_.get() + bytes.size(), buf_.get() + begin_, buffered());
             end_ = bytes.size() + buffered();
             begin_ = 0;
         }
