@@ -3,6 +3,7 @@
 // coring: asyncio for C++20, on io_uring. This umbrella header includes every module header.
 #include <coring/config.hpp>
 #include <coring/error.hpp>
+#include <coring/fs.hpp>
 #include <coring/net.hpp>
 #include <coring/runtime.hpp>
 #include <coring/signal.hpp>

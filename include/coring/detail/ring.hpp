@@ -146,7 +146,12 @@ public:
                 if (io_uring_opcode_supported(pr, static_cast<int>(op))) probe_.set(op);
             io_uring_free_probe(pr);
             probed_ = true;
+        } else {
+            // Linux 5.5 and older cannot be probed: they have the opcodes up to CONNECT (5.5) and none after.
+            for (unsigned op = 0; op <= IORING_OP_CONNECT; ++op) probe_.set(op);
         }
+        for (unsigned op : o.unsupported_opcodes)
+            if (op < probe_.size()) probe_.reset(op);
     }
     ring(const ring&) = delete;
     ring& operator=(const ring&) = delete;
@@ -161,9 +166,9 @@ public:
     [[nodiscard]] bool abs_timer() const noexcept { return abs_timer_; }
     [[nodiscard]] unsigned setup_flags() const noexcept { return setup_flags_; }
     [[nodiscard]] unsigned features() const noexcept { return features_; }
-    /// Whether the kernel supports `opcode`; true for everything when the kernel is too old to be probed (5.5).
+    /// Whether the kernel supports `opcode` (and loop_options::unsupported_opcodes does not exclude it).
     [[nodiscard]] bool supports(unsigned opcode) const noexcept {
-        return !probed_ || (opcode < probe_.size() && probe_.test(opcode));
+        return opcode < probe_.size() && probe_.test(opcode);
     }
 
     /// Publishes the SQEs taken since the last flush and returns how many the kernel has not consumed yet.

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <exception>
 #include <functional>
+#include <vector>
 
 namespace coring {
 
@@ -30,6 +31,10 @@ struct loop_options {
     bool absolute_wait_deadline = true;
     /// Register the ring descriptor (Linux 5.18) so that each io_uring_enter skips the descriptor lookup.
     bool register_ring_fd = true;
+
+    /// IORING_OP_* opcodes to treat as unsupported, as on a kernel without them: operations that have a fallback
+    /// (file operations run on the worker pool) use it. For testing those paths, or for steering around a kernel bug.
+    std::vector<unsigned> unsupported_opcodes;
 
     /// Threads of the pool that runs to_thread() jobs, started on first use; 0 means min(32, cores + 4), as asyncio.
     unsigned worker_threads = 0;

@@ -1,0 +1,536 @@
+#pragma once
+
+#include <coring/detail/op.hpp>
+#include <coring/fs/detail/fs_op.hpp>
+#include <coring/fs/open_mode.hpp>
+#include <coring/runtime/event_loop.hpp>
+
+#include <fcntl.h>
+#include <liburing.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace coring {
+
+/// An open file: positional and sequential reads and writes, fsync, size and close, each one io_uring operation
+/// (OPENAT, READ, WRITE, FSYNC, STATX, CLOSE) whose state lives in the awaiting frame; where the running kernel
+/// lacks an opcode, the same system call runs on the loop's worker pool instead.
+///
+/// Reads and writes return what the kernel did: a read may be short and returns 0 at the end of the file; a write
+/// may be short (write_all and write_all_at loop until everything is written). Positional operations (read_at,
+/// write_at) may be in flight in any number at once; the sequential ones (read, write, write_all) advance the
+/// file's position() and one at a time may be in flight (a second is a std::logic_error).
+///
+/// Errors are std::system_error naming the operation and the path ("read /data/x: Input/output error").
+/// Cancellation (cancel(), a timeout): an operation that completed anyway returns its result; a cancelled
+/// write_all has written a prefix (the position moves past it). The file must outlive its operations; destroying it
+/// while one is in flight aborts with a message. The destructor closes the descriptor if close() was not awaited,
+/// with an asynchronous IORING_OP_CLOSE when a loop runs on the thread, so that it never blocks the loop.
+class file {
+public:
+    /// No file.
+    file() noexcept = default;
+    /// Adopts an open descriptor; `path` is kept for error messages.
+    explicit file(int fd, std::string path = {}) noexcept : fd_(fd), path_(std::move(path)) {}
+    file(file&& o) noexcept
+        : fd_(std::exchange(o.fd_, -1)),
+          path_(std::move(o.path_)),
+          pos_(std::exchange(o.pos_, 0)),
+          mem_align_(o.mem_align_),
+          io_align_(o.io_align_),
+          direct_(o.direct_) {
+        o.check_idle("moved");
+    }
+    file& operator=(file&& o) noexcept {
+        if (this != &o) {
+            check_idle("assigned to");
+            o.check_idle("moved");
+            close_detached();
+            fd_ = std::exchange(o.fd_, -1);
+            path_ = std::move(o.path_);
+            pos_ = std::exchange(o.pos_, 0);
+            mem_align_ = o.mem_align_;
+            io_align_ = o.io_align_;
+            direct_ = o.direct_;
+        }
+        return *this;
+    }
+    file(const file&) = delete;
+    file& operator=(const file&) = delete;
+    ~file() {
+        check_idle("destroyed");
+        close_detached();
+    }
+
+    // ---- opening ----------------------------------------------------------------------------------------------
+
+    /// The awaitable of open().
+    class [[nodiscard]] open_awaitable : public detail::fs_op<open_awaitable> {
+    public:
+        open_awaitable(std::string path, int flags, unsigned permissions) noexcept
+            : path_(std::move(path)), flags_(flags), perms_(permissions) {}
+        open_awaitable(const open_awaitable& o)
+            : detail::fs_op<open_awaitable>(o), path_(o.path_), flags_(o.flags_), perms_(o.perms_) {}
+        ~open_awaitable() {
+            if (fd_ >= 0) ::close(fd_); // opened, but the caller was cancelled or the result never taken
+        }
+
+        bool uses_ring(const event_loop& loop) const noexcept { return loop.supports(IORING_OP_OPENAT); }
+        void prep(io_uring_sqe* sqe) noexcept {
+#ifdef STATX_DIOALIGN
+            if (fd_ >= 0) return io_uring_prep_statx(sqe, fd_, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx_);
+#endif
+            io_uring_prep_openat(sqe, AT_FDCWD, path_.c_str(), flags_, perms_);
+        }
+        bool step(int res) noexcept {
+            if (fd_ >= 0) { // the O_DIRECT alignment query
+                if (res == 0) read_alignment();
+                res_ = 0;
+                return true;
+            }
+            res_ = res;
+            if (res < 0) return true;
+            fd_ = res;
+#ifdef STATX_DIOALIGN
+            // O_DIRECT's alignment rules come from the file system (statx, Linux 6.1); without them, 512 bytes.
+            if ((flags_ & O_DIRECT) && this->loop()->supports(IORING_OP_STATX)) return false;
+#endif
+            return true;
+        }
+        int blocking() noexcept {
+            const int fd = ::openat(AT_FDCWD, path_.c_str(), flags_, static_cast<mode_t>(perms_));
+            if (fd < 0) return -errno;
+            fd_ = fd;
+#ifdef STATX_DIOALIGN
+            if ((flags_ & O_DIRECT) && ::statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx_) == 0) read_alignment();
+#endif
+            return 0;
+        }
+
+        /// The open file. Throws std::system_error ("open /x/y: No such file or directory"), cancelled_error.
+        file await_resume() {
+            const int r = result(); // on cancelled_error, the destructor closes what was opened
+            if (r < 0) {
+                const bool direct_refused = (flags_ & O_DIRECT) && r == -EINVAL;
+                throw detail::fs_error(-r, "open", path_,
+                                       direct_refused ? "this file system may not support open_mode::direct" : "");
+            }
+            file f(std::exchange(fd_, -1), std::move(path_));
+            f.direct_ = (flags_ & O_DIRECT) != 0;
+            f.mem_align_ = mem_align_;
+            f.io_align_ = io_align_;
+            return f;
+        }
+
+    private:
+        void read_alignment() noexcept {
+#ifdef STATX_DIOALIGN
+            if ((stx_.stx_mask & STATX_DIOALIGN) && stx_.stx_dio_mem_align && stx_.stx_dio_offset_align) {
+                mem_align_ = stx_.stx_dio_mem_align;
+                io_align_ = stx_.stx_dio_offset_align;
+            }
+#endif
+        }
+
+        std::string path_;
+        int flags_;
+        unsigned perms_;
+        int fd_ = -1; // owned until handed to the file
+        std::uint32_t mem_align_ = 512, io_align_ = 512;
+#ifdef STATX_DIOALIGN
+        struct statx stx_ {};
+#endif
+    };
+
+    /// Opens `path` (relative paths from the working directory) with `mode`; a created file gets `permissions`
+    /// less the umask. Throws std::invalid_argument for a mode that means nothing (truncate without write),
+    /// std::system_error naming the path, cancelled_error.
+    ///
+    /// A FIFO opens without waiting for its other end, because io_uring tries a non-blocking open first: for
+    /// reading it opens at once, for writing with no reader it fails with ENXIO (open(2) would block in both
+    /// cases). Open a FIFO with read | write to have neither. On the worker-pool fallback, open(2)'s blocking rules
+    /// apply, and a blocked open cannot be cancelled.
+    [[nodiscard]] static open_awaitable open(std::string_view path, open_mode mode, unsigned permissions = 0666) {
+        return open_awaitable(std::string(path), detail::open_flags(mode), permissions);
+    }
+
+    // ---- reading and writing ----------------------------------------------------------------------------------
+
+    /// The base of a file's awaitables: counts them in flight, so that destroying the file under one is caught.
+    template <class Derived>
+    class file_op : public detail::fs_op<Derived> {
+    public:
+        explicit file_op(file& f) noexcept : f_(&f) {}
+        file_op(const file_op& o) noexcept : detail::fs_op<Derived>(o), f_(o.f_), fd_(o.fd_) {}
+
+        template <class P>
+        bool await_suspend(std::coroutine_handle<P> h) {
+            ++f_->ops_;
+            try {
+                return detail::fs_op<Derived>::await_suspend(h);
+            } catch (...) {
+                --f_->ops_;
+                static_cast<Derived*>(this)->abandon();
+                throw;
+            }
+        }
+
+        /// The operation could not start (no worker thread for the fallback): undo what await_ready did.
+        void abandon() noexcept {}
+
+    protected:
+        /// Ends the operation's bookkeeping; returns its result (see fs_op::result).
+        int outcome() {
+            --f_->ops_;
+            return this->result();
+        }
+        file* f_;
+        int fd_ = -1; // the descriptor, read when the operation starts
+    };
+
+    /// The awaitable of read_at() and read(): one read; the bytes read, 0 at the end of the file.
+    class [[nodiscard]] read_awaitable : public file_op<read_awaitable> {
+    public:
+        read_awaitable(file& f, std::span<std::byte> buf, std::uint64_t offset, bool sequential)
+            : file_op<read_awaitable>(f), buf_(buf), off_(offset), seq_(sequential) {}
+        bool await_ready() {
+            fd_ = f_->usable_fd("read");
+            if (seq_) {
+                if (f_->seq_busy_) throw std::logic_error("coring: two concurrent sequential operations on one file");
+                f_->check_direct(buf_.data(), buf_.size(), f_->pos_, "read");
+                f_->seq_busy_ = true;
+                off_ = f_->pos_;
+            } else {
+                f_->check_direct(buf_.data(), buf_.size(), off_, "read");
+            }
+            ready_ = buf_.empty(); // nothing to read, nothing to wait for
+            return ready_;
+        }
+        void abandon() noexcept {
+            if (seq_) f_->seq_busy_ = false;
+        }
+        bool uses_ring(const event_loop& loop) const noexcept { return loop.supports(IORING_OP_READ); }
+        void prep(io_uring_sqe* sqe) noexcept {
+            io_uring_prep_read(sqe, fd_, buf_.data(),
+                               static_cast<unsigned>(std::min(buf_.size(), detail::max_rw_count)), off_);
+        }
+        int blocking() noexcept {
+            const std::size_t len = std::min(buf_.size(), detail::max_rw_count);
+            ssize_t n = ::pread(fd_, buf_.data(), len, static_cast<off_t>(off_));
+            if (n < 0 && errno == ESPIPE) n = ::read(fd_, buf_.data(), len); // a pipe or FIFO: no offsets
+            return n < 0 ? -errno : static_cast<int>(n);
+        }
+        /// Bytes read (0 at the end of the file). Throws std::system_error naming the path, cancelled_error.
+        std::size_t await_resume() {
+            struct release {
+                read_awaitable* self;
+                ~release() {
+                    if (self->seq_) self->f_->seq_busy_ = false;
+                }
+            } guard{this};
+            const int r = ready_ ? 0 : outcome();
+            if (r < 0) throw detail::fs_error(-r, "read", f_->path_);
+            if (seq_) f_->pos_ = off_ + static_cast<std::uint64_t>(r);
+            return static_cast<std::size_t>(r);
+        }
+
+    private:
+        std::span<std::byte> buf_;
+        std::uint64_t off_;
+        bool seq_;
+        bool ready_ = false;
+    };
+
+    /// The awaitable of write_at(), write(), write_all_at() and write_all(): the bytes written (all of them for the
+    /// _all forms).
+    class [[nodiscard]] write_awaitable : public file_op<write_awaitable> {
+    public:
+        write_awaitable(file& f, std::span<const std::byte> buf, std::uint64_t offset, bool sequential, bool all)
+            : file_op<write_awaitable>(f), buf_(buf), off_(offset), seq_(sequential), all_(all) {}
+        bool await_ready() {
+            fd_ = f_->usable_fd("write");
+            if (seq_) {
+                if (f_->seq_busy_) throw std::logic_error("coring: two concurrent sequential operations on one file");
+                f_->check_direct(buf_.data(), buf_.size(), f_->pos_, "write");
+                f_->seq_busy_ = true;
+                off_ = f_->pos_;
+            } else {
+                f_->check_direct(buf_.data(), buf_.size(), off_, "write");
+            }
+            ready_ = buf_.empty();
+            return ready_;
+        }
+        void abandon() noexcept {
+            if (seq_) f_->seq_busy_ = false;
+        }
+        bool uses_ring(const event_loop& loop) const noexcept { return loop.supports(IORING_OP_WRITE); }
+        void prep(io_uring_sqe* sqe) noexcept {
+            const std::size_t n = std::min(buf_.size() - done_, detail::max_rw_count);
+            io_uring_prep_write(sqe, fd_, buf_.data() + done_, static_cast<unsigned>(n), off_ + done_);
+        }
+        bool step(int res) noexcept {
+            if (res < 0) {
+                err_ = -res;
+                return true;
+            }
+            if (res == 0) { // nothing written for a non-empty request: a loop would spin
+                err_ = EIO;
+                return true;
+            }
+            done_ += static_cast<std::size_t>(res);
+            return !all_ || done_ == buf_.size();
+        }
+        int blocking() noexcept {
+            do {
+                const std::size_t n = std::min(buf_.size() - done_, detail::max_rw_count);
+                ssize_t r = ::pwrite(fd_, buf_.data() + done_, n, static_cast<off_t>(off_ + done_));
+                if (r < 0 && errno == ESPIPE) r = ::write(fd_, buf_.data() + done_, n); // a pipe or FIFO
+                if (r < 0 && errno == EINTR) continue;
+                if (r <= 0) {
+                    err_ = r < 0 ? errno : EIO;
+                    break;
+                }
+                done_ += static_cast<std::size_t>(r);
+            } while (all_ && done_ < buf_.size());
+            return 0;
+        }
+        /// Bytes written. Throws std::system_error naming the path (after a partial write_all, the position has
+        /// moved past what was written), cancelled_error.
+        std::size_t await_resume() {
+            struct release {
+                write_awaitable* self;
+                ~release() {
+                    if (!self->seq_) return;
+                    self->f_->seq_busy_ = false;
+                    self->f_->pos_ = self->off_ + self->done_; // also after an error or a cancellation
+                }
+            } guard{this};
+            if (ready_) return 0;
+            (void)outcome(); // both paths keep what happened in done_ and err_
+            if (err_) throw detail::fs_error(err_, "write", f_->path_);
+            return done_;
+        }
+
+    private:
+        std::span<const std::byte> buf_;
+        std::uint64_t off_;
+        std::size_t done_ = 0;
+        int err_ = 0;
+        bool seq_, all_;
+        bool ready_ = false;
+    };
+
+    /// Reads up to `buf.size()` bytes at `offset`; returns how many (0 at or past the end of the file).
+    [[nodiscard]] read_awaitable read_at(std::span<std::byte> buf, std::uint64_t offset) {
+        return read_awaitable(*this, buf, offset, false);
+    }
+    /// read_at into chars.
+    [[nodiscard]] read_awaitable read_at(std::span<char> buf, std::uint64_t offset) {
+        return read_at(std::as_writable_bytes(buf), offset);
+    }
+    /// Reads at position() and advances it by what was read.
+    [[nodiscard]] read_awaitable read(std::span<std::byte> buf) { return read_awaitable(*this, buf, 0, true); }
+    /// read into chars.
+    [[nodiscard]] read_awaitable read(std::span<char> buf) { return read(std::as_writable_bytes(buf)); }
+
+    /// Writes once at `offset`; returns how many bytes the kernel took (possibly fewer than given).
+    [[nodiscard]] write_awaitable write_at(std::span<const std::byte> buf, std::uint64_t offset) {
+        return write_awaitable(*this, buf, offset, false, false);
+    }
+    /// write_at of chars.
+    [[nodiscard]] write_awaitable write_at(std::string_view s, std::uint64_t offset) {
+        return write_at(std::as_bytes(std::span(s)), offset);
+    }
+    /// Writes all of `buf` at `offset`, as many writes as it takes.
+    [[nodiscard]] write_awaitable write_all_at(std::span<const std::byte> buf, std::uint64_t offset) {
+        return write_awaitable(*this, buf, offset, false, true);
+    }
+    /// write_all_at of chars.
+    [[nodiscard]] write_awaitable write_all_at(std::string_view s, std::uint64_t offset) {
+        return write_all_at(std::as_bytes(std::span(s)), offset);
+    }
+    /// Writes once at position() and advances it (in append mode every write goes to the end of the file).
+    [[nodiscard]] write_awaitable write(std::span<const std::byte> buf) {
+        return write_awaitable(*this, buf, 0, true, false);
+    }
+    /// write of chars.
+    [[nodiscard]] write_awaitable write(std::string_view s) { return write(std::as_bytes(std::span(s))); }
+    /// Writes all of `buf` at position() and advances it.
+    [[nodiscard]] write_awaitable write_all(std::span<const std::byte> buf) {
+        return write_awaitable(*this, buf, 0, true, true);
+    }
+    /// write_all of chars.
+    [[nodiscard]] write_awaitable write_all(std::string_view s) { return write_all(std::as_bytes(std::span(s))); }
+
+    // ---- sync, size, close ------------------------------------------------------------------------------------
+
+    /// The awaitable of sync() and sync_data().
+    class [[nodiscard]] sync_awaitable : public file_op<sync_awaitable> {
+    public:
+        sync_awaitable(file& f, bool data_only) : file_op<sync_awaitable>(f), data_only_(data_only) {
+            fd_ = f.usable_fd("fsync");
+        }
+        bool uses_ring(const event_loop& loop) const noexcept { return loop.supports(IORING_OP_FSYNC); }
+        void prep(io_uring_sqe* sqe) noexcept { io_uring_prep_fsync(sqe, fd_, data_only_ ? IORING_FSYNC_DATASYNC : 0); }
+        int blocking() noexcept { return (data_only_ ? ::fdatasync(fd_) : ::fsync(fd_)) == 0 ? 0 : -errno; }
+        void await_resume() {
+            const int r = outcome();
+            if (r < 0) throw detail::fs_error(-r, data_only_ ? "fdatasync" : "fsync", f_->path_);
+        }
+
+    private:
+        bool data_only_;
+    };
+
+    /// Flushes the file's data and metadata to the device (fsync).
+    [[nodiscard]] sync_awaitable sync() { return sync_awaitable(*this, false); }
+    /// Flushes the file's data, and only the metadata needed to read it back (fdatasync).
+    [[nodiscard]] sync_awaitable sync_data() { return sync_awaitable(*this, true); }
+
+    /// The awaitable of size().
+    class [[nodiscard]] size_awaitable : public file_op<size_awaitable> {
+    public:
+        explicit size_awaitable(file& f) : file_op<size_awaitable>(f) { fd_ = f.usable_fd("statx"); }
+        bool uses_ring(const event_loop& loop) const noexcept { return loop.supports(IORING_OP_STATX); }
+        void prep(io_uring_sqe* sqe) noexcept { io_uring_prep_statx(sqe, fd_, "", AT_EMPTY_PATH, STATX_SIZE, &stx_); }
+        int blocking() noexcept { return ::statx(fd_, "", AT_EMPTY_PATH, STATX_SIZE, &stx_) == 0 ? 0 : -errno; }
+        /// The file's size in bytes (0 for pipes and for /proc files, whose size is not known in advance).
+        std::uint64_t await_resume() {
+            const int r = outcome();
+            if (r < 0) throw detail::fs_error(-r, "statx", f_->path_);
+            return stx_.stx_size;
+        }
+
+    private:
+        struct statx stx_ {};
+    };
+
+    /// The file's current size (statx).
+    [[nodiscard]] size_awaitable size() { return size_awaitable(*this); }
+
+    /// The awaitable of close().
+    class [[nodiscard]] close_awaitable : public file_op<close_awaitable> {
+    public:
+        explicit close_awaitable(file& f) noexcept : file_op<close_awaitable>(f) {}
+        ~close_awaitable() {
+            if (fd_ >= 0) ::close(fd_); // taken from the file, but the close never reached the kernel (cancelled)
+        }
+        bool await_ready() {
+            if (f_->fd_ < 0) return true; // closing twice is harmless
+            fd_ = std::exchange(f_->fd_, -1);
+            return false;
+        }
+        bool uses_ring(const event_loop& loop) const noexcept { return loop.supports(IORING_OP_CLOSE); }
+        void prep(io_uring_sqe* sqe) noexcept { io_uring_prep_close(sqe, std::exchange(fd_, -1)); }
+        int blocking() noexcept { return ::close(std::exchange(fd_, -1)) == 0 ? 0 : -errno; }
+        /// Throws std::system_error naming the path (a delayed write error, on NFS for instance); the descriptor is
+        /// closed either way. A cancelled close still closes the descriptor.
+        void await_resume() {
+            if (!awaited_) return;
+            int r = 0;
+            try {
+                r = outcome();
+            } catch (const cancelled_error&) {
+                if (fd_ >= 0) ::close(std::exchange(fd_, -1));
+                throw;
+            }
+            if (r < 0 && r != -EINTR) throw detail::fs_error(-r, "close", f_->path_);
+        }
+        template <class P>
+        bool await_suspend(std::coroutine_handle<P> h) {
+            awaited_ = true;
+            return file_op<close_awaitable>::await_suspend(h);
+        }
+
+    private:
+        bool awaited_ = false;
+    };
+
+    /// Closes the file (IORING_OP_CLOSE). Closing a closed file does nothing.
+    [[nodiscard]] close_awaitable close() noexcept { return close_awaitable(*this); }
+
+    // ---- state ------------------------------------------------------------------------------------------------
+
+    /// Whether a descriptor is open.
+    [[nodiscard]] bool is_open() const noexcept { return fd_ >= 0; }
+    /// The descriptor, for system calls coring does not wrap; the file still owns it.
+    [[nodiscard]] int native_handle() const noexcept { return fd_; }
+    /// The path the file was opened with (for messages).
+    [[nodiscard]] const std::string& path() const noexcept { return path_; }
+    /// Where read(), write() and write_all() go next.
+    [[nodiscard]] std::uint64_t position() const noexcept { return pos_; }
+    /// Moves position() (no I/O; past the end is allowed, as with lseek).
+    void seek(std::uint64_t position) noexcept { pos_ = position; }
+    /// Whether the file was opened with open_mode::direct.
+    [[nodiscard]] bool direct() const noexcept { return direct_; }
+    /// O_DIRECT's alignment of buffer addresses, and of offsets and lengths, for this file (from statx, 512 when the
+    /// kernel does not say).
+    [[nodiscard]] std::uint32_t direct_memory_alignment() const noexcept { return mem_align_; }
+    [[nodiscard]] std::uint32_t direct_io_alignment() const noexcept { return io_align_; }
+
+private:
+    /// A close nobody awaits: the kernel closes the descriptor while the loop goes on; without a loop, close(2).
+    struct detached_close final : detail::op_base {
+        explicit detached_close(int f) noexcept : detail::op_base(&do_prep, &do_complete), fd(f) {}
+        static void do_prep(detail::op_base* o, io_uring_sqe* sqe) noexcept {
+            io_uring_prep_close(sqe, static_cast<detached_close*>(o)->fd);
+        }
+        static void do_complete(detail::op_base* o, int, unsigned) noexcept { delete static_cast<detached_close*>(o); }
+        int fd;
+    };
+
+    void close_detached() noexcept {
+        if (fd_ < 0) return;
+        const int fd = std::exchange(fd_, -1);
+        event_loop* loop = detail::current_loop;
+        if (loop && loop->supports(IORING_OP_CLOSE))
+            if (auto* op = new (std::nothrow) detached_close(fd)) return loop->start(op);
+        ::close(fd);
+    }
+
+    void check_idle(const char* what) const noexcept {
+        if (ops_ == 0) return;
+        std::fprintf(stderr, "coring: fatal: a file (%s) was %s while %u operation(s) on it were in flight\n",
+                     path_.c_str(), what, ops_);
+        std::abort();
+    }
+
+    int usable_fd(const char* op) const {
+        if (fd_ < 0) throw std::logic_error(detail::str_cat("coring: ", op, " on a closed file"));
+        return fd_;
+    }
+
+    /// O_DIRECT transfers must be aligned; the kernel would only say EINVAL, so say which rule was broken.
+    void check_direct(const std::byte* p, std::size_t n, std::uint64_t offset, const char* op) const {
+        if (!direct_) return;
+        if (reinterpret_cast<std::uintptr_t>(p) % mem_align_ == 0 && offset % io_align_ == 0 && n % io_align_ == 0)
+            return;
+        throw detail::fs_error(EINVAL, op, path_,
+                               detail::str_cat("open_mode::direct needs the buffer address aligned to ",
+                                               std::to_string(mem_align_), " bytes, and the offset and length to ",
+                                               std::to_string(io_align_), "; see aligned_buffer"));
+    }
+
+    int fd_ = -1;
+    std::string path_;
+    std::uint64_t pos_ = 0;
+    std::uint32_t mem_align_ = 512, io_align_ = 512;
+    std::uint32_t ops_ = 0; // awaitables in flight
+    bool direct_ = false;
+    bool seq_busy_ = false; // a sequential operation is in flight
+};
+
+} // namespace coring

@@ -1,0 +1,122 @@
+#pragma once
+
+#include <coring/fs/file.hpp>
+#include <coring/task/gather.hpp>
+#include <coring/task/task.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace coring {
+
+namespace detail {
+
+/// Whole-file helpers move a large file in pieces of this size...
+inline constexpr std::size_t whole_file_chunk = std::size_t{1} << 20;
+/// ...with up to this many pieces in flight (enough to keep a fast SSD's queue busy; a cached file gains little more).
+inline constexpr std::size_t whole_file_depth = 8;
+
+/// Fills `dst` from `offset` on; fewer bytes only where the file ends.
+inline task<std::size_t> read_fully_at(file& f, std::span<std::byte> dst, std::uint64_t offset) {
+    std::size_t got = 0;
+    while (got < dst.size()) {
+        const std::size_t n = co_await f.read_at(dst.subspan(got), offset + got);
+        if (n == 0) break;
+        got += n;
+    }
+    co_return got;
+}
+
+/// One of the readers of read_file: takes the next piece until none is left; notes the earliest end of file seen.
+inline task<> read_pieces(file& f, std::span<std::byte> all, std::size_t& next, std::uint64_t& eof) {
+    while (next < all.size()) {
+        const std::size_t off = next;
+        const std::size_t len = std::min(whole_file_chunk, all.size() - off);
+        next += len;
+        const std::size_t got = co_await read_fully_at(f, all.subspan(off, len), off);
+        if (got < len) eof = std::min<std::uint64_t>(eof, off + got);
+    }
+}
+
+/// One of the writers of write_file.
+inline task<> write_pieces(file& f, std::span<const std::byte> all, std::size_t& next) {
+    while (next < all.size()) {
+        const std::size_t off = next;
+        const std::size_t len = std::min(whole_file_chunk, all.size() - off);
+        next += len;
+        co_await f.write_all_at(all.subspan(off, len), off);
+    }
+}
+
+} // namespace detail
+
+/// The whole content of the file at `path` (Path.read_bytes). The buffer is sized from statx and a large file is
+/// read with several reads in flight; a file that grows meanwhile is read to its new end, one that shrinks gives
+/// what is left, and files whose size is unknown in advance (/proc, pipes) are read until their end. Throws
+/// std::system_error naming the path, cancelled_error.
+inline task<std::string> read_file(std::string path) {
+    file f = co_await file::open(path, open_mode::read);
+    const std::uint64_t size = co_await f.size();
+    std::string out;
+    std::uint64_t valid = 0;
+    if (size > 0) {
+        out.resize(static_cast<std::size_t>(size));
+        const auto all = std::as_writable_bytes(std::span(out));
+        if (size <= detail::whole_file_chunk) {
+            valid = co_await detail::read_fully_at(f, all, 0);
+        } else {
+            std::size_t next = 0;
+            std::uint64_t eof = size;
+            std::vector<task<>> readers;
+            for (std::size_t i = 0; i < detail::whole_file_depth && i * detail::whole_file_chunk < size; ++i)
+                readers.push_back(detail::read_pieces(f, all, next, eof));
+            co_await gather(std::move(readers));
+            valid = eof;
+        }
+        out.resize(static_cast<std::size_t>(valid));
+    }
+    if (valid == size) {
+        // Grown since statx, or of a size statx does not know: read on until a read returns 0.
+        std::size_t step = 64 * 1024;
+        for (;;) {
+            const std::size_t old = out.size();
+            out.resize(old + step);
+            const std::size_t n = co_await f.read_at(std::span(out).subspan(old), old);
+            out.resize(old + n);
+            if (n == 0) break;
+            step = std::min(step * 2, detail::whole_file_chunk);
+        }
+    }
+    co_await f.close();
+    co_return out;
+}
+
+/// Replaces the content of the file at `path` with `data`, creating it (permissions 0666 less the umask) when
+/// missing (Path.write_bytes); a large buffer goes out with several writes in flight. `data` must stay valid until
+/// the task finishes (awaiting the call directly guarantees it). Does not fsync: open a file and sync() it for that.
+/// Throws std::system_error naming the path, cancelled_error.
+inline task<> write_file(std::string path, std::span<const std::byte> data) {
+    file f = co_await file::open(path, open_mode::write | open_mode::create | open_mode::truncate);
+    if (data.size() <= detail::whole_file_chunk) {
+        co_await f.write_all_at(data, 0);
+    } else {
+        std::size_t next = 0;
+        std::vector<task<>> writers;
+        for (std::size_t i = 0; i < detail::whole_file_depth && i * detail::whole_file_chunk < data.size(); ++i)
+            writers.push_back(detail::write_pieces(f, data, next));
+        co_await gather(std::move(writers));
+    }
+    co_await f.close();
+}
+
+/// write_file of chars.
+inline task<> write_file(std::string path, std::string_view data) {
+    return write_file(std::move(path), std::as_bytes(std::span(data)));
+}
+
+} // namespace coring

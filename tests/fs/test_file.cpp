@@ -1,0 +1,485 @@
+// coring::file: open modes, positional and sequential reads and writes, sync, size, close, the destructor, errors.
+
+#include "support/fs_helpers.hpp"
+#include "support/helpers.hpp"
+
+#include <coring/coring.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <vector>
+
+using namespace std::chrono_literals;
+using coring::file;
+using coring::open_mode;
+using coring::task;
+using coring_test::temp_dir;
+
+namespace {
+
+/// The errno of the std::system_error an awaitable throws (0 when it does not throw), and its message.
+struct failure {
+    int code = 0;
+    std::string what;
+};
+
+template <class Awaitable>
+task<failure> failure_of(Awaitable aw) {
+    failure f;
+    try {
+        co_await std::move(aw);
+    } catch (const std::system_error& e) {
+        f.code = e.code().value();
+        f.what = e.what();
+    }
+    co_return f;
+}
+
+task<> open_modes(const temp_dir& dir) {
+    const std::string p = dir / "modes.txt";
+
+    // write | create makes the file; read alone cannot write.
+    {
+        file f = co_await file::open(p, open_mode::write | open_mode::create);
+        CHECK(f.is_open());
+        CHECK(f.path() == p);
+        const std::size_t n = co_await f.write("hello world");
+        CHECK(n == 11);
+        co_await f.close();
+        CHECK_FALSE(f.is_open());
+    }
+    CHECK(coring_test::slurp(p) == "hello world");
+    {
+        file f = co_await file::open(p, open_mode::read);
+        char buf[32];
+        const std::size_t n = co_await f.read(std::span(buf));
+        CHECK(std::string(buf, n) == "hello world");
+        const failure w = co_await failure_of(f.write("x"));
+        CHECK(w.code == EBADF);
+        CHECK(w.what.find("write " + p) != std::string::npos);
+    }
+    // append: every write goes to the end, whatever the position says.
+    {
+        file f = co_await file::open(p, open_mode::append);
+        co_await f.write_all("!");
+        co_await f.write_all_at("?", 0);
+        co_await f.close();
+    }
+    CHECK(coring_test::slurp(p) == "hello world!?");
+    // read | write on an existing file, no truncation: overwrite in place.
+    {
+        file f = co_await file::open(p, open_mode::read | open_mode::write);
+        co_await f.write_all_at("J", 0);
+        co_await f.close();
+    }
+    CHECK(coring_test::slurp(p) == "Jello world!?");
+    // truncate empties it.
+    {
+        file f = co_await file::open(p, open_mode::write | open_mode::truncate);
+        const std::uint64_t size = co_await f.size();
+        CHECK(size == 0);
+    }
+    CHECK(coring_test::slurp(p).empty());
+    // exclusive refuses an existing file, and creates a missing one.
+    const failure ex = co_await failure_of(file::open(p, open_mode::write | open_mode::create | open_mode::exclusive));
+    CHECK(ex.code == EEXIST);
+    CHECK(ex.what.find("open " + p) != std::string::npos);
+    {
+        file f = co_await file::open(dir / "fresh", open_mode::write | open_mode::create | open_mode::exclusive, 0600);
+        struct stat st {};
+        REQUIRE(::fstat(f.native_handle(), &st) == 0);
+        const mode_t mask = ::umask(0);
+        ::umask(mask);
+        CHECK((st.st_mode & 0777) == (0600 & ~mask));
+    }
+}
+
+TEST_CASE("file - open modes: create, read-only, append, read-write, truncate, exclusive, permissions", "[fs][file]") {
+    temp_dir dir;
+    const int fds = coring_test::open_fds();
+    coring::run(open_modes(dir));
+    CHECK(coring_test::open_fds() == fds);
+}
+
+TEST_CASE("file - modes that mean nothing are std::invalid_argument before any I/O", "[fs][file]") {
+    temp_dir dir;
+    coring::run([](const temp_dir& d) -> task<> {
+        CHECK_THROWS_AS(file::open(d / "x", open_mode::create), std::invalid_argument);
+        CHECK_THROWS_AS(file::open(d / "x", open_mode::read | open_mode::truncate), std::invalid_argument);
+        CHECK_THROWS_AS(file::open(d / "x", open_mode::write | open_mode::exclusive), std::invalid_argument);
+        CHECK_THROWS_AS(file::open(d / "x", static_cast<open_mode>(1u << 12)), std::invalid_argument);
+        co_return;
+    }(dir));
+    CHECK_FALSE(coring_test::exists(dir / "x"));
+}
+
+task<> positional_and_sequential(const temp_dir& dir) {
+    const std::string p = dir / "data.bin";
+    const std::string content = coring_test::pattern(100000);
+    coring_test::spit(p, content);
+
+    file f = co_await file::open(p, open_mode::read | open_mode::write);
+    // read_at returns what the kernel gave, 0 at and past the end.
+    std::string buf(1000, '\0');
+    std::size_t n = co_await f.read_at(std::span(buf), 5000);
+    CHECK(n == 1000);
+    CHECK(buf == content.substr(5000, 1000));
+    n = co_await f.read_at(std::span(buf), 99500);
+    CHECK(n == 500);
+    CHECK(buf.substr(0, 500) == content.substr(99500));
+    n = co_await f.read_at(std::span(buf), 100000);
+    CHECK(n == 0);
+    n = co_await f.read_at(std::span(buf), 1u << 30);
+    CHECK(n == 0);
+    // An empty buffer does not wait and reads nothing.
+    n = co_await f.read_at(std::span(buf.data(), 0), 0);
+    CHECK(n == 0);
+
+    // Sequential reads advance position(); seek moves it; reads do not move it for positional calls.
+    CHECK(f.position() == 0);
+    n = co_await f.read(std::span(buf));
+    CHECK(n == 1000);
+    CHECK(buf == content.substr(0, 1000));
+    CHECK(f.position() == 1000);
+    f.seek(99900);
+    n = co_await f.read(std::span(buf));
+    CHECK(n == 100);
+    CHECK(f.position() == 100000);
+    n = co_await f.read(std::span(buf));
+    CHECK(n == 0);
+    CHECK(f.position() == 100000);
+
+    // Sequential writes go at the position; write_at does not move it; writing past the end leaves a hole of zeros.
+    f.seek(10);
+    co_await f.write_all("ABCDEF");
+    CHECK(f.position() == 16);
+    const std::size_t w = co_await f.write_at("xyz", 200000);
+    CHECK(w == 3);
+    CHECK(f.position() == 16);
+    const std::uint64_t size = co_await f.size();
+    CHECK(size == 200003);
+    co_await f.sync();
+    co_await f.sync_data();
+    co_await f.close();
+
+    std::string expect = content;
+    expect.replace(10, 6, "ABCDEF");
+    expect.resize(200000, '\0');
+    expect += "xyz";
+    CHECK(coring_test::slurp(p) == expect);
+}
+
+TEST_CASE("file - read_at, read, write_at, write_all, seek, position, size, sync, reads past the end", "[fs][file]") {
+    temp_dir dir;
+    const int fds = coring_test::open_fds();
+    coring::run(positional_and_sequential(dir));
+    CHECK(coring_test::open_fds() == fds);
+}
+
+task<> parallel_reads(const temp_dir& dir) {
+    const std::string p = dir / "parallel.bin";
+    const std::size_t size = 8 << 20;
+    const std::string content = coring_test::pattern(size);
+    coring_test::spit(p, content);
+    file f = co_await file::open(p, open_mode::read);
+
+    // 64 reads in flight at once, of different lengths at random offsets (some past the end), in one gather.
+    std::mt19937_64 rng(42);
+    struct job {
+        std::uint64_t offset;
+        std::string buf;
+    };
+    std::vector<job> jobs;
+    for (int i = 0; i < 64; ++i) {
+        const std::size_t len = 1 + rng() % (256 * 1024);
+        const std::uint64_t off = rng() % (size + 4096);
+        jobs.push_back({off, std::string(len, '\0')});
+    }
+    std::vector<task<std::size_t>> reads;
+    for (auto& j : jobs)
+        reads.push_back([](file& f, job& j) -> task<std::size_t> {
+            co_return co_await f.read_at(std::span(j.buf), j.offset);
+        }(f, j));
+    const std::vector<std::size_t> got = co_await coring::gather(std::move(reads));
+    REQUIRE(got.size() == jobs.size());
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+        const auto& j = jobs[i];
+        const std::size_t expect = j.offset >= size ? 0 : std::min<std::size_t>(j.buf.size(), size - j.offset);
+        CHECK(got[i] == expect);
+        CHECK(j.buf.compare(0, got[i], content, std::min<std::size_t>(j.offset, size), got[i]) == 0);
+    }
+}
+
+TEST_CASE("file - 64 positional reads in flight at once each get their own bytes", "[fs][file]") {
+    temp_dir dir;
+    coring::run(parallel_reads(dir));
+}
+
+TEST_CASE("file - two sequential operations at once, or I/O on a closed file, are logic errors", "[fs][file]") {
+    temp_dir dir;
+    coring_test::spit(dir / "f", "abc");
+    coring::run([](const temp_dir& d) -> task<> {
+        file f = co_await file::open(d / "f", open_mode::read);
+        // A FIFO keeps the first read in flight while the second is tried.
+        REQUIRE(::mkfifo((d / "fifo").c_str(), 0600) == 0);
+        file pipe = co_await file::open(d / "fifo", open_mode::read | open_mode::write);
+        char a[4], b[4];
+        auto first = coring::spawn([](file& p, std::span<char> buf) -> task<std::size_t> {
+            co_return co_await p.read(buf);
+        }(pipe, std::span(a)));
+        co_await coring::sleep(5ms);
+        CHECK_THROWS_AS(co_await pipe.read(std::span(b)), std::logic_error);
+        // A positional read may run beside it.
+        const std::size_t n = co_await f.read_at(std::span(b), 0);
+        CHECK(n == 3);
+        co_await pipe.write_at("zz", 0);
+        const std::size_t m = co_await first;
+        CHECK(m == 2);
+        CHECK(std::string(a, 2) == "zz");
+
+        co_await f.close();
+        co_await f.close(); // twice is harmless
+        CHECK_THROWS_AS(co_await f.read_at(std::span(b), 0), std::logic_error);
+        CHECK_THROWS_AS(co_await f.write("x"), std::logic_error);
+        CHECK_THROWS_AS(f.size(), std::logic_error);
+        CHECK_THROWS_AS(f.sync(), std::logic_error);
+        file none;
+        CHECK_FALSE(none.is_open());
+        CHECK_THROWS_AS(co_await none.read(std::span(b)), std::logic_error);
+    }(dir));
+}
+
+task<> destructor_closes(const temp_dir& dir, int baseline) {
+    coring_test::spit(dir / "f", "abc");
+    for (int i = 0; i < 100; ++i) {
+        file f = co_await file::open(dir / "f", open_mode::read);
+        CHECK(f.is_open());
+    } // each closed by an IORING_OP_CLOSE nobody awaits
+    co_await coring::sleep(10ms);
+    CHECK(coring_test::open_fds() == baseline + 1); // only the loop's ring
+    // Moving carries the descriptor, the path and the position; the moved-from file is empty.
+    file a = co_await file::open(dir / "f", open_mode::read);
+    a.seek(2);
+    file b = std::move(a);
+    CHECK_FALSE(a.is_open());
+    CHECK(b.is_open());
+    CHECK(b.position() == 2);
+    CHECK(b.path() == dir / "f");
+    char c;
+    const std::size_t n = co_await b.read(std::span(&c, 1));
+    CHECK(n == 1);
+    CHECK(c == 'c');
+    file d;
+    d = std::move(b);
+    CHECK(d.is_open());
+}
+
+TEST_CASE("file - the destructor closes without blocking; moves carry the descriptor; fd count back to baseline",
+          "[fs][file]") {
+    temp_dir dir;
+    const int fds = coring_test::open_fds();
+    coring::run(destructor_closes(dir, fds));
+    CHECK(coring_test::open_fds() == fds);
+
+    // A file that outlives its loop is closed with close(2).
+    file kept;
+    coring::run(
+        [](file& out, const temp_dir& d) -> task<> { out = co_await file::open(d / "f", open_mode::read); }(kept, dir));
+    CHECK(kept.is_open());
+    CHECK(coring_test::open_fds() == fds + 1);
+    kept = file();
+    CHECK(coring_test::open_fds() == fds);
+}
+
+task<> error_messages(const temp_dir& dir) {
+    const std::string missing = dir / "no/such/file";
+    const failure a = co_await failure_of(file::open(missing, open_mode::read));
+    CHECK(a.code == ENOENT);
+    CHECK(a.what == "coring: open " + missing + ": No such file or directory");
+
+    // A directory where a file was expected.
+    const failure b = co_await failure_of(file::open(dir.path(), open_mode::write));
+    CHECK(b.code == EISDIR);
+    CHECK(b.what.find("open " + dir.path()) != std::string::npos);
+    file d = co_await file::open(dir.path(), open_mode::read);
+    char buf[16];
+    const failure c = co_await failure_of(d.read_at(std::span(buf), 0));
+    CHECK(c.code == EISDIR);
+    CHECK(c.what == "coring: read " + dir.path() + ": Is a directory");
+    // A path component that is a file.
+    coring_test::spit(dir / "plain", "x");
+    const failure e = co_await failure_of(file::open(dir / "plain/inside", open_mode::read));
+    CHECK(e.code == ENOTDIR);
+}
+
+TEST_CASE("file - errors are std::system_error naming the operation and the path", "[fs][file]") {
+    temp_dir dir;
+    const int fds = coring_test::open_fds();
+    coring::run(error_messages(dir));
+    CHECK(coring_test::open_fds() == fds);
+}
+
+TEST_CASE("file - permission denied names the path (as an unprivileged user)", "[fs][file]") {
+    temp_dir dir;
+    const std::string secret = dir / "secret";
+    coring_test::spit(secret, "x");
+    REQUIRE(::chmod(secret.c_str(), 0600) == 0);
+    if (::geteuid() != 0) {
+        REQUIRE(::chmod(secret.c_str(), 0) == 0);
+        coring::run([](std::string p) -> task<> {
+            const failure f = co_await failure_of(file::open(p, open_mode::read));
+            CHECK(f.code == EACCES);
+            CHECK(f.what == "coring: open " + p + ": Permission denied");
+        }(secret));
+        return;
+    }
+    // Root reads everything: check as nobody, in a child (the loop is made there, after the fork).
+    REQUIRE(::chmod(dir.path().c_str(), 0755) == 0);
+    const int r = coring_test::as_nobody([&] {
+        return coring::run([](std::string p) -> task<bool> {
+            const failure f = co_await failure_of(file::open(p, open_mode::read));
+            co_return f.code == EACCES&& f.what == "coring: open " + p + ": Permission denied";
+        }(secret));
+    });
+    if (r < 0) WARN("cannot drop privileges to uid 65534 here: permission check skipped");
+    else CHECK(r == 0);
+}
+
+task<> fifo_read_with_timeout(const temp_dir& dir) {
+    const std::string p = dir / "fifo";
+    REQUIRE(::mkfifo(p.c_str(), 0600) == 0);
+    // read | write: opening does not wait for a writer.
+    file f = co_await file::open(p, open_mode::read | open_mode::write);
+    char buf[16];
+    CHECK_THROWS_AS(co_await coring::timeout(20ms, f.read(std::span(buf))), coring::timeout_error);
+    CHECK(f.position() == 0);
+    // Bytes written afterwards are read normally: the cancelled read took nothing.
+    co_await f.write_all("late bytes");
+    const std::size_t n = co_await f.read(std::span(buf));
+    CHECK(std::string(buf, n) == "late bytes");
+}
+
+TEST_CASE("file - a FIFO read cancelled by a timeout; later bytes are read normally", "[fs][file]") {
+    temp_dir dir;
+    const int fds = coring_test::open_fds();
+    for (const auto& s : coring_test::setups()) {
+        INFO(s.name);
+        coring::event_loop loop(s.options);
+        loop.run(fifo_read_with_timeout(dir));
+        ::unlink((dir / "fifo").c_str());
+    }
+    CHECK(coring_test::open_fds() == fds);
+}
+
+TEST_CASE("file - a FIFO opens without waiting for its other end (documented io_uring behaviour)", "[fs][file]") {
+    temp_dir dir;
+    const std::string p = dir / "fifo";
+    REQUIRE(::mkfifo(p.c_str(), 0600) == 0);
+    const int fds = coring_test::open_fds();
+    coring::run([](std::string path) -> task<> {
+        // The kernel tries a non-blocking open first: writing with no reader is ENXIO at once, never a hang...
+        const failure w = co_await failure_of(coring::timeout(5s, file::open(path, open_mode::write)));
+        CHECK(w.code == ENXIO);
+        CHECK(w.what.find("open " + path) != std::string::npos);
+        // ...and reading opens at once; a read then waits for a writer's bytes (here: until the timeout).
+        file r = co_await coring::timeout(5s, file::open(path, open_mode::read));
+        CHECK(r.is_open());
+        char buf[4];
+        CHECK_THROWS_AS(co_await coring::timeout(20ms, r.read(std::span(buf))), coring::timeout_error);
+        // With a reader present, a writer opens and its bytes arrive.
+        file w2 = co_await file::open(path, open_mode::write);
+        co_await w2.write_all("abc");
+        const std::size_t n = co_await r.read(std::span(buf));
+        CHECK(std::string(buf, n) == "abc");
+        co_await w2.close();
+        co_await r.close();
+    }(p));
+    CHECK(coring_test::open_fds() == fds);
+}
+
+task<> cancelled_opens(const temp_dir& dir) {
+    coring_test::spit(dir / "f", "abc");
+    // Cancel opens at every stage: before they start, in the kernel, and as they complete. A completed one is
+    // returned (and closed by its file); a cancelled one leaves no descriptor behind.
+    int opened = 0, cancelled = 0;
+    for (int i = 0; i < 200; ++i) {
+        auto h = coring::spawn([](std::string p) -> task<bool> {
+            file f = co_await file::open(p, open_mode::read);
+            co_return f.is_open();
+        }(dir / "f"));
+        for (int y = 0; y < i % 3; ++y) co_await coring::yield_now();
+        h.cancel();
+        try {
+            if (co_await h) ++opened;
+        } catch (const coring::cancelled_error&) {
+            ++cancelled;
+        }
+    }
+    CHECK(opened + cancelled == 200);
+    CHECK(cancelled > 0);
+}
+
+TEST_CASE("file - opens cancelled at every stage leak no descriptor", "[fs][file]") {
+    temp_dir dir;
+    const int fds = coring_test::open_fds();
+    coring::run(cancelled_opens(dir));
+    CHECK(coring_test::open_fds() == fds);
+}
+
+task<> direct_io(const temp_dir& dir, bool& skipped) {
+    const std::string p = dir / "direct.bin";
+    file f;
+    try {
+        f = co_await file::open(p, open_mode::read | open_mode::write | open_mode::create | open_mode::direct);
+    } catch (const std::system_error& e) {
+        CHECK(e.code().value() == EINVAL);
+        CHECK(std::string(e.what()).find("open_mode::direct") != std::string::npos);
+        skipped = true;
+        co_return;
+    }
+    CHECK(f.direct());
+    CHECK(f.direct_io_alignment() >= 1);
+    coring::aligned_buffer out(64 * 1024);
+    CHECK(reinterpret_cast<std::uintptr_t>(out.data()) % 4096 == 0);
+    const std::string pat = coring_test::pattern(out.size());
+    std::memcpy(out.data(), pat.data(), out.size());
+    co_await f.write_all_at(out, 0);
+    coring::aligned_buffer in(64 * 1024);
+    const std::size_t n = co_await f.read_at(in.span(), 0);
+    CHECK(n == in.size());
+    CHECK(std::memcmp(in.data(), pat.data(), n) == 0);
+
+    // Misaligned buffer, offset or length: a clear error before anything reaches the kernel.
+    const auto al = f.direct_io_alignment();
+    const auto ml = f.direct_memory_alignment();
+    std::vector<failure> bad;
+    if (ml > 1) bad.push_back(co_await failure_of(f.read_at(in.span().subspan(1, al), 0)));
+    if (al > 1) bad.push_back(co_await failure_of(f.read_at(in.span().first(al), 1)));
+    if (al > 1) bad.push_back(co_await failure_of(f.write_at(std::span<const std::byte>(in.data(), al - 1), 0)));
+    CHECK_FALSE(bad.empty());
+    for (const auto& b : bad) {
+        CHECK(b.code == EINVAL);
+        CHECK(b.what.find(p) != std::string::npos);
+        CHECK(b.what.find("aligned") != std::string::npos);
+    }
+    CHECK_THROWS_AS(coring::aligned_buffer(10, 3), std::invalid_argument);
+}
+
+TEST_CASE("file - open_mode::direct with aligned_buffer; misaligned transfers are a clear EINVAL", "[fs][file]") {
+    temp_dir dir;
+    bool skipped = false;
+    coring::run(direct_io(dir, skipped));
+    if (skipped) WARN("O_DIRECT is not supported on " << dir.path() << ": only the error was checked");
+}
+
+} // namespace
