@@ -1,0 +1,56 @@
+# Defines coring::http (see the top-level CMakeLists.txt). Sets CORING_HTTP_FOUND.
+include(GNUInstallDirs)
+set(CORING_HTTP_FOUND FALSE)
+set(CORING_LLHTTP_INCLUDE_DIR
+    ""
+    CACHE PATH "Directory holding llhttp.h (default: Debian's node-llhttp, /usr/share/include/llhttp)")
+set(CORING_LLHTTP_SOURCE_DIR
+    ""
+    CACHE PATH "Directory holding llhttp's api.c, http.c and llhttp.c (default: /usr/share/llhttp)")
+
+if(TARGET llhttp::llhttp)
+    set(_coring_llhttp_target llhttp::llhttp)
+else()
+    find_path(
+        _coring_llhttp_include llhttp.h
+        HINTS ${CORING_LLHTTP_INCLUDE_DIR}
+        PATHS /usr/share/include/llhttp /usr/include/llhttp /usr/local/include/llhttp
+        NO_CACHE)
+    set(_coring_llhttp_sources "")
+    foreach(_f api.c http.c llhttp.c)
+        find_file(
+            _coring_llhttp_${_f} ${_f}
+            HINTS ${CORING_LLHTTP_SOURCE_DIR}
+            PATHS /usr/share/llhttp /usr/local/share/llhttp
+            NO_CACHE NO_DEFAULT_PATH)
+        if(_coring_llhttp_${_f})
+            list(APPEND _coring_llhttp_sources "${_coring_llhttp_${_f}}")
+        endif()
+    endforeach()
+    list(LENGTH _coring_llhttp_sources _coring_llhttp_count)
+    if(NOT _coring_llhttp_include OR NOT _coring_llhttp_count EQUAL 3)
+        message(
+            WARNING
+                "coring: llhttp not found, so coring::http is not built. Install Debian's node-llhttp "
+                "(apt-get install node-llhttp), set CORING_LLHTTP_INCLUDE_DIR and CORING_LLHTTP_SOURCE_DIR, or define "
+                "an llhttp::llhttp target before adding coring.")
+        return()
+    endif()
+    enable_language(C)
+    add_library(coring_llhttp STATIC ${_coring_llhttp_sources})
+    target_include_directories(coring_llhttp PUBLIC "$<BUILD_INTERFACE:${_coring_llhttp_include}>"
+                                                    "$<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}/coring/llhttp>")
+    set_target_properties(coring_llhttp PROPERTIES POSITION_INDEPENDENT_CODE ON C_VISIBILITY_PRESET hidden)
+    # Not our code: build it as its authors do, without our warnings.
+    target_compile_options(coring_llhttp PRIVATE -w)
+    if(CORING_SANITIZE)
+        target_compile_options(coring_llhttp PRIVATE -fsanitize=${CORING_SANITIZE} -fno-omit-frame-pointer)
+    endif()
+    set(_coring_llhttp_target coring_llhttp)
+    set(CORING_LLHTTP_HEADER "${_coring_llhttp_include}/llhttp.h")
+endif()
+
+add_library(coring_http INTERFACE)
+add_library(coring::http ALIAS coring_http)
+target_link_libraries(coring_http INTERFACE coring::coring ${_coring_llhttp_target})
+set(CORING_HTTP_FOUND TRUE)

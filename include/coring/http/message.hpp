@@ -1,0 +1,324 @@
+#pragma once
+
+#include <coring/task/task.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace coring::http {
+
+namespace detail {
+
+inline char lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+/// ASCII case-insensitive equality (header names, tokens).
+inline bool iequals(std::string_view a, std::string_view b) noexcept {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i)
+        if (lower(a[i]) != lower(b[i])) return false;
+    return true;
+}
+
+/// Whether a comma-separated header value lists `token` (case-insensitively): "keep-alive, Upgrade" has "upgrade".
+inline bool has_token(std::string_view list, std::string_view token) noexcept {
+    while (!list.empty()) {
+        const std::size_t comma = list.find(',');
+        std::string_view item = list.substr(0, comma);
+        while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+        while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+        if (iequals(item, token)) return true;
+        if (comma == std::string_view::npos) break;
+        list.remove_prefix(comma + 1);
+    }
+    return false;
+}
+
+/// Whether a header name or value could split a message (CR, LF, NUL), which a response must never let through.
+inline bool unsafe_field(std::string_view s) noexcept {
+    return s.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos;
+}
+
+} // namespace detail
+
+/// One header field.
+struct field {
+    std::string name;
+    std::string value;
+};
+
+/// Header fields in arrival order; names compare case-insensitively, and a name may repeat.
+///
+/// Reused from request to request on a connection: clear() keeps the strings' storage, so a keep-alive connection
+/// stops allocating for headers after its first requests.
+class headers {
+public:
+    /// Adds a field (after any with the same name).
+    void add(std::string_view name, std::string_view value) {
+        if (count_ < fields_.size()) {
+            fields_[count_].name.assign(name);
+            fields_[count_].value.assign(value);
+        } else {
+            fields_.push_back({std::string(name), std::string(value)});
+        }
+        ++count_;
+    }
+    /// Replaces every field called `name` with one.
+    void set(std::string_view name, std::string_view value) {
+        remove(name);
+        add(name, value);
+    }
+    /// The value of the first field called `name`, if any.
+    [[nodiscard]] std::optional<std::string_view> get(std::string_view name) const noexcept {
+        for (std::size_t i = 0; i < count_; ++i)
+            if (detail::iequals(fields_[i].name, name)) return std::string_view(fields_[i].value);
+        return std::nullopt;
+    }
+    /// The value of the first field called `name`, or `fallback`.
+    [[nodiscard]] std::string_view get_or(std::string_view name, std::string_view fallback) const noexcept {
+        auto v = get(name);
+        return v ? *v : fallback;
+    }
+    /// Every value of the fields called `name`, in order.
+    [[nodiscard]] std::vector<std::string_view> get_all(std::string_view name) const {
+        std::vector<std::string_view> out;
+        for (std::size_t i = 0; i < count_; ++i)
+            if (detail::iequals(fields_[i].name, name)) out.emplace_back(fields_[i].value);
+        return out;
+    }
+    [[nodiscard]] bool contains(std::string_view name) const noexcept { return get(name).has_value(); }
+    /// Removes every field called `name`; returns how many.
+    std::size_t remove(std::string_view name) {
+        std::size_t kept = 0;
+        for (std::size_t i = 0; i < count_; ++i) {
+            if (detail::iequals(fields_[i].name, name)) continue;
+            if (kept != i) std::swap(fields_[kept], fields_[i]);
+            ++kept;
+        }
+        const std::size_t removed = count_ - kept;
+        count_ = kept;
+        return removed;
+    }
+    void clear() noexcept { count_ = 0; }
+    [[nodiscard]] std::size_t size() const noexcept { return count_; }
+    [[nodiscard]] bool empty() const noexcept { return count_ == 0; }
+    [[nodiscard]] const field* begin() const noexcept { return fields_.data(); }
+    [[nodiscard]] const field* end() const noexcept { return fields_.data() + count_; }
+    [[nodiscard]] const field& operator[](std::size_t i) const noexcept { return fields_[i]; }
+
+    /// The last field, for parsers that receive a value in pieces.
+    field& back() noexcept { return fields_[count_ - 1]; }
+
+private:
+    std::vector<field> fields_;
+    std::size_t count_ = 0;
+};
+
+/// The standard reason phrase of a status code ("Not Found"); "Unknown" for codes without one.
+inline std::string_view reason_phrase(int status) noexcept {
+    switch (status) {
+    case 100:
+        return "Continue";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
+    case 304:
+        return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 417:
+        return "Expectation Failed";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
+    }
+}
+
+/// An HTTP request as a server handler sees it.
+struct request {
+    std::string method;          ///< "GET", "POST", ...
+    std::string target;          ///< the request target as sent: "/search?q=x"
+    int version_minor = 1;       ///< HTTP/1.<version_minor>
+    http::headers headers;       ///< in arrival order
+    std::string body;            ///< the whole body (Content-Length or chunked), limited by the server's options
+    std::vector<field> params{}; ///< path parameters captured by the router ({name} segments)
+
+    /// The path part of the target ("/search").
+    [[nodiscard]] std::string_view path() const noexcept {
+        const std::string_view t = target;
+        return t.substr(0, t.find('?'));
+    }
+    /// The query part of the target without '?' ("q=x"), empty when none.
+    [[nodiscard]] std::string_view query() const noexcept {
+        const std::string_view t = target;
+        const std::size_t q = t.find('?');
+        return q == std::string_view::npos ? std::string_view() : t.substr(q + 1);
+    }
+    /// A path parameter captured by the router ("/users/{id}"): its percent-decoded value. Throws std::out_of_range
+    /// when the route has no such parameter.
+    [[nodiscard]] const std::string& param(std::string_view name) const {
+        for (const field& f : params)
+            if (f.name == name) return f.value;
+        throw std::out_of_range("coring: http: the route has no parameter \"" + std::string(name) + "\"");
+    }
+    /// The first value of a query parameter, percent-decoded ('+' is a space), if present.
+    [[nodiscard]] std::optional<std::string> query_param(std::string_view name) const;
+};
+
+class body_writer;
+
+/// An HTTP response: what a server handler returns, with helpers for the usual kinds.
+struct response {
+    int status = 200;      ///< status code
+    http::headers headers; ///< besides those the server adds (Content-Length, Date, Connection)
+    std::string body;      ///< sent with Content-Length, unless `stream` is set
+    /// When set, the body is produced by this coroutine and sent chunked (Transfer-Encoding: chunked), each
+    /// body_writer::write one chunk: for large or open-ended bodies.
+    std::function<task<>(body_writer&)> stream{};
+
+    response() = default;
+    /// A response with a status and a body (no Content-Type).
+    response(int status_code, std::string body_text) : status(status_code), body(std::move(body_text)) {}
+
+    /// text/plain; charset=utf-8.
+    static response text(std::string body_text, int status_code = 200) {
+        response r(status_code, std::move(body_text));
+        r.headers.add("Content-Type", "text/plain; charset=utf-8");
+        return r;
+    }
+    /// application/json (the body is sent as given).
+    static response json(std::string body_text, int status_code = 200) {
+        response r(status_code, std::move(body_text));
+        r.headers.add("Content-Type", "application/json");
+        return r;
+    }
+    /// text/html; charset=utf-8.
+    static response html(std::string body_text, int status_code = 200) {
+        response r(status_code, std::move(body_text));
+        r.headers.add("Content-Type", "text/html; charset=utf-8");
+        return r;
+    }
+    /// A redirect to `location` (302 by default; 301, 303, 307 and 308 are the others).
+    static response redirect(std::string_view location, int status_code = 302) {
+        response r(status_code, {});
+        r.headers.add("Location", location);
+        return r;
+    }
+    /// A chunked response whose body `producer` writes piece by piece.
+    static response streamed(std::function<task<>(body_writer&)> producer, std::string_view content_type = {}) {
+        response r;
+        r.stream = std::move(producer);
+        if (!content_type.empty()) r.headers.add("Content-Type", content_type);
+        return r;
+    }
+};
+
+namespace detail {
+
+inline int hex_value(char c) noexcept {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+} // namespace detail
+
+/// Decodes %XX escapes (and '+' as a space when `plus_is_space`, as in query strings); a malformed escape is kept
+/// as it is.
+inline std::string percent_decode(std::string_view s, bool plus_is_space = false) {
+    std::string out;
+    out.reserve(s.size());
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        const char c = s[i];
+        if (c == '%' && i + 2 < s.size()) {
+            const int hi = detail::hex_value(s[i + 1]), lo = detail::hex_value(s[i + 2]);
+            if (hi >= 0 && lo >= 0) {
+                out += static_cast<char>(hi * 16 + lo);
+                i += 2;
+                continue;
+            }
+        }
+        out += (plus_is_space && c == '+') ? ' ' : c;
+    }
+    return out;
+}
+
+inline std::optional<std::string> request::query_param(std::string_view name) const {
+    std::string_view q = query();
+    while (!q.empty()) {
+        const std::size_t amp = q.find('&');
+        const std::string_view pair = q.substr(0, amp);
+        const std::size_t eq = pair.find('=');
+        const std::string key = percent_decode(pair.substr(0, eq), true);
+        if (key == name)
+            return eq == std::string_view::npos ? std::string() : percent_decode(pair.substr(eq + 1), true);
+        if (amp == std::string_view::npos) break;
+        q.remove_prefix(amp + 1);
+    }
+    return std::nullopt;
+}
+
+} // namespace coring::http

@@ -1,0 +1,459 @@
+#pragma once
+
+#include <coring/detail/timer_queue.hpp>
+#include <coring/error.hpp>
+#include <coring/http/detail/parser.hpp>
+#include <coring/http/message.hpp>
+#include <coring/http/router.hpp>
+#include <coring/net/address.hpp>
+#include <coring/net/tcp.hpp>
+#include <coring/sync/event.hpp>
+#include <coring/task/shield.hpp>
+#include <coring/task/spawn.hpp>
+#include <coring/task/task.hpp>
+#include <coring/time/timeout.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <exception>
+#include <functional>
+#include <list>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <typeinfo>
+#include <utility>
+
+namespace coring::http {
+
+/// A server's limits and timeouts. Requests beyond a limit are answered with 400, 413, 414 or 431 and the
+/// connection is closed, since the rest of the stream can no longer be trusted.
+struct server_options {
+    std::size_t max_target = 8 * 1024;        ///< request target length (414)
+    std::size_t max_header_bytes = 32 * 1024; ///< all header names and values together (431)
+    std::size_t max_headers = 100;            ///< header fields per request (431)
+    std::size_t max_body = 1024 * 1024;       ///< request body (413)
+    /// From a request's first byte to the end of its headers: a client sending a byte at a time (slowloris) is cut
+    /// off here, with 408.
+    std::chrono::milliseconds header_timeout{10'000};
+    /// From the end of the headers to the end of the body (408 when it passes).
+    std::chrono::milliseconds body_timeout{30'000};
+    /// How long a keep-alive connection may wait for its next request before the server closes it.
+    std::chrono::milliseconds idle_timeout{60'000};
+    /// The Server header ("" for none).
+    std::string server_name = "coring";
+    /// Called with a request whose handler threw (the client gets a 500). Empty means one line on stderr.
+    std::function<void(const request&, std::exception_ptr)> on_handler_error{};
+};
+
+/// Writes the body of a streamed response (response::streamed): each write() is sent as one chunk.
+class body_writer {
+public:
+    /// Sends `data` as one chunk (nothing for empty data, which would end the body). Throws std::system_error when
+    /// the client went away.
+    task<> write(std::string_view data) {
+        if (data.empty()) co_return;
+        if (chunked_) {
+            char head[24];
+            const int n = std::snprintf(head, sizeof head, "%zx\r\n", data.size());
+            buf_.assign(head, static_cast<std::size_t>(n));
+            buf_.append(data);
+            buf_.append("\r\n");
+            co_await s_->write_all(buf_);
+        } else {
+            co_await s_->write_all(data);
+        }
+    }
+
+private:
+    friend class server;
+    body_writer(tcp_stream& s, bool chunked) noexcept : s_(&s), chunked_(chunked) {}
+    tcp_stream* s_;
+    bool chunked_;
+    std::string buf_;
+};
+
+namespace detail {
+
+/// The Date header's value, formatted once per second (RFC 9110 IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT").
+inline std::string_view http_date() noexcept {
+    thread_local std::time_t cached_at = -1;
+    thread_local char text[40];
+    thread_local std::size_t len = 0;
+    const std::time_t now = std::time(nullptr);
+    if (now != cached_at) {
+        std::tm tm{};
+        ::gmtime_r(&now, &tm);
+        len = std::strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        cached_at = now;
+    }
+    return {text, len};
+}
+
+inline void append_number(std::string& out, std::size_t v) {
+    char digits[24];
+    int i = 24;
+    do {
+        digits[--i] = static_cast<char>('0' + v % 10);
+        v /= 10;
+    } while (v);
+    out.append(digits + i, static_cast<std::size_t>(24 - i));
+}
+
+} // namespace detail
+
+/// An HTTP/1.1 server (aiohttp.web, FastAPI): routes requests to coroutine handlers, one task per connection.
+///
+///     coring::http::server app;
+///     app.get("/hello/{name}", [](coring::http::request& r) -> coring::task<coring::http::response> {
+///         co_return coring::http::response::json("{\"hello\": \"" + r.param("name") + "\"}");
+///     });
+///     co_await app.serve(listener);           // until app.shutdown()
+///
+/// Keep-alive and pipelining (responses in request order, written together when requests arrive together);
+/// request bodies with Content-Length or chunked; `Expect: 100-continue` (answered when the handler is about to
+/// need the body, i.e. at once, unless a limit refuses it first); HEAD served by GET routes; responses sized or
+/// streamed (chunked). Requests are parsed by llhttp in strict mode. Limits and timeouts come from server_options.
+///
+/// shutdown() stops accepting, closes idle connections at once, lets requests in progress finish (their responses
+/// say "Connection: close"), and after `grace` cancels whatever is left. The server must outlive serve().
+class server {
+public:
+    explicit server(server_options options = {}) : opts_(std::move(options)) {}
+    server(const server&) = delete;
+    server& operator=(const server&) = delete;
+
+    /// Adds a route for `method` (see router).
+    server& route(std::string_view method, std::string_view pattern, handler h) {
+        routes_.add(method, pattern, std::move(h));
+        return *this;
+    }
+    server& get(std::string_view pattern, handler h) { return route("GET", pattern, std::move(h)); }
+    server& post(std::string_view pattern, handler h) { return route("POST", pattern, std::move(h)); }
+    server& put(std::string_view pattern, handler h) { return route("PUT", pattern, std::move(h)); }
+    server& patch(std::string_view pattern, handler h) { return route("PATCH", pattern, std::move(h)); }
+    /// A DELETE route (`delete` is a C++ keyword).
+    server& del(std::string_view pattern, handler h) { return route("DELETE", pattern, std::move(h)); }
+
+    /// Serves connections from `listener` until shutdown() (then returns once every connection has ended).
+    /// Throws std::logic_error when already serving.
+    task<> serve(tcp_listener& listener) {
+        if (serving_) throw std::logic_error("coring: http::server::serve called twice");
+        serving_ = true;
+        stopped_.clear();
+        auto acceptor = spawn(accept_loop(listener));
+        co_await stopped_.wait(); // set by shutdown()
+        acceptor.cancel();
+        try {
+            co_await acceptor;
+        } catch (const cancelled_error&) {}
+        // Idle connections end now; busy ones finish their request, then close.
+        for (conn& c : conns_)
+            if (c.idle && !c.finished) c.h.cancel();
+        if (live_ > 0) {
+            bool late = false;
+            try {
+                co_await timeout(grace_, drained_.wait());
+            } catch (const timeout_error&) {
+                late = true;
+            }
+            if (late) {
+                for (conn& c : conns_)
+                    if (!c.finished) c.h.cancel();
+                co_await drained_.wait();
+            }
+        }
+        conns_.clear();
+        serving_ = false;
+    }
+
+    /// Binds `at` and serves until shutdown(). The bound address (port 0 picks one) is local_address() once
+    /// serving has begun.
+    task<> listen(address at, const listen_options& options = {}) {
+        tcp_listener l = tcp_listener::bind(at, options);
+        local_ = l.local_address();
+        co_await serve(l);
+    }
+
+    /// Starts a graceful stop (see the class comment); serve() returns when it is complete. Loop thread only.
+    void shutdown(std::chrono::milliseconds grace = std::chrono::seconds(10)) noexcept {
+        if (closing_) return;
+        closing_ = true;
+        grace_ = grace;
+        stopped_.set();
+    }
+
+    /// The address listen() bound.
+    [[nodiscard]] const address& local_address() const noexcept { return local_; }
+    /// Connections open now.
+    [[nodiscard]] std::size_t connections() const noexcept { return live_; }
+    [[nodiscard]] const server_options& options() const noexcept { return opts_; }
+
+private:
+    struct conn {
+        join_handle<void> h;
+        bool idle = true;      // waiting for a request's first byte
+        bool finished = false; // the connection task has ended
+    };
+
+    task<> accept_loop(tcp_listener& listener) {
+        for (;;) {
+            tcp_stream s = co_await listener.accept();
+            s.set_nodelay(true); // responses are written whole; Nagle would only delay them
+            // Forget connections that ended, so that a long-running server does not accumulate records.
+            while (!conns_.empty() && conns_.front().finished) conns_.pop_front();
+            conns_.emplace_back();
+            conn& c = conns_.back();
+            ++live_;
+            c.h = spawn(connection(std::move(s), c));
+        }
+    }
+
+    task<> connection(tcp_stream s, conn& c) {
+        struct ended {
+            server* self;
+            conn* c;
+            ~ended() {
+                c->finished = true;
+                if (--self->live_ == 0 && self->closing_) self->drained_.set();
+            }
+        } guard{this, &c};
+        bool linger = false;
+        try {
+            linger = co_await serve_connection(s, c);
+        } catch (const cancelled_error&) {
+        } catch (const std::system_error&) {
+            // The client reset or vanished: nothing to answer.
+        }
+        try {
+            if (linger) co_await shield(lingering_close(s));
+            co_await shield(s.close());
+        } catch (...) {}
+    }
+
+    /// Closing a socket that still has unread input makes the kernel send a reset, which can destroy the response
+    /// before the client has read it. So, when the server ends a connection, it half-closes, then reads and drops
+    /// what the client still sends, for a short while (nginx's lingering close).
+    static task<> lingering_close(tcp_stream& s) {
+        co_await s.shutdown();
+        char sink[4096];
+        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+        for (std::size_t total = 0; total < 256 * 1024;) {
+            const std::size_t n = co_await timeout_at(until, s.read(std::span(sink)));
+            if (n == 0) break;
+            total += n;
+        }
+    }
+
+    enum class phase { none, idle, head, body };
+
+    std::chrono::milliseconds timeout_of(phase p) const noexcept {
+        return p == phase::idle ? opts_.idle_timeout : p == phase::head ? opts_.header_timeout : opts_.body_timeout;
+    }
+
+    /// Serves requests until the connection should end; true when the server ends it (then it lingers), false when
+    /// the client did.
+    task<bool> serve_connection(tcp_stream& s, conn& c) {
+        const detail::parse_limits limits{opts_.max_target, opts_.max_header_bytes, opts_.max_headers, opts_.max_body};
+        request req;
+        detail::message_parser parser(req, limits);
+        constexpr std::size_t in_size = 16 * 1024;
+        auto in = std::make_unique<char[]>(in_size);
+        std::size_t begin = 0, end = 0;
+        std::string out;
+        std::chrono::steady_clock::time_point deadline{};
+        phase at = phase::none;
+
+        for (;;) {
+            // Answer every complete request already buffered (pipelining) before reading or writing.
+            while (begin < end) {
+                const auto r = parser.feed(in.get() + begin, end - begin);
+                begin += r.consumed;
+                if (r.state == detail::parse_state::error) {
+                    append_error(out, parser.error_status());
+                    co_await s.write_all(out);
+                    co_return true;
+                }
+                if (r.state == detail::parse_state::need_more) break;
+                // One complete request.
+                at = phase::none;
+                c.idle = false;
+                task<response> handling = dispatch(req);
+                response res = co_await std::move(handling);
+                bool keep = parser.keep_alive() && !closing_; // a shutdown during the handler ends it here
+                if (auto conn_header = res.headers.get("Connection");
+                    conn_header && detail::has_token(*conn_header, "close"))
+                    keep = false;
+                if (res.stream) {
+                    const bool chunked = req.version_minor >= 1;
+                    if (!chunked) keep = false; // HTTP/1.0: the end of the body is the end of the connection
+                    append_head(out, req, res, keep, chunked ? -1 : -2);
+                    co_await s.write_all(out);
+                    out.clear();
+                    if (req.method != "HEAD") {
+                        body_writer w(s, chunked);
+                        task<> producing = res.stream(w);
+                        co_await std::move(producing);
+                        if (chunked) co_await s.write_all("0\r\n\r\n");
+                    }
+                } else {
+                    append_head(out, req, res, keep, static_cast<long long>(res.body.size()));
+                    if (req.method != "HEAD" && body_allowed(res.status)) out += res.body;
+                }
+                if (!keep) {
+                    if (!out.empty()) co_await s.write_all(out);
+                    co_return begin < end || parser.in_message(); // linger only over input not read yet
+                }
+                parser.next();
+            }
+            if (parser.expect_continue()) {
+                out += "HTTP/1.1 100 Continue\r\n\r\n";
+                parser.continue_sent();
+            }
+            if (!out.empty()) {
+                co_await s.write_all(out);
+                out.clear();
+            }
+            begin = end = 0;
+
+            // Wait for more, within the deadline of the phase the request is in (each phase's clock starts when it
+            // begins, so trickling bytes does not extend it).
+            const phase now_at = !parser.in_message() ? phase::idle : parser.headers_done() ? phase::body : phase::head;
+            if (now_at != at) {
+                at = now_at;
+                deadline = std::chrono::steady_clock::now() + timeout_of(at);
+            }
+            c.idle = at == phase::idle;
+            if (c.idle && closing_) co_return false; // between requests: the graceful stop closes here
+            std::size_t n = 0;
+            bool late = false;
+            try {
+                n = co_await timeout_at(deadline, s.read(std::span(in.get(), in_size)));
+            } catch (const timeout_error&) {
+                late = true;
+            }
+            if (late) {
+                if (at == phase::idle) co_return false;
+                append_error(out, 408);
+                co_await s.write_all(out);
+                co_return true;
+            }
+            if (n == 0) co_return false; // the client closed (mid-request: it gave up)
+            end = n;
+        }
+    }
+
+    task<response> dispatch(request& req) {
+        std::string_view path = req.path();
+        const auto m = routes_.find(req.method, path, req.params);
+        if (!m.h) {
+            response r = response::text(m.status == 405 ? "Method Not Allowed\n" : "Not Found\n", m.status);
+            if (m.status == 405) r.headers.add("Allow", m.allow);
+            co_return r;
+        }
+        std::exception_ptr failure;
+        try {
+            task<response> handling = (*m.h)(req);
+            response r = co_await std::move(handling);
+            for (const field& f : r.headers)
+                if (f.name.empty() || detail::unsafe_field(f.name) || detail::unsafe_field(f.value))
+                    throw std::invalid_argument("coring: http: a response header contains CR, LF or NUL");
+            if (r.status < 200 || r.status > 999) throw std::invalid_argument("coring: http: bad response status");
+            co_return r;
+        } catch (const cancelled_error&) {
+            throw;
+        } catch (...) {
+            failure = std::current_exception();
+        }
+        report(req, failure);
+        co_return response::text("Internal Server Error\n", 500);
+    }
+
+    void report(const request& req, std::exception_ptr e) const noexcept {
+        if (opts_.on_handler_error) {
+            try {
+                opts_.on_handler_error(req, e);
+            } catch (...) {}
+            return;
+        }
+        const char* what = "unknown exception";
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+            what = ex.what();
+        } catch (...) {}
+        std::fprintf(stderr, "coring: http: handler for %s %s threw: %s\n", req.method.c_str(), req.target.c_str(),
+                     what);
+    }
+
+    static bool body_allowed(int status) noexcept { return status >= 200 && status != 204 && status != 304; }
+
+    /// The status line and headers; length >= 0: Content-Length, -1: chunked, -2: delimited by closing.
+    void append_head(std::string& out, const request& req, const response& res, bool keep, long long length) const {
+        out += req.version_minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ";
+        detail::append_number(out, static_cast<std::size_t>(res.status));
+        out += ' ';
+        out += reason_phrase(res.status);
+        out += "\r\n";
+        if (!opts_.server_name.empty()) {
+            out += "Server: ";
+            out += opts_.server_name;
+            out += "\r\n";
+        }
+        out += "Date: ";
+        out += detail::http_date();
+        out += "\r\n";
+        for (const field& f : res.headers) {
+            if (detail::iequals(f.name, "Content-Length") || detail::iequals(f.name, "Transfer-Encoding") ||
+                detail::iequals(f.name, "Connection") || detail::iequals(f.name, "Date"))
+                continue; // the server decides these
+            out += f.name;
+            out += ": ";
+            out += f.value;
+            out += "\r\n";
+        }
+        if (length >= 0) {
+            if (body_allowed(res.status)) {
+                out += "Content-Length: ";
+                detail::append_number(out, static_cast<std::size_t>(length));
+                out += "\r\n";
+            }
+        } else if (length == -1) {
+            out += "Transfer-Encoding: chunked\r\n";
+        }
+        if (!keep) out += "Connection: close\r\n";
+        else if (req.version_minor == 0) out += "Connection: keep-alive\r\n";
+        out += "\r\n";
+    }
+
+    void append_error(std::string& out, int status) const {
+        const std::string_view reason = reason_phrase(status);
+        out += "HTTP/1.1 ";
+        detail::append_number(out, static_cast<std::size_t>(status));
+        out += ' ';
+        out += reason;
+        out += "\r\nDate: ";
+        out += detail::http_date();
+        out += "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ";
+        detail::append_number(out, reason.size() + 1);
+        out += "\r\nConnection: close\r\n\r\n";
+        out += reason;
+        out += '\n';
+    }
+
+    server_options opts_;
+    router routes_;
+    std::list<conn> conns_;
+    std::size_t live_ = 0;
+    event stopped_;
+    event drained_;
+    address local_;
+    std::chrono::milliseconds grace_{10'000};
+    bool serving_ = false;
+    bool closing_ = false;
+};
+
+} // namespace coring::http

@@ -1,0 +1,130 @@
+#pragma once
+
+// A coring HTTP server on 127.0.0.1:0 inside a test's loop, and a raw client that sends exact bytes and parses the
+// responses with llhttp (through coring's own response parser), so that tests can send what no well-behaved client
+// would.
+
+#include <coring/coring.hpp>
+#include <coring/http.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace coring_test {
+
+/// One parsed response.
+struct raw_response {
+    int status = 0;
+    coring::http::headers headers;
+    std::string body;
+    bool keep_alive = false;
+};
+
+/// A raw HTTP client connection: sends bytes as given, reads responses one by one.
+class raw_client {
+public:
+    explicit raw_client(coring::tcp_stream s) : s_(std::move(s)), st_(std::make_unique<state>()) {}
+
+    static coring::task<raw_client> connect(const coring::address& at) {
+        coring::tcp_stream s = co_await coring::tcp_stream::connect(at);
+        co_return raw_client(std::move(s));
+    }
+
+    coring::task<> send(std::string bytes) { co_await s_.write_all(bytes); }
+
+    /// The next response (after any bytes already buffered); status 0 when the server closed first. A read that
+    /// takes longer than `limit` fails the test (never hangs it).
+    coring::task<raw_response> next(std::chrono::milliseconds limit = std::chrono::seconds(5), bool head = false) {
+        st_->parser.expect_no_body(head);
+        raw_response r;
+        for (;;) {
+            if (begin_ < buf_.size()) {
+                const auto res = st_->parser.feed(buf_.data() + begin_, buf_.size() - begin_);
+                begin_ += res.consumed;
+                if (res.state == coring::http::detail::parse_state::error) {
+                    FAIL("unparsable response: " << st_->parser.error_reason());
+                }
+                if (res.state == coring::http::detail::parse_state::message_done) {
+                    r.status = st_->parser.status_code();
+                    r.headers = st_->headers;
+                    r.body = st_->body;
+                    r.keep_alive = st_->parser.keep_alive();
+                    st_->parser.next();
+                    co_return r;
+                }
+            }
+            buf_.clear();
+            begin_ = 0;
+            char chunk[16384];
+            const std::size_t n = co_await coring::timeout(limit, s_.read(std::span(chunk)));
+            if (n == 0) {
+                if (st_->parser.finish() == coring::http::detail::parse_state::message_done) {
+                    r.status = st_->parser.status_code();
+                    r.headers = st_->headers;
+                    r.body = st_->body;
+                    co_return r;
+                }
+                co_return r; // closed before a response
+            }
+            buf_.assign(chunk, n);
+        }
+    }
+
+    /// Whether the server closed the connection (reads the end within `limit`, skipping nothing: any byte fails).
+    coring::task<bool> closed(std::chrono::milliseconds limit = std::chrono::seconds(5)) {
+        if (begin_ < buf_.size()) co_return false;
+        char c[256];
+        std::size_t n = 0;
+        try {
+            n = co_await coring::timeout(limit, s_.read(std::span(c)));
+        } catch (const std::system_error&) {
+            co_return true; // reset
+        }
+        co_return n == 0;
+    }
+
+    /// Bytes the server sent until it closed (for answers checked as text).
+    coring::task<std::string> read_all(std::chrono::milliseconds limit = std::chrono::seconds(5)) {
+        std::string out = buf_.substr(begin_);
+        buf_.clear();
+        begin_ = 0;
+        char chunk[16384];
+        for (;;) {
+            std::size_t n = 0;
+            try {
+                n = co_await coring::timeout(limit, s_.read(std::span(chunk)));
+            } catch (const std::system_error&) {
+                break;
+            }
+            if (n == 0) break;
+            out.append(chunk, n);
+        }
+        co_return out;
+    }
+
+    coring::tcp_stream& stream() noexcept { return s_; }
+
+private:
+    static coring::http::detail::parse_limits limits() {
+        coring::http::detail::parse_limits l;
+        l.max_body = 256 << 20;
+        return l;
+    }
+    // The parser keeps pointers to the sinks: they stay put when the client moves.
+    struct state {
+        coring::http::headers headers;
+        std::string body;
+        coring::http::detail::message_parser parser{headers, body, limits()};
+    };
+    coring::tcp_stream s_;
+    std::unique_ptr<state> st_;
+    std::string buf_;
+    std::size_t begin_ = 0;
+};
+
+} // namespace coring_test
