@@ -178,6 +178,17 @@ public:
         co_await serve(l);
     }
 
+    /// Serves one connection that is already open (a socketpair, an inherited socket, a listener of your own) until
+    /// it ends. shutdown() lets its current request finish and closes it between requests, but does not cancel it
+    /// after the grace period: cancel the awaiting task for that.
+    task<> serve_stream(tcp_stream s) {
+        while (!conns_.empty() && conns_.front().finished) conns_.pop_front();
+        conns_.emplace_back();
+        conn& c = conns_.back();
+        ++live_;
+        co_await connection(std::move(s), c);
+    }
+
     /// Starts a graceful stop (see the class comment); serve() returns when it is complete. Loop thread only.
     void shutdown(std::chrono::milliseconds grace = std::chrono::seconds(10)) noexcept {
         if (closing_) return;
@@ -205,6 +216,7 @@ private:
             s.set_nodelay(true); // responses are written whole; Nagle would only delay them
             // Forget connections that ended, so that a long-running server does not accumulate records.
             while (!conns_.empty() && conns_.front().finished) conns_.pop_front();
+            if (++accepted_ % 256 == 0) conns_.remove_if([](const conn& c) { return c.finished; });
             conns_.emplace_back();
             conn& c = conns_.back();
             ++live_;
@@ -448,6 +460,7 @@ private:
     router routes_;
     std::list<conn> conns_;
     std::size_t live_ = 0;
+    std::size_t accepted_ = 0;
     event stopped_;
     event drained_;
     address local_;
