@@ -52,5 +52,13 @@ endif()
 
 add_library(coring_http INTERFACE)
 add_library(coring::http ALIAS coring_http)
+target_sources(
+    coring_http
+    INTERFACE FILE_SET
+              HEADERS
+              BASE_DIRS
+              "${PROJECT_SOURCE_DIR}/include"
+              FILES
+              ${CORING_HTTP_HEADERS})
 target_link_libraries(coring_http INTERFACE coring::coring ${_coring_llhttp_target})
 set(CORING_HTTP_FOUND TRUE)
