@@ -59,6 +59,23 @@ struct field {
 /// stops allocating for headers after its first requests.
 class headers {
 public:
+    headers() = default;
+    headers(const headers&) = default;
+    headers& operator=(const headers&) = default;
+    /// A moved-from set of fields is empty (and reusable).
+    headers(headers&& o) noexcept : fields_(std::move(o.fields_)), count_(std::exchange(o.count_, 0)) {
+        o.fields_.clear();
+    }
+    headers& operator=(headers&& o) noexcept {
+        if (this != &o) {
+            fields_ = std::move(o.fields_);
+            count_ = std::exchange(o.count_, 0);
+            o.fields_.clear();
+        }
+        return *this;
+    }
+    ~headers() = default;
+
     /// Adds a field (after any with the same name).
     void add(std::string_view name, std::string_view value) {
         if (count_ < fields_.size()) {

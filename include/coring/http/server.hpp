@@ -157,7 +157,7 @@ public:
             bool late = false;
             try {
                 co_await timeout(grace_, drained_.wait());
-            } catch (const timeout_error&) {
+            } catch (const coring::timeout_error&) {
                 late = true;
             }
             if (late) {
@@ -344,7 +344,7 @@ private:
             bool late = false;
             try {
                 n = co_await timeout_at(deadline, s.read(std::span(in.get(), in_size)));
-            } catch (const timeout_error&) {
+            } catch (const coring::timeout_error&) {
                 late = true;
             }
             if (late) {

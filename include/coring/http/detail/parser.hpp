@@ -199,7 +199,7 @@ private:
     static int on_headers_complete(llhttp_t* p) noexcept {
         auto& s = self(p);
         s.headers_done_ = true;
-        if (p->http_major != 1) return s.refuse(505, "only HTTP/1.x is served");
+        if (p->http_major != 1) return s.refuse(505, "not HTTP/1.x");
         if (s.request_) {
             s.request_->method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
             s.request_->version_minor = p->http_minor;
@@ -210,11 +210,15 @@ private:
                     s.expect_continue_ = detail::iequals(*e, "100-continue") &&
                                          ((p->flags & (F_CONTENT_LENGTH | F_CHUNKED)) && p->content_length != 0);
         }
+        // llhttp skips the body of 1xx, 204 and 304 responses only when they have no Content-Length or
+        // Transfer-Encoding; with one, it would take the next response's first bytes as this one's body.
+        if (!s.request_ && (p->status_code / 100 == 1 || p->status_code == 204 || p->status_code == 304)) return 1;
         return s.no_body_ ? 1 : 0;
     }
     static int on_body(llhttp_t* p, const char* at, std::size_t n) noexcept {
         auto& s = self(p);
         s.expect_continue_ = false; // the client sent the body without waiting
+        // Requests only: a client drains a streamed response body between feeds and applies its own limit.
         if (s.request_ && s.body_->size() + n > s.limits_.max_body) return s.refuse(413, "request body too large");
         s.body_->append(at, n);
         return 0;

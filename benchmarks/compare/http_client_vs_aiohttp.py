@@ -1,0 +1,133 @@
+#!/usr/bin/python3
+"""coring's HTTP client beside aiohttp's (with and without uvloop), fetching from a local nginx, in one run.
+
+    /usr/bin/python3 benchmarks/compare/http_client_vs_aiohttp.py --coring build/bench/benchmarks/http_client_coring
+
+nginx (one worker, the peers harness's hello-world configuration from ../shared/peers/src/nginx) serves on CPU 0;
+each client runs on CPU 1 with CONNS tasks that share one session and fetch the same URL over keep-alive
+connections, one request in flight per task. Clients alternate between repetitions; the table shows medians.
+Standard library only, plus nginx, taskset and Debian's python3-aiohttp (and python3-uvloop for that row).
+"""
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NGINX_CONF = os.path.join(HERE, "..", "..", "..", "shared", "peers", "src", "nginx", "nginx.conf.in")
+
+AIOHTTP = r"""
+import asyncio, sys, time
+import aiohttp
+url, conns, seconds, loop_kind = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+if loop_kind == "uvloop":
+    import uvloop
+    uvloop.install()
+async def main():
+    n = {"req": 0, "err": 0}
+    stop = False
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conns)) as s:
+        async def worker():
+            while not stop:
+                try:
+                    async with s.get(url) as r:
+                        await r.read()
+                        n["req"] += 1
+                except Exception:
+                    n["err"] += 1
+        ws = [asyncio.create_task(worker()) for _ in range(conns)]
+        await asyncio.sleep(0.5)
+        n["req"] = 0
+        t0 = time.perf_counter()
+        await asyncio.sleep(seconds)
+        stop = True
+        done = n["req"]
+        el = time.perf_counter() - t0
+        await asyncio.gather(*ws)
+    print(f"requests={done} seconds={el:.3f} rps={done / el:.0f} errors={n['err']}")
+asyncio.run(main())
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_nginx(port):
+    d = tempfile.mkdtemp(prefix="coring-nginx-")
+    with open(NGINX_CONF) as f:
+        conf = f.read().replace("@PORT@", str(port)).replace("@DIR@", d)
+    with open(os.path.join(d, "nginx.conf"), "w") as f:
+        f.write(conf)
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    p = subprocess.Popen(["taskset", "-c", "0", nginx, "-p", d, "-c", os.path.join(d, "nginx.conf"), "-e",
+                          os.path.join(d, "error.log")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            return p
+        except OSError:
+            time.sleep(0.05)
+    p.kill()
+    sys.exit("http_client_vs_aiohttp: nginx did not start")
+
+
+def run(cmd, seconds):
+    r = subprocess.run(["taskset", "-c", "1"] + cmd, capture_output=True, text=True, timeout=seconds + 60)
+    if r.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed: {r.stderr.strip()[-300:]}")
+    return dict(kv.split("=") for kv in r.stdout.split())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--coring", required=True, help="path to http_client_coring (release build)")
+    ap.add_argument("--conns", default="1,16,64")
+    ap.add_argument("--seconds", type=float, default=3)
+    ap.add_argument("--reps", type=int, default=3)
+    args = ap.parse_args()
+    port = free_port()
+    nginx = start_nginx(port)
+    url = f"http://127.0.0.1:{port}/"
+    clients = [("coring", lambda c: [args.coring, url, str(c), str(args.seconds)])]
+    for kind in ("asyncio", "uvloop"):
+        clients.append((f"aiohttp ({kind})",
+                        lambda c, k=kind: ["/usr/bin/python3", "-c", AIOHTTP, url, str(c), str(args.seconds), k]))
+    res = {}
+    try:
+        for rep in range(args.reps):
+            order = clients if rep % 2 == 0 else list(reversed(clients))
+            for conns in [int(c) for c in args.conns.split(",")]:
+                for name, cmd in order:
+                    print(f"[rep {rep + 1}/{args.reps}] {name} conns={conns}", file=sys.stderr)
+                    d = run(cmd(conns), args.seconds)
+                    if int(d["errors"]):
+                        print(f"  {name}: {d['errors']} errors", file=sys.stderr)
+                    res.setdefault((name, conns), []).append(float(d["rps"]))
+    finally:
+        nginx.terminate()
+        nginx.wait()
+    conns_list = [int(c) for c in args.conns.split(",")]
+    print(f"HTTP client: keep-alive GETs of nginx's hello world (nginx on CPU 0, client on CPU 1), "
+          f"{args.seconds:g} s each, median of {args.reps}; requests/s")
+    print()
+    print("| client | " + " | ".join(f"{c} connection{'s' if c > 1 else ''}" for c in conns_list) + " |")
+    print("|---|" + "---|" * len(conns_list))
+    for name, _ in clients:
+        print(f"| {name} | " + " | ".join(f"{statistics.median(res[(name, c)]):,.0f}" for c in conns_list) + " |")
+    base = {c: statistics.median(res[("coring", c)]) for c in conns_list}
+    for name, _ in clients[1:]:
+        print(f"| coring / {name} | " +
+              " | ".join(f"{base[c] / statistics.median(res[(name, c)]):.1f}x" for c in conns_list) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1116 @@
+#pragma once
+
+#include <coring/detail/str_cat.hpp>
+#include <coring/detail/timer_queue.hpp>
+#include <coring/error.hpp>
+#include <coring/http/detail/parser.hpp>
+#include <coring/http/message.hpp>
+#include <coring/http/url.hpp>
+#include <coring/net/tcp.hpp>
+#include <coring/sync/semaphore.hpp>
+#include <coring/task/task.hpp>
+#include <coring/time/timeout.hpp>
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace coring::http {
+
+// ---- errors ---------------------------------------------------------------------------------------------------------
+
+/// A response that is not acceptable HTTP/1.1 (llhttp refused it, it broke off, or it exceeds a client limit).
+/// what() names the method, the URL and the reason: "coring: http: GET http://h/x: malformed response (...)".
+class protocol_error : public std::runtime_error {
+public:
+    /// An error about the response to `method` `url`.
+    protocol_error(std::string_view method, std::string url, std::string reason)
+        : std::runtime_error(coring::detail::str_cat("coring: http: ", method, " ", url, ": ", reason)),
+          url_(std::move(url)),
+          reason_(std::move(reason)) {}
+    /// The URL whose response failed.
+    [[nodiscard]] const std::string& url() const noexcept { return url_; }
+    /// Why, without the URL (llhttp's error name and reason for a parse error).
+    [[nodiscard]] const std::string& reason() const noexcept { return reason_; }
+
+private:
+    std::string url_;
+    std::string reason_;
+};
+
+/// A request that did not finish within its timeout (or could not connect within the connect timeout). Derives from
+/// coring::timeout_error, so code that catches that catches this too; what() names the URL. Not called
+/// http::timeout_error on purpose: inside namespace coring::http that name would hide coring::timeout_error from every
+/// unqualified `catch (const timeout_error&)` declared after it (server.hpp has two).
+class client_timeout_error : public coring::timeout_error {
+public:
+    /// A timeout of the request to `url`, described by `what`.
+    client_timeout_error(std::string url, std::string what) : url_(std::move(url)), what_(std::move(what)) {}
+    [[nodiscard]] const char* what() const noexcept override { return what_.c_str(); }
+    /// The URL being requested when time ran out.
+    [[nodiscard]] const std::string& url() const noexcept { return url_; }
+
+private:
+    std::string url_;
+    std::string what_;
+};
+
+/// More redirects than client_options::max_redirects allows (aiohttp's TooManyRedirects).
+class too_many_redirects : public std::runtime_error {
+public:
+    /// `url` is the URL that answered with the redirect that was one too many.
+    too_many_redirects(std::string url, const std::string& what) : std::runtime_error(what), url_(std::move(url)) {}
+    /// The URL that answered with one redirect too many.
+    [[nodiscard]] const std::string& url() const noexcept { return url_; }
+
+private:
+    std::string url_;
+};
+
+// ---- options and results --------------------------------------------------------------------------------------------
+
+/// The default headers of a client: User-Agent: coring.
+inline http::headers default_client_headers() {
+    http::headers h;
+    h.add("User-Agent", "coring");
+    return h;
+}
+
+/// A client's timeouts, limits and pool sizes (aiohttp's ClientSession and TCPConnector arguments).
+struct client_options {
+    /// Per request, from the call to the last body byte, redirects and connecting included; zero: no limit.
+    std::chrono::milliseconds timeout{30'000};
+    /// Per connection attempt (name resolution and TCP connect), within `timeout`; zero: only `timeout` applies.
+    std::chrono::milliseconds connect_timeout{10'000};
+    /// Redirects followed per request; one more is a too_many_redirects.
+    std::size_t max_redirects = 10;
+    /// Whether 301, 302, 303, 307 and 308 responses with a Location are followed (else they are returned).
+    bool follow_redirects = true;
+    /// Connections in use at once per host:port; further requests wait for one (zero: no limit).
+    std::size_t max_connections_per_host = 100;
+    /// Idle keep-alive connections kept per host:port for reuse (zero: none; every request gets a new connection).
+    std::size_t max_idle_per_host = 16;
+    /// An idle connection older than this is closed instead of reused (servers drop idle ones too); zero: no limit.
+    std::chrono::milliseconds idle_lifetime{15'000};
+    /// Names and values of a response's header fields together.
+    std::size_t max_header_bytes = 64 * 1024;
+    /// Header fields of a response.
+    std::size_t max_headers = 100;
+    /// A body read whole (request(), get(), ..., client_stream::read_all()); a larger one is a protocol_error.
+    /// client_stream::read() has no limit.
+    std::size_t max_body = 64 * 1024 * 1024;
+    /// Sent with every request unless the request has a field of the same name.
+    http::headers default_headers = default_client_headers();
+};
+
+/// Per-request overrides of client_options.
+struct request_options {
+    std::optional<std::chrono::milliseconds> timeout{}; ///< instead of client_options::timeout
+    std::optional<bool> follow_redirects{};             ///< instead of client_options::follow_redirects
+    std::optional<std::size_t> max_redirects{};         ///< instead of client_options::max_redirects
+};
+
+/// A complete response (aiohttp's ClientResponse after read()).
+struct client_response {
+    int status = 0;        ///< status code of the final response (after redirects)
+    int version_minor = 1; ///< HTTP/1.<version_minor>
+    http::headers headers; ///< in arrival order
+    std::string body;      ///< the whole body (empty for HEAD, 204, 304)
+    http::url url;         ///< the URL that answered: the last one after redirects
+
+    /// The standard reason phrase of the status ("Not Found"; llhttp does not hand over the one received).
+    [[nodiscard]] std::string_view reason() const noexcept { return reason_phrase(status); }
+    /// Whether the status is below 400 (aiohttp's ok).
+    [[nodiscard]] bool ok() const noexcept { return status > 0 && status < 400; }
+};
+
+namespace detail {
+
+using client_clock = coring::detail::clock; ///< the loop's timer clock (steady_clock)
+
+/// The deadline `d` from now; zero or less means none.
+inline client_clock::time_point client_deadline(std::chrono::milliseconds d) noexcept {
+    if (d <= std::chrono::milliseconds::zero()) return client_clock::time_point::max();
+    return coring::detail::deadline_after(std::chrono::duration_cast<client_clock::duration>(d));
+}
+
+// ---- the transport (TLS seam) ---------------------------------------------------------------------------------------
+
+/// One connection of a client to a server, and the only place where the client touches the network.
+///
+/// TLS seam: an https:// connection will be this class over a TLS stream instead of a tcp_stream (the handshake in
+/// open(), records in read_some() and the writes, close_notify in close(), usable() asking the TLS layer), chosen
+/// from the URL's scheme. The request logic (client_exchange and below, the pool, redirects) only calls these members
+/// and stays as it is; client_open() is where https:// is refused today.
+class client_connection {
+public:
+    /// The input buffer's size: one recv's worth; the response parser takes it whole each time.
+    static constexpr std::size_t buffer_size = 16 * 1024;
+
+    /// Not connected yet (open() connects); the input buffer is allocated once here, for the connection's life.
+    client_connection() : in_(new char[buffer_size]) {}
+
+    /// Connects to `u`'s host and port (resolving the name), with `deadline` for the whole attempt.
+    static task<std::unique_ptr<client_connection>> open(const url& u, client_clock::time_point deadline) {
+        auto c = std::make_unique<client_connection>();
+        task<tcp_stream> connecting = tcp_stream::connect(u.host, u.port);
+        c->s_ = co_await timeout_at(deadline, std::move(connecting));
+        c->s_.set_nodelay(true); // a request is written whole; Nagle would hold back a body sent after its head
+        co_return c;
+    }
+
+    /// Reads what is available into `buf` (0 at the end of the stream), by `deadline`.
+    [[nodiscard]] auto read_some(std::span<char> buf, client_clock::time_point deadline) noexcept {
+        return timeout_at(deadline, s_.read(buf));
+    }
+    /// Sends a prefix of `data` (at least a byte) by `deadline`; returns how much.
+    [[nodiscard]] auto write_some(std::string_view data, client_clock::time_point deadline) noexcept {
+        return timeout_at(deadline, s_.write(data));
+    }
+    /// Sends all of `data` by `deadline`.
+    [[nodiscard]] auto write_all(std::string_view data, client_clock::time_point deadline) noexcept {
+        return timeout_at(deadline, s_.write_all(data));
+    }
+    /// Closes the connection (through io_uring; the destructor closes synchronously instead).
+    [[nodiscard]] auto close() noexcept { return s_.close(); }
+
+    /// Whether an idle connection can carry a request: the server has neither closed it nor sent anything
+    /// unsolicited (a 408 before closing, say). One non-blocking peek: it catches the common case of a server that
+    /// timed the connection out long ago, so that it is not even tried; the race with a close in flight is left to
+    /// the retry rule.
+    [[nodiscard]] bool usable() const noexcept {
+        char b;
+        for (;;) {
+            const ssize_t r = ::recv(s_.native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+            if (r < 0 && errno == EINTR) continue;
+            return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+        }
+    }
+
+    /// The input buffer; unparsed bytes are [begin, end).
+    [[nodiscard]] char* buffer() noexcept { return in_.get(); }
+    std::size_t begin = 0;                 ///< first unparsed byte in buffer()
+    std::size_t end = 0;                   ///< one past the last received byte in buffer()
+    std::string out;                       ///< the request head being sent (reused: its capacity stays)
+    client_clock::time_point idle_since{}; ///< when it went back to the pool
+    std::size_t responses = 0;             ///< complete responses it carried (more than 0: a reused connection)
+
+private:
+    tcp_stream s_;               // the seam: a TLS stream takes its place for https://
+    std::unique_ptr<char[]> in_; // received bytes; allocated once per connection, not per request
+};
+
+// ---- the pool -------------------------------------------------------------------------------------------------------
+
+/// The connections of one host:port.
+struct client_host {
+    std::vector<std::unique_ptr<client_connection>> idle; ///< oldest first; reused newest first
+    std::unique_ptr<semaphore> limit;                     ///< permits for connections in use; null: no limit
+};
+
+/// A client's shared state. Requests and streams hold it too, so a client may be destroyed while they run (they
+/// then close their connections instead of returning them). Loop thread only.
+struct client_pool {
+    /// The pool of a client with these options.
+    explicit client_pool(client_options o)
+        : opts(std::move(o)), limits{0, opts.max_header_bytes, opts.max_headers, opts.max_body} {}
+
+    client_options opts;                                ///< the client's options, read by its requests
+    parse_limits limits;                                ///< for llhttp: header size and count
+    std::unordered_map<std::string, client_host> hosts; ///< by "host:port"; never erased, so pointers stay valid
+    std::size_t opened = 0;                             ///< connections opened so far (client::connections_opened)
+    bool closed = false;                                ///< close() or the destructor ran: nothing is pooled
+
+    /// The connections of `key` ("host:port"), made on first use.
+    client_host& host(const std::string& key) {
+        auto [it, added] = hosts.try_emplace(key);
+        if (added && opts.max_connections_per_host > 0)
+            it->second.limit = std::make_unique<semaphore>(static_cast<std::ptrdiff_t>(opts.max_connections_per_host));
+        return it->second;
+    }
+
+    /// Whether an idle connection has outlived client_options::idle_lifetime.
+    [[nodiscard]] bool expired(const client_connection& c, client_clock::time_point now) const noexcept {
+        return opts.idle_lifetime > std::chrono::milliseconds::zero() && now - c.idle_since >= opts.idle_lifetime;
+    }
+
+    /// The newest idle connection that is still usable, or null; the others it passes are closed.
+    std::unique_ptr<client_connection> take_idle(client_host& h) {
+        const auto now = client_clock::now();
+        while (!h.idle.empty()) {
+            std::unique_ptr<client_connection> c = std::move(h.idle.back());
+            h.idle.pop_back();
+            if (!expired(*c, now) && c->usable()) return c;
+        }
+        return nullptr;
+    }
+
+    /// Keeps a connection whose response was read completely for the next request (or closes it).
+    void put_back(client_host& h, std::unique_ptr<client_connection> c) {
+        if (closed || opts.max_idle_per_host == 0) return;
+        const auto now = client_clock::now();
+        std::size_t stale = 0;
+        while (stale < h.idle.size() && expired(*h.idle[stale], now)) ++stale;
+        if (h.idle.size() - stale >= opts.max_idle_per_host) ++stale; // full: the oldest makes room
+        h.idle.erase(h.idle.begin(), h.idle.begin() + static_cast<std::ptrdiff_t>(std::min(stale, h.idle.size())));
+        c->idle_since = now;
+        h.idle.push_back(std::move(c));
+    }
+
+    /// Closes every idle connection (synchronously) and refuses new requests.
+    void shut() noexcept {
+        closed = true;
+        for (auto& [key, h] : hosts) h.idle.clear();
+    }
+};
+
+/// A permit of a host's connection limit, given back when destroyed.
+class client_permit {
+public:
+    /// No permit.
+    client_permit() noexcept = default;
+    /// Owns a permit already taken from `s`.
+    explicit client_permit(semaphore* s) noexcept : s_(s) {}
+    /// Takes over the permit.
+    client_permit(client_permit&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+    /// Gives back the permit held, then takes over `o`'s.
+    client_permit& operator=(client_permit&& o) noexcept {
+        if (this != &o) {
+            reset();
+            s_ = std::exchange(o.s_, nullptr);
+        }
+        return *this;
+    }
+    ~client_permit() { reset(); }
+    /// Whether a permit is held.
+    [[nodiscard]] bool held() const noexcept { return s_ != nullptr; }
+    /// Gives the permit back now (a waiting request gets it).
+    void reset() noexcept {
+        if (s_) std::exchange(s_, nullptr)->release();
+    }
+
+private:
+    semaphore* s_ = nullptr;
+};
+
+// ---- one request ----------------------------------------------------------------------------------------------------
+
+/// What is sent for the current hop of a request (redirects change it).
+struct client_request_spec {
+    std::string method;    ///< uppercase
+    std::string body;      ///< sent with Content-Length
+    http::headers headers; ///< the caller's, validated
+};
+
+/// The state of one request from its first byte to its last: its connection while it has one, the response parser
+/// and the body bytes parsed but not handed out yet. Heap-allocated, so that client_stream can move.
+struct client_exchange {
+    std::shared_ptr<client_pool> pool;       // first: outlives the permit and the connection
+    client_host* host = nullptr;             // whose permit is held
+    client_permit permit;                    // a place under host->limit while a connection is used
+    std::unique_ptr<client_connection> conn; // destroyed (closed) before the permit goes back
+
+    std::string method;                                                  // of the current hop, for messages
+    http::url first;                                                     // as requested
+    http::url current;                                                   // the hop in progress
+    std::string where;                                                   // current.to_string(), for messages
+    client_clock::time_point deadline = client_clock::time_point::max(); // of the whole request, body included
+    std::chrono::milliseconds total{0};                                  // the timeout it came from, for messages
+
+    http::headers headers;                // of the response
+    std::string body;                     // parsed body bytes; [body_pos, size) not handed out yet
+    std::size_t body_pos = 0;             // how much of body read() has handed out
+    std::optional<message_parser> parser; // bound to headers and body; a fresh one per hop
+    int status = 0;                       // of the final response, once its head arrived
+    int version_minor = 1;                // of the final response
+
+    bool head = false;           // a HEAD request: no body follows the response's head
+    bool close_after = false;    // the request said "Connection: close"
+    bool done = false;           // the response is complete and its connection released
+    bool reused = false;         // the connection had carried a response before
+    bool nothing_written = true; // no byte of the request reached the kernel
+    bool got_bytes = false;      // a byte of the response arrived
+
+    /// Abandons the connection (closed, never pooled: its state is unknown) and the permit.
+    void drop() noexcept {
+        conn.reset();
+        permit.reset();
+    }
+};
+
+/// Whether a request may be sent again after its connection failed: the method is idempotent (RFC 9110 9.2.2), or
+/// the request carries an idempotency key (as Go's net/http accepts).
+inline bool client_idempotent(const client_request_spec& s) noexcept {
+    for (std::string_view m : {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+        if (s.method == m) return true;
+    return s.headers.contains("Idempotency-Key") || s.headers.contains("X-Idempotency-Key");
+}
+
+/// The errnos of a connection that the server closed or reset under the request.
+inline bool client_connection_lost(int code) noexcept {
+    return code == EPIPE || code == ECONNRESET || code == ECONNABORTED || code == ENOTCONN || code == ESHUTDOWN;
+}
+
+/// The retry rule for a request on a reused connection that failed: retry once on a new connection when nothing of
+/// the request was written (the server cannot have seen it, whatever the method), or when the method is idempotent
+/// and the connection was lost (reset, broken pipe, or closed) before any byte of the response arrived. A timeout, a
+/// cancellation or a malformed response is never retried.
+inline bool client_may_retry(std::exception_ptr failed, const client_exchange& x,
+                             const client_request_spec& s) noexcept {
+    if (failed) {
+        try {
+            std::rethrow_exception(failed);
+        } catch (const std::system_error& e) {
+            if (e.code().category() != std::system_category() || !client_connection_lost(e.code().value()))
+                return false;
+        } catch (...) {
+            return false;
+        }
+    }
+    return x.nothing_written || (client_idempotent(s) && !x.got_bytes);
+}
+
+/// RFC 9110 tchar: what a method or a header name may consist of.
+inline bool client_token_char(char c) noexcept {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+/// A non-empty run of tchar.
+inline bool client_is_token(std::string_view s) noexcept {
+    return !s.empty() && std::all_of(s.begin(), s.end(), client_token_char);
+}
+
+/// Rejects header fields that could split the request or are not fields at all.
+inline void client_check_headers(const http::headers& h, std::string_view method, std::string_view where) {
+    for (const field& f : h) {
+        if (!client_is_token(f.name))
+            throw std::invalid_argument(coring::detail::str_cat("coring: http: ", method, " ", where,
+                                                                ": invalid header name \"", f.name, "\""));
+        if (unsafe_field(f.value))
+            throw std::invalid_argument(coring::detail::str_cat("coring: http: ", method, " ", where, ": header \"",
+                                                                f.name, "\" has CR, LF or NUL in its value"));
+    }
+}
+
+/// Appends `v` in decimal (Content-Length), without a temporary string.
+inline void client_append_decimal(std::string& out, std::size_t v) {
+    char digits[24];
+    const auto r = std::to_chars(digits, digits + sizeof digits, v);
+    out.append(digits, r.ptr);
+}
+
+/// Appends "name: value\r\n".
+inline void client_append_field(std::string& out, std::string_view name, std::string_view value) {
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\r\n";
+}
+
+/// The request line and header block: Host (unless given), the client's default headers not overridden, the
+/// request's own (framing fields excepted: the client decides those), and Content-Length when there is a body or
+/// the method expects one.
+inline void client_append_head(std::string& out, const client_request_spec& s, const url& u,
+                               const http::headers& defaults) {
+    out += s.method;
+    out += ' ';
+    out += u.target;
+    out += " HTTP/1.1\r\n";
+    if (!s.headers.contains("Host")) client_append_field(out, "Host", u.authority());
+    for (const field& f : defaults)
+        if (!s.headers.contains(f.name) && !iequals(f.name, "Host")) client_append_field(out, f.name, f.value);
+    for (const field& f : s.headers)
+        if (!iequals(f.name, "Content-Length") && !iequals(f.name, "Transfer-Encoding"))
+            client_append_field(out, f.name, f.value);
+    if (!s.body.empty() || s.method == "POST" || s.method == "PUT" || s.method == "PATCH") {
+        out += "Content-Length: ";
+        client_append_decimal(out, s.body.size());
+        out += "\r\n";
+    }
+    out += "\r\n";
+}
+
+/// A protocol_error about the current hop of `x`.
+inline protocol_error client_response_error(const client_exchange& x, std::string_view why) {
+    return protocol_error(x.method, x.where, std::string(why));
+}
+
+/// The response is complete: hands the connection back to the pool when it can carry another request (keep-alive
+/// on both sides, nothing unexpected after the response), else closes it.
+inline void client_complete(client_exchange& x) {
+    x.done = true;
+    client_connection& c = *x.conn;
+    const bool reusable = x.parser->keep_alive() && c.begin == c.end && !x.close_after;
+    c.begin = c.end = 0;
+    ++c.responses;
+    if (reusable && x.host) x.pool->put_back(*x.host, std::move(x.conn));
+    x.drop();
+}
+
+/// A connection for the current hop: an idle one of its host when there is one (unless `fresh`), else a new one,
+/// once the host's connection limit lets it.
+inline task<> client_acquire(client_exchange& x, bool fresh) {
+    if (x.pool->closed) throw std::logic_error("coring: http: the client is closed");
+    client_host& h = x.pool->host(x.current.endpoint());
+    if (x.host != &h) {
+        x.permit.reset();
+        x.host = &h;
+    }
+    if (!x.permit.held() && h.limit) {
+        auto acquiring = timeout_at(x.deadline, h.limit->acquire());
+        co_await acquiring;
+        x.permit = client_permit(h.limit.get());
+    }
+    if (!fresh) {
+        if (auto c = x.pool->take_idle(h)) {
+            x.conn = std::move(c);
+            x.reused = true;
+            co_return;
+        }
+    }
+    const std::chrono::milliseconds ct = x.pool->opts.connect_timeout;
+    const client_clock::time_point by = std::min(x.deadline, client_deadline(ct));
+    std::unique_ptr<client_connection> c;
+    bool connect_late = false;
+    try {
+        task<std::unique_ptr<client_connection>> connecting = client_connection::open(x.current, by);
+        c = co_await std::move(connecting);
+    } catch (const coring::timeout_error&) {
+        if (by >= x.deadline) throw; // the request's own timeout: reported as such
+        connect_late = true;
+    }
+    if (connect_late)
+        throw http::client_timeout_error(x.where, coring::detail::str_cat("coring: http: ", x.method, " ", x.where,
+                                                                          ": connect timed out after ",
+                                                                          std::to_string(ct.count()), " ms"));
+    ++x.pool->opened;
+    x.conn = std::move(c);
+    x.reused = false;
+}
+
+/// 1xx: an interim response (100 Continue, 103 Early Hints) that the final one follows.
+inline bool client_interim(int status) noexcept { return status >= 100 && status < 200; }
+
+/// Sends the request of the current hop and reads the head of its final response (interim 1xx responses are
+/// skipped); body bytes that came with it are in x.body. False when the server closed the connection before a
+/// (final) response.
+inline task<bool> client_send_and_read_head(client_exchange& x, const client_request_spec& s) {
+    client_connection& c = *x.conn;
+    x.nothing_written = true;
+    x.got_bytes = false;
+    // A small body goes out with the head in one send; a large one is sent from where it is, not copied.
+    constexpr std::size_t inline_body = 16 * 1024;
+    c.out.clear();
+    client_append_head(c.out, s, x.current, x.pool->opts.default_headers);
+    const bool body_inline = s.body.size() <= inline_body;
+    if (body_inline) c.out += s.body;
+    {
+        // The first send alone: if it fails, nothing reached the server (the retry rule relies on that).
+        auto first = c.write_some(c.out, x.deadline);
+        const std::size_t sent = co_await first;
+        x.nothing_written = false;
+        if (sent < c.out.size()) {
+            auto rest = c.write_all(std::string_view(c.out).substr(sent), x.deadline);
+            co_await rest;
+        }
+        if (!body_inline) {
+            auto body = c.write_all(s.body, x.deadline);
+            co_await body;
+        }
+    }
+
+    x.headers.clear();
+    x.body.clear();
+    x.body_pos = 0;
+    x.parser.emplace(x.headers, x.body, x.pool->limits);
+    message_parser& p = *x.parser;
+    p.expect_no_body(x.head);
+    bool status_known = false; // the status line of the message being parsed has been fed
+    bool final_done = false;
+    for (;;) {
+        if (c.begin == c.end) {
+            auto reading = c.read_some(std::span(c.buffer(), client_connection::buffer_size), x.deadline);
+            const std::size_t n = co_await reading;
+            if (n == 0) {
+                if (!p.in_message()) co_return false; // nothing, or only interim responses
+                p.finish();
+                throw client_response_error(
+                    x, coring::detail::str_cat("response cut short by the server closing (", p.error_reason(), ")"));
+            }
+            x.got_bytes = true;
+            c.begin = 0;
+            c.end = n;
+        }
+        // The status line is fed alone: whether a body follows depends on the status (1xx, 204 and 304 have none
+        // whatever Content-Length says), and the parser must know that before it reaches the end of the headers.
+        const char* data = c.buffer() + c.begin;
+        std::size_t len = c.end - c.begin;
+        bool line_end = false;
+        if (!status_known)
+            if (const void* nl = std::memchr(data, '\n', len)) {
+                len = static_cast<std::size_t>(static_cast<const char*>(nl) - data) + 1;
+                line_end = true;
+            }
+        const auto r = p.feed(data, len);
+        c.begin += r.consumed;
+        if (r.state == parse_state::error)
+            throw client_response_error(x, coring::detail::str_cat("malformed response (", p.error_reason(), ")"));
+        if (line_end && !status_known && p.status_code() != 0) {
+            status_known = true;
+            const int code = p.status_code();
+            if (code == 101)
+                throw client_response_error(x, "unexpected 101 Switching Protocols (the client asked for no upgrade)");
+            p.expect_no_body(x.head || client_interim(code) || code == 204 || code == 304);
+        }
+        if (r.state == parse_state::message_done) {
+            if (client_interim(p.status_code())) { // 100 Continue, 103 Early Hints: the real response follows
+                p.next();
+                p.expect_no_body(x.head);
+                status_known = false;
+                continue;
+            }
+            final_done = true;
+        }
+        if (final_done || (p.headers_done() && !client_interim(p.status_code()))) break;
+    }
+    x.status = p.status_code();
+    x.version_minor = p.version_minor();
+    if (final_done) client_complete(x);
+    co_return true;
+}
+
+/// Parses more of the response: returns once new body bytes are in x.body or the response is complete.
+inline task<> client_pump(client_exchange& x) {
+    if (x.done) co_return;
+    if (!x.conn) throw std::logic_error("coring: http: read from a response stream that failed or was closed");
+    client_connection& c = *x.conn;
+    message_parser& p = *x.parser;
+    for (;;) {
+        if (c.begin == c.end) {
+            auto reading = c.read_some(std::span(c.buffer(), client_connection::buffer_size), x.deadline);
+            const std::size_t n = co_await reading;
+            if (n == 0) {
+                c.begin = c.end = 0;
+                if (p.finish() == parse_state::message_done) { // a body delimited by the end of the connection
+                    client_complete(x);
+                    co_return;
+                }
+                throw client_response_error(
+                    x,
+                    coring::detail::str_cat("response body cut short by the server closing (", p.error_reason(), ")"));
+            }
+            c.begin = 0;
+            c.end = n;
+        }
+        const std::size_t had = x.body.size();
+        const auto r = p.feed(c.buffer() + c.begin, c.end - c.begin);
+        c.begin += r.consumed;
+        if (r.state == parse_state::error)
+            throw client_response_error(x, coring::detail::str_cat("malformed response body (", p.error_reason(), ")"));
+        if (r.state == parse_state::message_done) {
+            client_complete(x);
+            co_return;
+        }
+        if (x.body.size() > had) co_return;
+    }
+}
+
+/// Reads and drops the body of a redirect, so that its connection can serve the next hop; a large one is not worth
+/// it: the connection is closed instead.
+inline task<> client_discard_body(client_exchange& x) {
+    constexpr std::size_t worth_reading = 64 * 1024;
+    std::size_t dropped = 0;
+    while (!x.done) {
+        dropped += x.body.size();
+        x.body.clear();
+        if (dropped > worth_reading) {
+            x.drop();
+            break;
+        }
+        task<> more = client_pump(x);
+        co_await std::move(more);
+    }
+    x.body.clear();
+    x.body_pos = 0;
+}
+
+/// One hop: a connection, the request, the head of the response. A reused connection that turns out to be dead
+/// is replaced once, by the retry rule (client_may_retry).
+inline task<> client_run_hop(client_exchange& x, const client_request_spec& s) {
+    for (int attempt = 0;; ++attempt) {
+        task<> acquiring = client_acquire(x, attempt > 0);
+        co_await std::move(acquiring);
+        std::exception_ptr failed;
+        bool answered = false;
+        try {
+            task<bool> exchanging = client_send_and_read_head(x, s);
+            answered = co_await std::move(exchanging);
+        } catch (...) {
+            failed = std::current_exception();
+        }
+        if (!failed && answered) co_return;
+        const bool retry = attempt == 0 && x.reused && client_may_retry(failed, x, s);
+        x.conn.reset(); // never pooled again: its state is unknown (the permit stays for the retry)
+        if (retry) continue;
+        if (failed) std::rethrow_exception(failed);
+        throw std::system_error(ECONNRESET, std::system_category(),
+                                coring::detail::str_cat("coring: http: ", x.method, " ", x.where,
+                                                        ": the server closed the connection without a response"));
+    }
+}
+
+/// The statuses whose Location is followed.
+inline bool client_is_redirect(int status) noexcept {
+    return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+/// Where a redirect leads; std::invalid_argument naming the URL and the Location when it is not a usable URL.
+inline url client_redirect_target(const client_exchange& x, std::string_view location) {
+    std::string why;
+    try {
+        return resolve_reference(x.current, location);
+    } catch (const std::invalid_argument& e) {
+        why = e.what();
+    }
+    throw std::invalid_argument(
+        coring::detail::str_cat("coring: http: ", x.method, " ", x.where, ": redirect to an invalid Location: ", why));
+}
+
+/// Sends the request and follows redirects until the head of the final response has arrived.
+inline task<> client_run_exchange(client_exchange& x, client_request_spec& s, bool follow, std::size_t max_redirects) {
+    for (std::size_t redirects = 0;;) {
+        x.where = x.current.to_string();
+        x.method = s.method;
+        if (x.current.scheme != "http") // the TLS seam: a client_connection over TLS goes here
+            throw std::invalid_argument(coring::detail::str_cat("coring: http: ", s.method, " ", x.where,
+                                                                ": HTTPS is not supported yet (only http:// URLs)"));
+        x.head = s.method == "HEAD";
+        x.done = false;
+        task<> hop = client_run_hop(x, s);
+        co_await std::move(hop);
+        if (!follow || !client_is_redirect(x.status)) co_return;
+        const auto location = x.headers.get("Location");
+        if (!location) co_return; // nowhere to go: the 3xx is the answer
+        url next = client_redirect_target(x, *location);
+        if (redirects == max_redirects)
+            throw too_many_redirects(x.where, coring::detail::str_cat("coring: http: ", s.method, " ", x.where,
+                                                                      ": more than ", std::to_string(max_redirects),
+                                                                      " redirects (the request was for ",
+                                                                      x.first.to_string(), ")"));
+        ++redirects;
+        task<> discarding = client_discard_body(x);
+        co_await std::move(discarding);
+        // 303 means "GET the result there"; after a POST, 301 and 302 do the same in browsers and aiohttp; 307 and
+        // 308 repeat the request as it was.
+        if ((x.status == 303 && s.method != "HEAD") || ((x.status == 301 || x.status == 302) && s.method == "POST")) {
+            s.method = "GET";
+            s.body.clear();
+            s.headers.remove("Content-Type");
+        }
+        // Credentials are for the host they were given for, not for whoever it redirects to.
+        if (next.scheme != x.current.scheme || next.endpoint() != x.current.endpoint()) {
+            s.headers.remove("Authorization");
+            s.headers.remove("Proxy-Authorization");
+            s.headers.remove("Cookie");
+            s.headers.remove("Host");
+        }
+        x.current = std::move(next);
+    }
+}
+
+/// Rethrows a failure of the request `x` so that it names the URL: a coring::timeout_error becomes an
+/// http::client_timeout_error, a std::system_error gets the method and URL in front of its message (same code);
+/// cancellation and the client's own errors pass unchanged.
+[[noreturn]] inline void client_rethrow_named(std::exception_ptr failed, const client_exchange& x) {
+    try {
+        std::rethrow_exception(failed);
+    } catch (const http::client_timeout_error&) {
+        throw;
+    } catch (const coring::timeout_error&) {
+        throw http::client_timeout_error(x.where, coring::detail::str_cat("coring: http: ", x.method, " ", x.where,
+                                                                          ": timed out after ",
+                                                                          std::to_string(x.total.count()), " ms"));
+    } catch (const std::system_error& e) {
+        std::string_view what = e.what();
+        if (what.starts_with("coring: http: ")) throw;
+        // "coring: connect 127.0.0.1:9: Connection refused" becomes "coring: http: GET http://127.0.0.1:9/:
+        // connect 127.0.0.1:9: Connection refused" (system_error appends the code's message again).
+        if (what.starts_with("coring: ")) what.remove_prefix(8);
+        const std::string tail = ": " + e.code().message();
+        if (what.ends_with(tail)) what.remove_suffix(tail.size());
+        throw std::system_error(e.code(),
+                                coring::detail::str_cat("coring: http: ", x.method, " ", x.where, ": ", what));
+    }
+}
+
+} // namespace detail
+
+// ---- streamed responses ---------------------------------------------------------------------------------------------
+
+namespace detail {
+struct client_stream_access;
+} // namespace detail
+
+/// A response whose body is read piece by piece as it arrives (aiohttp's response.content): client::open() returns
+/// it as soon as the head has arrived, so status and headers are known before the body is read.
+///
+/// Reading the body to its end hands the connection back to the client's pool; a stream destroyed (or close()d)
+/// before that closes its connection, since the rest of the body would still be on the way. Reads have the request's
+/// deadline (client_options::timeout, from the call to open()). Loop thread only; the stream must outlive its reads.
+class client_stream {
+public:
+    /// No response: only done(), assignment and destruction may be used.
+    client_stream() noexcept = default;
+    /// Takes over the response (and its connection).
+    client_stream(client_stream&&) noexcept = default;
+    /// Takes over the response; the one held before is dropped (its connection closed unless it was complete).
+    client_stream& operator=(client_stream&&) noexcept = default;
+
+    /// Status code of the final response.
+    [[nodiscard]] int status() const noexcept { return x_->status; }
+    /// The standard reason phrase of the status.
+    [[nodiscard]] std::string_view reason() const noexcept { return reason_phrase(x_->status); }
+    /// HTTP/1.<version_minor>.
+    [[nodiscard]] int version_minor() const noexcept { return x_->version_minor; }
+    /// The response's header fields.
+    [[nodiscard]] const http::headers& headers() const noexcept { return x_->headers; }
+    /// The URL that answered (after redirects).
+    [[nodiscard]] const http::url& url() const noexcept { return x_->current; }
+    /// Whether the whole body has been read (read() returns 0 from now on).
+    [[nodiscard]] bool done() const noexcept { return !x_ || (x_->done && x_->body_pos == x_->body.size()); }
+
+    /// Reads body bytes into `buf` as they arrive: at least one, at most buf.size(); 0 at the end of the body (or
+    /// for an empty buf). Throws protocol_error (malformed or cut-short body), http::client_timeout_error,
+    /// std::system_error (all naming the URL) and cancelled_error; after a failure the connection is closed and reads
+    /// throw std::logic_error.
+    task<std::size_t> read(std::span<char> buf) {
+        detail::client_exchange& x = check();
+        if (buf.empty()) co_return 0;
+        if (x.body_pos == x.body.size() && !x.done) {
+            std::exception_ptr failed;
+            try {
+                task<> more = detail::client_pump(x);
+                co_await std::move(more);
+            } catch (...) {
+                failed = std::current_exception();
+            }
+            if (failed) {
+                x.drop();
+                detail::client_rethrow_named(failed, x);
+            }
+        }
+        co_return take(x, buf);
+    }
+    /// read() into bytes.
+    task<std::size_t> read(std::span<std::byte> buf) {
+        return read(std::span<char>(reinterpret_cast<char*>(buf.data()), buf.size()));
+    }
+
+    /// The next piece of the body as it arrives; empty at the end. Errors as read().
+    task<std::string> read_some() {
+        detail::client_exchange& x = check();
+        if (x.body_pos == x.body.size() && !x.done) {
+            std::exception_ptr failed;
+            try {
+                task<> more = detail::client_pump(x);
+                co_await std::move(more);
+            } catch (...) {
+                failed = std::current_exception();
+            }
+            if (failed) {
+                x.drop();
+                detail::client_rethrow_named(failed, x);
+            }
+        }
+        std::string piece(x.body, x.body_pos);
+        x.body.clear();
+        x.body_pos = 0;
+        co_return piece;
+    }
+
+    /// The rest of the body; a body longer than client_options::max_body is a protocol_error. Errors as read().
+    task<std::string> read_all() {
+        detail::client_exchange& x = check();
+        std::exception_ptr failed;
+        try {
+            const std::size_t limit = x.pool->opts.max_body;
+            if (const auto cl = x.headers.get("Content-Length"); cl && !x.done) {
+                std::size_t n = 0;
+                std::from_chars(cl->data(), cl->data() + cl->size(), n);
+                if (n > limit) throw detail::client_response_error(x, too_large(limit));
+            }
+            while (!x.done) {
+                if (x.body.size() - x.body_pos > limit) throw detail::client_response_error(x, too_large(limit));
+                task<> more = detail::client_pump(x);
+                co_await std::move(more);
+            }
+            if (x.body.size() - x.body_pos > limit) throw detail::client_response_error(x, too_large(limit));
+        } catch (...) {
+            failed = std::current_exception();
+        }
+        if (failed) {
+            x.drop();
+            detail::client_rethrow_named(failed, x);
+        }
+        std::string all;
+        if (x.body_pos == 0) all = std::move(x.body);
+        else all.assign(x.body, x.body_pos);
+        x.body.clear();
+        x.body_pos = 0;
+        co_return all;
+    }
+
+    /// Gives up on the rest of the body: the connection is closed now (not pooled). Reads then return 0.
+    void close() noexcept {
+        if (!x_) return;
+        x_->drop();
+        x_->done = true;
+        x_->body.clear();
+        x_->body_pos = 0;
+    }
+
+private:
+    friend struct detail::client_stream_access;
+
+    explicit client_stream(std::unique_ptr<detail::client_exchange> x) noexcept : x_(std::move(x)) {}
+
+    detail::client_exchange& check() const {
+        if (!x_) throw std::logic_error("coring: http: read from an empty client_stream");
+        return *x_;
+    }
+    static std::string too_large(std::size_t limit) {
+        return coring::detail::str_cat("response body larger than client_options::max_body (", std::to_string(limit),
+                                       " bytes)");
+    }
+    static std::size_t take(detail::client_exchange& x, std::span<char> buf) noexcept {
+        const std::size_t n = std::min(buf.size(), x.body.size() - x.body_pos);
+        if (n) std::memcpy(buf.data(), x.body.data() + x.body_pos, n);
+        x.body_pos += n;
+        if (x.body_pos == x.body.size()) {
+            x.body.clear();
+            x.body_pos = 0;
+        }
+        return n;
+    }
+
+    std::unique_ptr<detail::client_exchange> x_;
+};
+
+namespace detail {
+
+/// What the request functions need of client_stream's insides.
+struct client_stream_access {
+    static client_stream make(std::unique_ptr<client_exchange> x) noexcept { return client_stream(std::move(x)); }
+    static client_exchange& exchange(client_stream& s) noexcept { return *s.x_; }
+};
+
+/// Sends a request and returns once the head of the final response has arrived (the body is read from the stream).
+/// The implementation of client::open().
+inline task<client_stream> client_open(std::shared_ptr<detail::client_pool> pool, std::string method,
+                                       std::string target, std::string body, http::headers headers,
+                                       request_options ro) {
+    auto x = std::make_unique<detail::client_exchange>();
+    x->pool = std::move(pool);
+    x->first = url::parse(target); // std::invalid_argument naming it
+    x->current = x->first;
+    x->where = x->current.to_string();
+    for (char& c : method)
+        if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A'); // as aiohttp: "get" means GET
+    if (!detail::client_is_token(method))
+        throw std::invalid_argument(
+            coring::detail::str_cat("coring: http: invalid method \"", method, "\" for ", x->where));
+    if (method == "CONNECT") // a tunnel, not a request for a resource: its response would never end
+        throw std::invalid_argument(
+            coring::detail::str_cat("coring: http: CONNECT is not supported by the client (", x->where, ")"));
+    x->method = method;
+    detail::client_check_headers(headers, method, x->where);
+    detail::client_check_headers(x->pool->opts.default_headers, method, x->where);
+    x->total = ro.timeout.value_or(x->pool->opts.timeout);
+    x->deadline = detail::client_deadline(x->total);
+    if (const auto conn = headers.get("Connection")) x->close_after = detail::has_token(*conn, "close");
+    detail::client_request_spec spec{std::move(method), std::move(body), std::move(headers)};
+    std::exception_ptr failed;
+    try {
+        task<> exchanging =
+            detail::client_run_exchange(*x, spec, ro.follow_redirects.value_or(x->pool->opts.follow_redirects),
+                                        ro.max_redirects.value_or(x->pool->opts.max_redirects));
+        co_await std::move(exchanging);
+    } catch (...) {
+        failed = std::current_exception();
+    }
+    if (failed) {
+        x->drop(); // a failed or cancelled request never leaves a half-used connection in the pool
+        detail::client_rethrow_named(failed, *x);
+    }
+    co_return client_stream_access::make(std::move(x));
+}
+
+/// Sends a request and reads the whole response. The implementation of client::request().
+inline task<client_response> client_fetch(std::shared_ptr<detail::client_pool> pool, std::string method,
+                                          std::string target, std::string body, http::headers headers,
+                                          request_options ro) {
+    task<client_stream> opening =
+        client_open(std::move(pool), std::move(method), std::move(target), std::move(body), std::move(headers), ro);
+    client_stream st = co_await std::move(opening);
+    client_response r;
+    task<std::string> reading = st.read_all();
+    r.body = co_await std::move(reading);
+    client_exchange& x = client_stream_access::exchange(st);
+    r.status = x.status;
+    r.version_minor = x.version_minor;
+    r.headers = std::move(x.headers);
+    r.url = std::move(x.current);
+    co_return r;
+}
+
+} // namespace detail
+
+// ---- the client -----------------------------------------------------------------------------------------------------
+
+/// An HTTP/1.1 client with a connection pool (aiohttp's ClientSession).
+///
+///     coring::http::client c;
+///     coring::http::client_response r = co_await c.get("http://example.com/");
+///     std::cout << r.status << " " << r.body.size() << "\n";
+///
+/// Connections are kept per host:port and reused (keep-alive) for later requests, up to max_idle_per_host idle ones
+/// for at most idle_lifetime each; many requests may run at once, each on a connection of its own (at most
+/// max_connections_per_host per host; more wait). A connection goes back to the pool only after its response was
+/// read completely and when both sides allow it: no "Connection: close", not HTTP/1.0 without keep-alive, not a body
+/// delimited by the end of the connection, nothing unexpected after the response. A failed or cancelled request
+/// closes its connection.
+///
+/// A server may close an idle connection at any moment. Before a pooled connection is used, a non-blocking peek
+/// checks that the server has not closed it; and when a request on a reused connection fails anyway (the close
+/// crossed the request), it is sent once more on a new connection if nothing of it was written, or if its method is
+/// idempotent (GET, HEAD, OPTIONS, TRACE, PUT, DELETE, or any request with an Idempotency-Key header) and no byte of
+/// the response had arrived. A POST whose bytes went out is never sent twice.
+///
+/// Redirects (301, 302, 303, 307, 308 with a Location, relative ones resolved against the URL) are followed up to
+/// max_redirects; 303, and 301 or 302 after a POST, continue as a GET without body; 307 and 308 repeat the method and
+/// body. Authorization, Proxy-Authorization, Cookie and Host headers of the request are not sent to another
+/// host:port.
+///
+/// Requests: the method is uppercased; a Host header (with the port when it is not 80) unless the request has one;
+/// the default headers (User-Agent: coring) unless overridden; Content-Length for a body, and "Content-Length: 0"
+/// for a POST, PUT or PATCH without one; Content-Length and Transfer-Encoding given by the caller are ignored (the
+/// client frames the body). Header names must be tokens and values free of CR, LF and NUL (std::invalid_argument).
+///
+/// Errors name the method and URL: malformed responses are protocol_error, timeouts http::client_timeout_error (a
+/// coring::timeout_error), connection failures std::system_error with the errno, bad URLs std::invalid_argument;
+/// https:// URLs are refused (std::invalid_argument) until TLS arrives. A status such as 404 or 500 is a response,
+/// not an error. cancelled_error passes unchanged.
+///
+/// Loop thread only. Requests and streams keep what they need of the client alive, so the client may be destroyed
+/// while they run (their connections are then closed instead of pooled).
+class client {
+public:
+    /// A client with the given options.
+    explicit client(client_options options = {}) : pool_(std::make_shared<detail::client_pool>(std::move(options))) {}
+    client(const client&) = delete;
+    client& operator=(const client&) = delete;
+    /// Closes every idle connection (synchronously); requests still running finish on their own.
+    ~client() {
+        if (pool_) pool_->shut();
+    }
+
+    /// Sends `method` to `url` with `body` and `headers` and reads the whole response (aiohttp's
+    /// session.request()). An empty body sends none (but "Content-Length: 0" for POST, PUT and PATCH).
+    [[nodiscard]] task<client_response> request(std::string method, std::string url, std::string body = {},
+                                                http::headers headers = {}, request_options options = {}) {
+        return detail::client_fetch(pool_, std::move(method), std::move(url), std::move(body), std::move(headers),
+                                    options);
+    }
+    /// GET `url`.
+    [[nodiscard]] task<client_response> get(std::string url, http::headers headers = {}) {
+        return request("GET", std::move(url), {}, std::move(headers));
+    }
+    /// HEAD `url` (the response has no body).
+    [[nodiscard]] task<client_response> head(std::string url, http::headers headers = {}) {
+        return request("HEAD", std::move(url), {}, std::move(headers));
+    }
+    /// POST `body` to `url`, with a Content-Type unless `content_type` is empty.
+    [[nodiscard]] task<client_response> post(std::string url, std::string body, std::string_view content_type = {},
+                                             http::headers headers = {}) {
+        with_type(headers, content_type);
+        return request("POST", std::move(url), std::move(body), std::move(headers));
+    }
+    /// PUT `body` to `url`, with a Content-Type unless `content_type` is empty.
+    [[nodiscard]] task<client_response> put(std::string url, std::string body, std::string_view content_type = {},
+                                            http::headers headers = {}) {
+        with_type(headers, content_type);
+        return request("PUT", std::move(url), std::move(body), std::move(headers));
+    }
+    /// PATCH `url` with `body`, with a Content-Type unless `content_type` is empty.
+    [[nodiscard]] task<client_response> patch(std::string url, std::string body, std::string_view content_type = {},
+                                              http::headers headers = {}) {
+        with_type(headers, content_type);
+        return request("PATCH", std::move(url), std::move(body), std::move(headers));
+    }
+    /// DELETE `url` (`delete` is a C++ keyword).
+    [[nodiscard]] task<client_response> del(std::string url, http::headers headers = {}) {
+        return request("DELETE", std::move(url), {}, std::move(headers));
+    }
+
+    /// Sends a request and returns when the head of the final response has arrived; the body is read from the
+    /// client_stream as it arrives (aiohttp's `async with session.get(url) as resp`).
+    [[nodiscard]] task<client_stream> open(std::string method, std::string url, std::string body = {},
+                                           http::headers headers = {}, request_options options = {}) {
+        return detail::client_open(pool_, std::move(method), std::move(url), std::move(body), std::move(headers),
+                                   options);
+    }
+
+    /// Closes every idle connection and refuses new requests (std::logic_error); requests in flight finish, and
+    /// close their connections instead of pooling them.
+    [[nodiscard]] task<> close() { return close_pool(pool_); }
+
+    /// Idle connections in the pool, all hosts together.
+    [[nodiscard]] std::size_t idle_connections() const noexcept {
+        std::size_t n = 0;
+        for (const auto& [key, h] : pool_->hosts) n += h.idle.size();
+        return n;
+    }
+    /// Connections opened so far (a measure of keep-alive reuse).
+    [[nodiscard]] std::size_t connections_opened() const noexcept { return pool_->opened; }
+    /// The options the client was made with.
+    [[nodiscard]] const client_options& options() const noexcept { return pool_->opts; }
+
+private:
+    static void with_type(http::headers& headers, std::string_view content_type) {
+        if (!content_type.empty() && !headers.contains("Content-Type")) headers.add("Content-Type", content_type);
+    }
+    static task<> close_pool(std::shared_ptr<detail::client_pool> pool) {
+        pool->closed = true;
+        std::vector<std::unique_ptr<detail::client_connection>> idle;
+        for (auto& [key, h] : pool->hosts) {
+            for (auto& c : h.idle) idle.push_back(std::move(c));
+            h.idle.clear();
+        }
+        for (auto& c : idle) {
+            auto closing = c->close();
+            co_await closing;
+        }
+    }
+
+    std::shared_ptr<detail::client_pool> pool_;
+};
+
+} // namespace coring::http
