@@ -543,6 +543,20 @@ TEST_CASE("http server - shutdown cancels a handler that outlives the grace peri
     }(app));
 }
 
+TEST_CASE("http server - a shutdown requested before serve begins makes serve return at once", "[http][server]") {
+    coring::http::server app;
+    add_routes(app);
+    coring::run([](coring::http::server& app) -> task<> {
+        auto l = coring::tcp_listener::bind(coring::address::parse("127.0.0.1:0"));
+        app.shutdown(); // e.g. a signal that arrived during start-up
+        coring_test::stopwatch sw;
+        task<> serving = app.serve(l);
+        co_await coring::timeout(5s, serving);
+        CHECK(sw.seconds() < 1.0);
+        CHECK(app.connections() == 0);
+    }(app));
+}
+
 TEST_CASE("http server - many clients at once, each with several keep-alive requests", "[http][server]") {
     with_server([](coring::http::server&, coring::address at) -> task<> {
         std::vector<task<int>> clients;

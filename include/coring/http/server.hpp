@@ -142,8 +142,7 @@ public:
     /// Throws std::logic_error when already serving.
     task<> serve(tcp_listener& listener) {
         if (serving_) throw std::logic_error("coring: http::server::serve called twice");
-        serving_ = true;
-        stopped_.clear();
+        serving_ = true; // stopped_ stays as it is: a shutdown() that came before serve() still counts
         auto acceptor = spawn(accept_loop(listener));
         co_await stopped_.wait(); // set by shutdown()
         acceptor.cancel();
