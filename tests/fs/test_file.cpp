@@ -23,27 +23,11 @@ using namespace std::chrono_literals;
 using coring::file;
 using coring::open_mode;
 using coring::task;
+using coring_test::failure_of;
+using coring_test::io_failure;
 using coring_test::temp_dir;
 
 namespace {
-
-/// The errno of the std::system_error an awaitable throws (0 when it does not throw), and its message.
-struct failure {
-    int code = 0;
-    std::string what;
-};
-
-template <class Awaitable>
-task<failure> failure_of(Awaitable aw) {
-    failure f;
-    try {
-        co_await std::move(aw);
-    } catch (const std::system_error& e) {
-        f.code = e.code().value();
-        f.what = e.what();
-    }
-    co_return f;
-}
 
 task<> open_modes(const temp_dir& dir) {
     const std::string p = dir / "modes.txt";
@@ -64,7 +48,7 @@ task<> open_modes(const temp_dir& dir) {
         char buf[32];
         const std::size_t n = co_await f.read(std::span(buf));
         CHECK(std::string(buf, n) == "hello world");
-        const failure w = co_await failure_of(f.write("x"));
+        const io_failure w = co_await failure_of(f.write("x"));
         CHECK(w.code == EBADF);
         CHECK(w.what.find("write " + p) != std::string::npos);
     }
@@ -91,7 +75,8 @@ task<> open_modes(const temp_dir& dir) {
     }
     CHECK(coring_test::slurp(p).empty());
     // exclusive refuses an existing file, and creates a missing one.
-    const failure ex = co_await failure_of(file::open(p, open_mode::write | open_mode::create | open_mode::exclusive));
+    const io_failure ex =
+        co_await failure_of(file::open(p, open_mode::write | open_mode::create | open_mode::exclusive));
     CHECK(ex.code == EEXIST);
     CHECK(ex.what.find("open " + p) != std::string::npos);
     {
@@ -303,22 +288,22 @@ TEST_CASE("file - the destructor closes without blocking; moves carry the descri
 
 task<> error_messages(const temp_dir& dir) {
     const std::string missing = dir / "no/such/file";
-    const failure a = co_await failure_of(file::open(missing, open_mode::read));
+    const io_failure a = co_await failure_of(file::open(missing, open_mode::read));
     CHECK(a.code == ENOENT);
     CHECK(a.what == "coring: open " + missing + ": No such file or directory");
 
     // A directory where a file was expected.
-    const failure b = co_await failure_of(file::open(dir.path(), open_mode::write));
+    const io_failure b = co_await failure_of(file::open(dir.path(), open_mode::write));
     CHECK(b.code == EISDIR);
     CHECK(b.what.find("open " + dir.path()) != std::string::npos);
     file d = co_await file::open(dir.path(), open_mode::read);
     char buf[16];
-    const failure c = co_await failure_of(d.read_at(std::span(buf), 0));
+    const io_failure c = co_await failure_of(d.read_at(std::span(buf), 0));
     CHECK(c.code == EISDIR);
     CHECK(c.what == "coring: read " + dir.path() + ": Is a directory");
     // A path component that is a file.
     coring_test::spit(dir / "plain", "x");
-    const failure e = co_await failure_of(file::open(dir / "plain/inside", open_mode::read));
+    const io_failure e = co_await failure_of(file::open(dir / "plain/inside", open_mode::read));
     CHECK(e.code == ENOTDIR);
 }
 
@@ -337,7 +322,7 @@ TEST_CASE("file - permission denied names the path (as an unprivileged user)", "
     if (::geteuid() != 0) {
         REQUIRE(::chmod(secret.c_str(), 0) == 0);
         coring::run([](std::string p) -> task<> {
-            const failure f = co_await failure_of(file::open(p, open_mode::read));
+            const io_failure f = co_await failure_of(file::open(p, open_mode::read));
             CHECK(f.code == EACCES);
             CHECK(f.what == "coring: open " + p + ": Permission denied");
         }(secret));
@@ -347,7 +332,7 @@ TEST_CASE("file - permission denied names the path (as an unprivileged user)", "
     REQUIRE(::chmod(dir.path().c_str(), 0755) == 0);
     const int r = coring_test::as_nobody([&] {
         return coring::run([](std::string p) -> task<bool> {
-            const failure f = co_await failure_of(file::open(p, open_mode::read));
+            const io_failure f = co_await failure_of(file::open(p, open_mode::read));
             co_return f.code == EACCES&& f.what == "coring: open " + p + ": Permission denied";
         }(secret));
     });
@@ -388,7 +373,7 @@ TEST_CASE("file - a FIFO opens without waiting for its other end (documented io_
     const int fds = coring_test::open_fds();
     coring::run([](std::string path) -> task<> {
         // The kernel tries a non-blocking open first: writing with no reader is ENXIO at once, never a hang...
-        const failure w = co_await failure_of(coring::timeout(5s, file::open(path, open_mode::write)));
+        const io_failure w = co_await failure_of(coring::timeout(5s, file::open(path, open_mode::write)));
         CHECK(w.code == ENXIO);
         CHECK(w.what.find("open " + path) != std::string::npos);
         // ...and reading opens at once; a read then waits for a writer's bytes (here: until the timeout).
@@ -462,7 +447,7 @@ task<> direct_io(const temp_dir& dir, bool& skipped) {
     // Misaligned buffer, offset or length: a clear error before anything reaches the kernel.
     const auto al = f.direct_io_alignment();
     const auto ml = f.direct_memory_alignment();
-    std::vector<failure> bad;
+    std::vector<io_failure> bad;
     if (ml > 1) bad.push_back(co_await failure_of(f.read_at(in.span().subspan(1, al), 0)));
     if (al > 1) bad.push_back(co_await failure_of(f.read_at(in.span().first(al), 1)));
     if (al > 1) bad.push_back(co_await failure_of(f.write_at(std::span<const std::byte>(in.data(), al - 1), 0)));

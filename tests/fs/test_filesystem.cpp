@@ -15,26 +15,11 @@
 
 using coring::task;
 using coring_test::exists;
+using coring_test::failure_of;
+using coring_test::io_failure;
 using coring_test::temp_dir;
 
 namespace {
-
-struct failure {
-    int code = 0;
-    std::string what;
-};
-
-template <class Awaitable>
-task<failure> failure_of(Awaitable aw) {
-    failure f;
-    try {
-        co_await std::move(aw);
-    } catch (const std::system_error& e) {
-        f.code = e.code().value();
-        f.what = e.what();
-    }
-    co_return f;
-}
 
 task<> directories(const temp_dir& dir) {
     const std::string d = dir / "sub";
@@ -43,10 +28,10 @@ task<> directories(const temp_dir& dir) {
     REQUIRE(::stat(d.c_str(), &st) == 0);
     CHECK(S_ISDIR(st.st_mode));
 
-    const failure again = co_await failure_of(coring::create_directory(d));
+    const io_failure again = co_await failure_of(coring::create_directory(d));
     CHECK(again.code == EEXIST);
     CHECK(again.what == "coring: create_directory " + d + ": File exists");
-    const failure parent = co_await failure_of(coring::create_directory(dir / "a/b/c"));
+    const io_failure parent = co_await failure_of(coring::create_directory(dir / "a/b/c"));
     CHECK(parent.code == ENOENT);
 
     // Permissions are applied less the umask.
@@ -55,10 +40,10 @@ task<> directories(const temp_dir& dir) {
     CHECK((st.st_mode & 0777) == 0700);
 
     coring_test::spit(d + "/inside", "x");
-    const failure not_empty = co_await failure_of(coring::remove_directory(d));
+    const io_failure not_empty = co_await failure_of(coring::remove_directory(d));
     CHECK(not_empty.code == ENOTEMPTY);
     CHECK(not_empty.what.find("remove_directory " + d) != std::string::npos);
-    const failure is_dir = co_await failure_of(coring::remove(d));
+    const io_failure is_dir = co_await failure_of(coring::remove(d));
     CHECK(is_dir.code == EISDIR);
     CHECK(is_dir.what.find("remove " + d) != std::string::npos);
 
@@ -66,9 +51,9 @@ task<> directories(const temp_dir& dir) {
     CHECK_FALSE(exists(d + "/inside"));
     co_await coring::remove_directory(d);
     CHECK_FALSE(exists(d));
-    const failure gone = co_await failure_of(coring::remove_directory(d));
+    const io_failure gone = co_await failure_of(coring::remove_directory(d));
     CHECK(gone.code == ENOENT);
-    const failure not_a_dir = co_await failure_of(coring::remove_directory(dir / "private/../missing"));
+    const io_failure not_a_dir = co_await failure_of(coring::remove_directory(dir / "private/../missing"));
     CHECK(not_a_dir.code == ENOENT);
 }
 
@@ -89,20 +74,20 @@ task<> renames_and_removes(const temp_dir& dir) {
     co_await coring::rename(a, b);
     CHECK(coring_test::slurp(b) == "second");
 
-    const failure missing = co_await failure_of(coring::rename(a, dir / "c.txt"));
+    const io_failure missing = co_await failure_of(coring::rename(a, dir / "c.txt"));
     CHECK(missing.code == ENOENT);
     CHECK(missing.what == "coring: rename " + a + " to " + (dir / "c.txt") + ": No such file or directory");
 
     // A directory cannot replace a file, nor go inside itself.
     co_await coring::create_directory(dir / "d");
-    const failure over_file = co_await failure_of(coring::rename(dir / "d", b));
+    const io_failure over_file = co_await failure_of(coring::rename(dir / "d", b));
     CHECK(over_file.code == ENOTDIR);
-    const failure into_self = co_await failure_of(coring::rename(dir / "d", dir / "d/e"));
+    const io_failure into_self = co_await failure_of(coring::rename(dir / "d", dir / "d/e"));
     CHECK(into_self.code == EINVAL);
 
     co_await coring::remove(b);
     CHECK_FALSE(exists(b));
-    const failure twice = co_await failure_of(coring::remove(b));
+    const io_failure twice = co_await failure_of(coring::remove(b));
     CHECK(twice.code == ENOENT);
     CHECK(twice.what == "coring: remove " + b + ": No such file or directory");
 
@@ -121,13 +106,13 @@ TEST_CASE("filesystem - rename replaces, remove takes files and links; errors na
 
 task<bool> read_only_directory(std::string d) {
     bool ok = true;
-    const failure a = co_await failure_of(coring::remove(d + "/f"));
+    const io_failure a = co_await failure_of(coring::remove(d + "/f"));
     ok &= a.code == EACCES && a.what == "coring: remove " + d + "/f: Permission denied";
-    const failure b = co_await failure_of(coring::create_directory(d + "/x"));
+    const io_failure b = co_await failure_of(coring::create_directory(d + "/x"));
     ok &= b.code == EACCES;
-    const failure c = co_await failure_of(coring::write_file(d + "/new", std::string_view("x")));
+    const io_failure c = co_await failure_of(coring::write_file(d + "/new", std::string_view("x")));
     ok &= c.code == EACCES && c.what.find(d + "/new") != std::string::npos;
-    const failure e = co_await failure_of(coring::rename(d + "/f", d + "/g"));
+    const io_failure e = co_await failure_of(coring::rename(d + "/f", d + "/g"));
     ok &= e.code == EACCES;
     co_return ok;
 }

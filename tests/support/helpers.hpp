@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <string>
+#include <system_error>
 #include <vector>
 
 namespace coring_test {
@@ -111,6 +112,26 @@ inline int open_fds() {
         ::closedir(d);
     }
     return n - 3; // ".", ".." and the directory's own descriptor
+}
+
+/// What an awaitable failed with: the errno and message of the std::system_error it threw (code 0 if none).
+struct io_failure {
+    int code = 0;
+    std::string what;
+};
+
+/// Awaits `aw` and returns the std::system_error it threw (code 0 if none): lets a test check an error's errno and
+/// message without a try block around a co_await in each place.
+template <class Awaitable>
+coring::task<io_failure> failure_of(Awaitable aw) {
+    io_failure f;
+    try {
+        (void)co_await std::move(aw);
+    } catch (const std::system_error& e) {
+        f.code = e.code().value();
+        f.what = e.what();
+    }
+    co_return f;
 }
 
 } // namespace coring_test

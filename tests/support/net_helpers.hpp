@@ -600,23 +600,4 @@ inline void reset_on_close(int fd) {
 }
 
 /// What an I/O operation failed with: errno and what(), or code 0 when it succeeded.
-struct io_failure {
-    int code = 0;
-    std::string what;
-};
-
-/// Awaits `aw` and returns the std::system_error it threw (code 0 if none): lets a test check an error's errno and
-/// message without a try block around a co_await in each place.
-template <class Awaitable>
-coring::task<io_failure> failure_of(Awaitable aw) {
-    io_failure f;
-    try {
-        (void)co_await std::move(aw);
-    } catch (const std::system_error& e) {
-        f.code = e.code().value();
-        f.what = e.what();
-    }
-    co_return f;
-}
-
 } // namespace coring_test

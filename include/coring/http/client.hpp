@@ -388,41 +388,16 @@ inline bool client_may_retry(std::exception_ptr failed, const client_exchange& x
     return x.nothing_written || (client_idempotent(s) && !x.got_bytes);
 }
 
-/// RFC 9110 tchar: what a method or a header name may consist of.
-inline bool client_token_char(char c) noexcept {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
-/// A non-empty run of tchar.
-inline bool client_is_token(std::string_view s) noexcept {
-    return !s.empty() && std::all_of(s.begin(), s.end(), client_token_char);
-}
-
 /// Rejects header fields that could split the request or are not fields at all.
 inline void client_check_headers(const http::headers& h, std::string_view method, std::string_view where) {
     for (const field& f : h) {
-        if (!client_is_token(f.name))
+        if (!is_token(f.name))
             throw std::invalid_argument(coring::detail::str_cat("coring: http: ", method, " ", where,
                                                                 ": invalid header name \"", f.name, "\""));
         if (unsafe_field(f.value))
             throw std::invalid_argument(coring::detail::str_cat("coring: http: ", method, " ", where, ": header \"",
                                                                 f.name, "\" has CR, LF or NUL in its value"));
     }
-}
-
-/// Appends `v` in decimal (Content-Length), without a temporary string.
-inline void client_append_decimal(std::string& out, std::size_t v) {
-    char digits[24];
-    const auto r = std::to_chars(digits, digits + sizeof digits, v);
-    out.append(digits, r.ptr);
-}
-
-/// Appends "name: value\r\n".
-inline void client_append_field(std::string& out, std::string_view name, std::string_view value) {
-    out += name;
-    out += ": ";
-    out += value;
-    out += "\r\n";
 }
 
 /// The request line and header block: Host (unless given), the client's default headers not overridden, the
@@ -434,15 +409,15 @@ inline void client_append_head(std::string& out, const client_request_spec& s, c
     out += ' ';
     out += u.target;
     out += " HTTP/1.1\r\n";
-    if (!s.headers.contains("Host")) client_append_field(out, "Host", u.authority());
+    if (!s.headers.contains("Host")) append_field(out, "Host", u.authority());
     for (const field& f : defaults)
-        if (!s.headers.contains(f.name) && !iequals(f.name, "Host")) client_append_field(out, f.name, f.value);
+        if (!s.headers.contains(f.name) && !iequals(f.name, "Host")) append_field(out, f.name, f.value);
     for (const field& f : s.headers)
         if (!iequals(f.name, "Content-Length") && !iequals(f.name, "Transfer-Encoding"))
-            client_append_field(out, f.name, f.value);
+            append_field(out, f.name, f.value);
     if (!s.body.empty() || s.method == "POST" || s.method == "PUT" || s.method == "PATCH") {
         out += "Content-Length: ";
-        client_append_decimal(out, s.body.size());
+        append_number(out, s.body.size());
         out += "\r\n";
     }
     out += "\r\n";
@@ -805,17 +780,8 @@ public:
         detail::client_exchange& x = check();
         if (buf.empty()) co_return 0;
         if (x.body_pos == x.body.size() && !x.done) {
-            std::exception_ptr failed;
-            try {
-                task<> more = detail::client_pump(x);
-                co_await std::move(more);
-            } catch (...) {
-                failed = std::current_exception();
-            }
-            if (failed) {
-                x.drop();
-                detail::client_rethrow_named(failed, x);
-            }
+            task<> more = pump(x);
+            co_await std::move(more);
         }
         co_return take(x, buf);
     }
@@ -828,17 +794,8 @@ public:
     task<std::string> read_some() {
         detail::client_exchange& x = check();
         if (x.body_pos == x.body.size() && !x.done) {
-            std::exception_ptr failed;
-            try {
-                task<> more = detail::client_pump(x);
-                co_await std::move(more);
-            } catch (...) {
-                failed = std::current_exception();
-            }
-            if (failed) {
-                x.drop();
-                detail::client_rethrow_named(failed, x);
-            }
+            task<> more = pump(x);
+            co_await std::move(more);
         }
         std::string piece(x.body, x.body_pos);
         x.body.clear();
@@ -892,6 +849,21 @@ private:
 
     explicit client_stream(std::unique_ptr<detail::client_exchange> x) noexcept : x_(std::move(x)) {}
 
+    /// More of the body; a failure closes the connection and is rethrown naming the URL.
+    static task<> pump(detail::client_exchange& x) {
+        std::exception_ptr failed;
+        try {
+            task<> more = detail::client_pump(x);
+            co_await std::move(more);
+        } catch (...) {
+            failed = std::current_exception();
+        }
+        if (failed) {
+            x.drop();
+            detail::client_rethrow_named(failed, x);
+        }
+    }
+
     detail::client_exchange& check() const {
         if (!x_) throw std::logic_error("coring: http: read from an empty client_stream");
         return *x_;
@@ -934,7 +906,7 @@ inline task<client_stream> client_open(std::shared_ptr<detail::client_pool> pool
     x->where = x->current.to_string();
     for (char& c : method)
         if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A'); // as aiohttp: "get" means GET
-    if (!detail::client_is_token(method))
+    if (!detail::is_token(method))
         throw std::invalid_argument(
             coring::detail::str_cat("coring: http: invalid method \"", method, "\" for ", x->where));
     if (method == "CONNECT") // a tunnel, not a request for a resource: its response would never end

@@ -3,6 +3,7 @@
 #include <coring/task/task.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <cstddef>
 #include <functional>
 #include <optional>
@@ -38,6 +39,29 @@ inline bool has_token(std::string_view list, std::string_view token) noexcept {
         list.remove_prefix(comma + 1);
     }
     return false;
+}
+
+/// RFC 9110 tchar: what a method or a header name may consist of.
+inline bool token_char(char c) noexcept {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+/// A non-empty run of tchar: a valid method or header name.
+inline bool is_token(std::string_view s) noexcept { return !s.empty() && std::all_of(s.begin(), s.end(), token_char); }
+
+/// Appends `v` in decimal (status codes, Content-Length, chunk sizes), without a temporary string.
+inline void append_number(std::string& out, std::size_t v) {
+    char digits[24];
+    const auto r = std::to_chars(digits, digits + sizeof digits, v);
+    out.append(digits, r.ptr);
+}
+
+/// Appends "name: value\r\n".
+inline void append_field(std::string& out, std::string_view name, std::string_view value) {
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\r\n";
 }
 
 /// Whether a header name or value could split a message (CR, LF, NUL), which a response must never let through.

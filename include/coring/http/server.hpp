@@ -93,16 +93,6 @@ inline std::string_view http_date() noexcept {
     return {text, len};
 }
 
-inline void append_number(std::string& out, std::size_t v) {
-    char digits[24];
-    int i = 24;
-    do {
-        digits[--i] = static_cast<char>('0' + v % 10);
-        v /= 10;
-    } while (v);
-    out.append(digits + i, static_cast<std::size_t>(24 - i));
-}
-
 } // namespace detail
 
 /// An HTTP/1.1 server (aiohttp.web, FastAPI): routes requests to coroutine handlers, one task per connection.
@@ -370,8 +360,9 @@ private:
             task<response> handling = (*m.h)(req);
             response r = co_await std::move(handling);
             for (const field& f : r.headers)
-                if (f.name.empty() || detail::unsafe_field(f.name) || detail::unsafe_field(f.value))
-                    throw std::invalid_argument("coring: http: a response header contains CR, LF or NUL");
+                if (!detail::is_token(f.name) || detail::unsafe_field(f.value))
+                    throw std::invalid_argument("coring: http: a response header has an invalid name, or CR, LF or "
+                                                "NUL in its value");
             if (r.status < 200 || r.status > 999) throw std::invalid_argument("coring: http: bad response status");
             co_return r;
         } catch (const cancelled_error&) {
@@ -409,22 +400,13 @@ private:
         out += ' ';
         out += reason_phrase(res.status);
         out += "\r\n";
-        if (!opts_.server_name.empty()) {
-            out += "Server: ";
-            out += opts_.server_name;
-            out += "\r\n";
-        }
-        out += "Date: ";
-        out += detail::http_date();
-        out += "\r\n";
+        if (!opts_.server_name.empty()) detail::append_field(out, "Server", opts_.server_name);
+        detail::append_field(out, "Date", detail::http_date());
         for (const field& f : res.headers) {
             if (detail::iequals(f.name, "Content-Length") || detail::iequals(f.name, "Transfer-Encoding") ||
                 detail::iequals(f.name, "Connection") || detail::iequals(f.name, "Date"))
                 continue; // the server decides these
-            out += f.name;
-            out += ": ";
-            out += f.value;
-            out += "\r\n";
+            detail::append_field(out, f.name, f.value);
         }
         if (length >= 0) {
             if (body_allowed(res.status)) {
