@@ -175,6 +175,7 @@ public:
         conns_.emplace_back();
         conn& c = conns_.back();
         ++live_;
+        s.enable_multishot();
         co_await connection(std::move(s), c);
     }
 
@@ -202,7 +203,8 @@ private:
     task<> accept_loop(tcp_listener& listener) {
         for (;;) {
             tcp_stream s = co_await listener.accept();
-            s.set_nodelay(true); // responses are written whole; Nagle would only delay them
+            s.set_nodelay(true);  // responses are written whole; Nagle would only delay them
+            s.enable_multishot(); // one receive armed for the connection's life, not one per request
             // Forget connections that ended, so that a long-running server does not accumulate records.
             while (!conns_.empty() && conns_.front().finished) conns_.pop_front();
             if (++accepted_ % 256 == 0) conns_.remove_if([](const conn& c) { return c.finished; });

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <coring/detail/io_op.hpp>
+#include <coring/detail/provided_buffers.hpp>
 #include <coring/error.hpp>
 #include <coring/net/address.hpp>
 #include <coring/net/detail/socket.hpp>
@@ -24,6 +25,97 @@
 #include <utility>
 
 namespace coring {
+
+class stream;
+
+namespace detail {
+
+class receiver;
+
+/// A read waiting on a stream's multishot receive (stream::enable_multishot) instead of an operation of its own.
+struct rx_waiter : cancel_point {
+    rx_waiter() noexcept : cancel_point{&cancel_thunk} {}
+    rx_waiter(const rx_waiter&) noexcept : rx_waiter() {} // a copy (a move before awaiting) is a fresh wait
+
+    /// Takes what the read can use from the stream; true when the read is over. Bound by the awaitable.
+    bool (*ready)(void* awaitable) noexcept = nullptr;
+    void* awaitable = nullptr;
+    std::span<std::byte> direct{}; // read(): a fresh receive lands here when nothing is buffered (one copy)
+    std::size_t direct_got = 0;
+    std::coroutine_handle<> h{};
+    cancel_context* ctx = nullptr;
+    receiver* rx = nullptr;
+    bool cancelled = false;
+
+    static void cancel_thunk(cancel_point* c) noexcept;
+};
+
+/// A stream's multishot receive: one IORING_OP_RECV with IORING_RECV_MULTISHOT and a provided-buffer ring, armed
+/// by the first read that has to wait and left armed between reads, so that a request/response connection costs
+/// no submission per read and no poll arming per message. Each completion's bytes are copied into the waiting
+/// read's buffer or the stream's read-ahead buffer at once, and the provided buffer goes straight back.
+///
+/// Owned by its stream (heap-allocated once per stream, so that the stream may move). When the stream lets go
+/// (close, destruction) with the receive still in the kernel, the receiver cancels it and frees itself on its final
+/// completion. Back-pressure: once the read-ahead buffer holds limit() bytes nobody reads, the receive is cancelled
+/// and re-armed by the next read that waits; bytes already received are never dropped.
+class receiver : public standing_op {
+public:
+    receiver(stream* owner, event_loop& loop, provided_buffers& bufs) noexcept
+        : standing_op(&prep, &complete), owner_(owner), bufs_(&bufs) {
+        loop.add_standing(this);
+    }
+
+    [[nodiscard]] event_loop* loop_ptr() const noexcept { return static_cast<event_loop*>(loop); }
+    void set_owner(stream* s) noexcept { owner_ = s; }
+    [[nodiscard]] bool eof() const noexcept { return eof_; }
+    [[nodiscard]] int error() const noexcept { return err_; }
+
+    /// Parks `w` until the read it belongs to is over; false when it already is (or was cancelled before).
+    template <class P>
+    bool wait(rx_waiter& w, std::coroutine_handle<P> h) noexcept {
+        w.ctx = context_of(h);
+        if (w.ctx && w.ctx->requested) {
+            w.cancelled = true;
+            return false;
+        }
+        if (w.ready(w.awaitable)) return false; // the end or an error is already known
+        w.h = h;
+        w.rx = this;
+        waiter_ = &w;
+        arm();
+        if (w.ctx) w.ctx->point = &w;
+        return true;
+    }
+    void forget(rx_waiter& w) noexcept {
+        if (waiter_ == &w) waiter_ = nullptr;
+    }
+
+    /// The stream lets go of its receiver (close, destruction): a waiting read ends with ECANCELED.
+    void release() noexcept;
+
+private:
+    void arm() noexcept;
+    void notify() noexcept {
+        if (!waiter_ || !waiter_->ready(waiter_->awaitable)) return;
+        rx_waiter* w = std::exchange(waiter_, nullptr);
+        if (w->ctx) w->ctx->point = nullptr;
+        loop_ptr()->schedule(w->h);
+    }
+    static void prep(op_base* op, io_uring_sqe* sqe) noexcept;
+    static void complete(op_base* op, int res, unsigned flags) noexcept;
+
+    stream* owner_; // null once the stream let go; the final completion then frees the receiver
+    provided_buffers* bufs_;
+    rx_waiter* waiter_ = nullptr;
+    int fd_ = -1;           // the socket, as of the last arming
+    int err_ = 0;           // a receive error: every later read reports it
+    bool eof_ = false;      // the peer finished sending
+    bool multishot_ = true; // the armed receive is multishot
+    bool delivered_ = false;
+};
+
+} // namespace detail
 
 /// Thrown by read_exact() when the stream ends before the buffer is full (asyncio.IncompleteReadError). The bytes
 /// that did arrive stay in the stream: a later read() returns them.
@@ -61,6 +153,10 @@ public:
 /// effect returns them; read_exact() and read_until() keep whatever arrived in the read-ahead buffer for the next
 /// read. A write_all() cancelled half-way has sent a prefix of its buffer (the rest is not sent).
 ///
+/// enable_multishot() switches the reading side to a multishot receive that stays armed between reads (see
+/// detail::receiver): for servers with many request/response connections it saves a submission and a poll arming
+/// per message. Reads behave the same either way.
+///
 /// One read and one write may be in flight at once (a reader task and a writer task); two concurrent reads or two
 /// concurrent writes are a std::logic_error. Used on the loop's thread. The stream must outlive its operations;
 /// moving or destroying it while one is in flight aborts the process with a message. The destructor closes the
@@ -80,8 +176,11 @@ public:
           cap_(std::exchange(o.cap_, 0)),
           begin_(std::exchange(o.begin_, 0)),
           end_(std::exchange(o.end_, 0)),
-          limit_(o.limit_) {
+          limit_(o.limit_),
+          rx_(std::exchange(o.rx_, nullptr)),
+          auto_checked_(o.auto_checked_) {
         o.check_idle("moved");
+        if (rx_) rx_->set_owner(this);
     }
     stream& operator=(stream&& o) noexcept {
         if (this != &o) {
@@ -95,6 +194,9 @@ public:
             begin_ = std::exchange(o.begin_, 0);
             end_ = std::exchange(o.end_, 0);
             limit_ = o.limit_;
+            rx_ = std::exchange(o.rx_, nullptr);
+            if (rx_) rx_->set_owner(this);
+            auto_checked_ = o.auto_checked_;
         }
         return *this;
     }
@@ -113,6 +215,10 @@ public:
         read_awaitable(stream& s, std::span<std::byte> buf) noexcept : s_(&s), buf_(buf) {}
         template <class P>
         bool await_suspend(std::coroutine_handle<P> h) {
+            if (s_->use_rx()) {
+                wait_.direct = buf_;
+                return s_->rx_wait(wait_, this, &ready_thunk, h);
+            }
             return suspend(this, s_->reading_, s_->read_op_, h);
         }
         bool await_ready() {
@@ -132,16 +238,28 @@ public:
         std::size_t await_resume() {
             s_->reading_ = false;
             s_->read_op_ = nullptr;
-            if (cancelled()) throw cancelled_error();
+            if (cancelled() || wait_.cancelled) throw cancelled_error();
             if (err_) throw detail::net_error(err_, "recv from", s_->peer_);
             return n_;
         }
 
     private:
+        static bool ready_thunk(void* p) noexcept {
+            auto* self = static_cast<read_awaitable*>(p);
+            if (self->wait_.direct_got) {
+                self->n_ = self->wait_.direct_got;
+                return true;
+            }
+            self->n_ = self->s_->take(self->buf_);
+            if (self->n_) return true;
+            return self->s_->rx_over(self->err_);
+        }
+
         stream* s_;
         std::span<std::byte> buf_;
         std::size_t n_ = 0;
         int err_ = 0;
+        detail::rx_waiter wait_;
     };
 
     /// Reads what is available, at most buf.size() bytes (asyncio's read(n)); 0 at the end of the stream. Waits
@@ -157,6 +275,7 @@ public:
         read_exact_awaitable(stream& s, std::span<std::byte> buf) noexcept : s_(&s), buf_(buf) {}
         template <class P>
         bool await_suspend(std::coroutine_handle<P> h) {
+            if (s_->use_rx()) return s_->rx_wait(wait_, this, &ready_thunk, h);
             return suspend(this, s_->reading_, s_->read_op_, h);
         }
         bool await_ready() {
@@ -181,20 +300,31 @@ public:
         void await_resume() {
             s_->reading_ = false;
             s_->read_op_ = nullptr;
-            if (!cancelled() && !err_ && !eof_) return;
+            const bool cancelled_now = cancelled() || wait_.cancelled;
+            if (!cancelled_now && !err_ && !eof_) return;
             // Whatever arrived goes back to the stream: the next read returns it, nothing is lost.
             s_->unread(buf_.first(got_));
-            if (cancelled()) throw cancelled_error();
+            if (cancelled_now) throw cancelled_error();
             if (err_) throw detail::net_error(err_, "recv from", s_->peer_);
             throw incomplete_read_error(buf_.size(), got_);
         }
 
     private:
+        static bool ready_thunk(void* p) noexcept {
+            auto* self = static_cast<read_exact_awaitable*>(p);
+            self->got_ += self->s_->take(self->buf_.subspan(self->got_));
+            if (self->got_ == self->buf_.size()) return true;
+            if (!self->s_->rx_over(self->err_)) return false;
+            if (!self->err_) self->eof_ = true;
+            return true;
+        }
+
         stream* s_;
         std::span<std::byte> buf_;
         std::size_t got_ = 0;
         int err_ = 0;
         bool eof_ = false;
+        detail::rx_waiter wait_;
     };
 
     /// Fills `buf` completely (asyncio's readexactly). Throws incomplete_read_error when the stream ends first, and
@@ -215,6 +345,7 @@ public:
         }
         template <class P>
         bool await_suspend(std::coroutine_handle<P> h) {
+            if (s_->use_rx()) return s_->rx_wait(wait_, this, &ready_thunk, h);
             return suspend(this, s_->reading_, s_->read_op_, h);
         }
         bool await_ready() {
@@ -243,7 +374,7 @@ public:
         std::string await_resume() {
             s_->reading_ = false;
             s_->read_op_ = nullptr;
-            if (cancelled()) throw cancelled_error();
+            if (cancelled() || wait_.cancelled) throw cancelled_error();
             if (err_) throw detail::net_error(err_, "recv from", s_->peer_);
             if (overrun_) throw limit_overrun_error(s_->limit_);
             if (nomem_) throw std::bad_alloc();
@@ -251,6 +382,14 @@ public:
         }
 
     private:
+        static bool ready_thunk(void* p) noexcept {
+            auto* self = static_cast<read_until_awaitable*>(p);
+            if (self->scan()) return true;
+            if (!self->s_->rx_over(self->err_)) return false;
+            if (!self->err_) self->step(0); // the end: the rest without a delimiter
+            return true;
+        }
+
         // Looks for the delimiter in what is buffered; true when the wait is over (found, or the buffer is at its
         // limit). Otherwise makes room for the next recv (room_).
         bool scan() noexcept {
@@ -295,6 +434,7 @@ public:
         bool overrun_ = false;
         bool nomem_ = false;
         bool done_ = false;
+        detail::rx_waiter wait_;
     };
 
     /// Reads up to and including `delim` (asyncio's readuntil / readline with "\n"). At the end of the stream returns
@@ -386,6 +526,7 @@ public:
             // cancel them, pitfalls B-7); they see ECANCELED.
             if (s_->read_op_) loop.cancel(s_->read_op_);
             if (s_->write_op_) loop.cancel(s_->write_op_);
+            s_->release_rx();
             fd_ = std::exchange(s_->fd_, -1);
             if (loop.supports(IORING_OP_CLOSE)) return false;
             ::close(std::exchange(fd_, -1)); // before Linux 5.6
@@ -432,6 +573,15 @@ public:
     [[nodiscard]] int native_handle() const noexcept { return fd_; }
     /// Bytes received but not read yet (in the read-ahead buffer).
     [[nodiscard]] std::size_t buffered() const noexcept { return end_ - begin_; }
+    /// Switches reading to a multishot receive that stays armed between reads (see the class comment), when the
+    /// kernel has it (Linux 6.0 with provided-buffer rings) and loop_options::multishot_receive allows; otherwise
+    /// nothing changes. Call on the loop's thread, between reads. Bytes arriving while nobody reads are kept in the
+    /// read-ahead buffer, up to limit() (then the receive pauses until a read).
+    void enable_multishot() noexcept {
+        if (!reading_) make_receiver();
+    }
+    /// Whether reads go through a multishot receive.
+    [[nodiscard]] bool multishot() const noexcept { return rx_ != nullptr; }
     /// The read-ahead limit: the longest line read_until() accepts.
     [[nodiscard]] std::size_t limit() const noexcept { return limit_; }
     void set_limit(std::size_t bytes) {
@@ -468,8 +618,75 @@ private:
         std::abort();
     }
     void close_now() noexcept {
+        release_rx();
         if (fd_ >= 0) ::close(fd_);
         fd_ = -1;
+    }
+
+    friend class detail::receiver;
+    friend struct detail::rx_waiter;
+
+    void make_receiver() noexcept {
+        if (rx_ || fd_ < 0) return;
+        event_loop* loop = event_loop::try_current();
+        if (!loop) return;
+        detail::provided_buffers* bufs = loop->receive_buffers();
+        if (!bufs) return;
+        rx_ = new (std::nothrow) detail::receiver(this, *loop, *bufs);
+    }
+    /// Whether this read goes through the receiver (one whose loop has gone is dropped: plain receives from then on).
+    bool use_rx() noexcept {
+        if (!rx_ && !auto_checked_) {
+            auto_checked_ = true;
+            if (event_loop* loop = event_loop::try_current(); loop && loop->options().multishot_streams)
+                make_receiver();
+        }
+        if (!rx_) return false;
+        if (rx_->loop_ptr()) return true;
+        release_rx();
+        return false;
+    }
+    void release_rx() noexcept {
+        if (rx_) std::exchange(rx_, nullptr)->release();
+    }
+    template <class A, class P>
+    bool rx_wait(detail::rx_waiter& w, A* awaitable, bool (*ready)(void*) noexcept, std::coroutine_handle<P> h) {
+        w.awaitable = awaitable;
+        w.ready = ready;
+        return rx_->wait(w, h); // not suspended: await_resume runs next and reports
+    }
+    /// For a read the buffer could not satisfy: true when the receive has ended it (the end: `err` stays 0; an
+    /// error: `err` is set).
+    bool rx_over(int& err) const noexcept {
+        if (!rx_) {
+            err = ECANCELED; // the stream was closed under the read
+            return true;
+        }
+        if (rx_->error()) {
+            err = rx_->error();
+            return true;
+        }
+        return rx_->eof();
+    }
+    /// Appends received bytes to the read-ahead buffer, growing it past limit() if it must (bytes are never
+    /// dropped). False when out of memory.
+    bool append_received(const char* p, std::size_t n) noexcept {
+        if (cap_ - end_ < n && begin_ > 0) {
+            if (buffered()) std::memmove(buf_.get(), buf_.get() + begin_, buffered());
+            end_ -= begin_;
+            begin_ = 0;
+        }
+        if (cap_ - end_ < n) {
+            const std::size_t want = std::max({cap_ * 2, end_ + n, std::size_t(2048)});
+            auto grown = std::unique_ptr<char[]>(new (std::nothrow) char[want]);
+            if (!grown) return false;
+            if (end_) std::memcpy(grown.get(), buf_.get(), end_);
+            buf_ = std::move(grown);
+            cap_ = want;
+        }
+        std::memcpy(buf_.get() + end_, p, n);
+        end_ += n;
+        return true;
     }
 
     /// Moves buffered bytes into `out`; returns how many.
@@ -524,10 +741,118 @@ private:
     std::size_t begin_ = 0;       // unread bytes are [begin_, end_)
     std::size_t end_ = 0;
     std::size_t limit_ = default_limit;
+    detail::receiver* rx_ = nullptr;      // the multishot receive, when enabled (owned)
     detail::op_base* read_op_ = nullptr;  // the read in flight, for close() to cancel
     detail::op_base* write_op_ = nullptr; // the write in flight
     bool reading_ = false;
     bool writing_ = false;
+    bool auto_checked_ = false; // loop_options::multishot_streams was looked at
 };
+
+namespace detail {
+
+inline void rx_waiter::cancel_thunk(cancel_point* c) noexcept {
+    auto* w = static_cast<rx_waiter*>(c);
+    // The receive stays armed: what arrives from now on waits in the stream for the next read.
+    w->rx->forget(*w);
+    w->cancelled = true;
+    w->ctx->point = nullptr;
+    w->rx->loop_ptr()->schedule(w->h);
+}
+
+inline void receiver::release() noexcept {
+    owner_ = nullptr;
+    if (waiter_) {
+        rx_waiter* w = std::exchange(waiter_, nullptr);
+        (void)w->ready(w->awaitable); // the stream has no receiver any more: ECANCELED
+        if (w->ctx) w->ctx->point = nullptr;
+        loop_ptr()->schedule(w->h);
+    }
+    if (!loop) {
+        // The loop is gone; whatever the kernel held went with its ring. Never free what it may have owned.
+        if (!in_kernel()) delete this;
+        return;
+    }
+    if (current_state() == state::queued) return loop_ptr()->cancel(this); // completes, and frees, at once
+    if (in_kernel()) {
+        if (current_state() == state::submitted) loop_ptr()->cancel(this);
+        return; // freed by its final completion
+    }
+    loop_ptr()->remove_standing(this);
+    delete this;
+}
+
+inline void receiver::arm() noexcept {
+    if (in_kernel() || current_state() == state::queued || eof_ || err_ || !owner_ || !loop) return;
+    multishot_ = bufs_->multishot();
+    fd_ = owner_->fd_;
+    loop_ptr()->start(this);
+}
+
+inline void receiver::prep(op_base* op, io_uring_sqe* sqe) noexcept {
+    auto* r = static_cast<receiver*>(op);
+    if (r->multishot_) io_uring_prep_recv_multishot(sqe, r->fd_, nullptr, 0, 0);
+    else io_uring_prep_recv(sqe, r->fd_, nullptr, r->bufs_->buffer_size(), 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = provided_buffers::group;
+}
+
+inline void receiver::complete(op_base* op, int res, unsigned flags) noexcept {
+    auto* r = static_cast<receiver*>(op);
+    const bool final = !(flags & IORING_CQE_F_MORE);
+    if (flags & IORING_CQE_F_BUFFER) {
+        const unsigned id = flags >> IORING_CQE_BUFFER_SHIFT;
+        if (res > 0 && r->owner_) {
+            r->delivered_ = true;
+            const char* p = r->bufs_->data(id);
+            auto n = static_cast<std::size_t>(res);
+            rx_waiter* w = r->waiter_;
+            if (w && !w->direct.empty() && r->owner_->buffered() == 0) {
+                // A read() is waiting with nothing buffered: straight into its buffer.
+                const std::size_t k = std::min(n, w->direct.size());
+                std::memcpy(w->direct.data(), p, k);
+                w->direct_got = k;
+                w->direct = {};
+                p += k;
+                n -= k;
+            }
+            if (n && !r->owner_->append_received(p, n)) r->err_ = ENOMEM;
+        }
+        r->bufs_->recycle(id);
+    }
+    if (!r->owner_) {
+        if (final) {
+            r->loop_ptr()->remove_standing(r);
+            delete r;
+        }
+        return;
+    }
+    if (res == 0) {
+        r->eof_ = true;
+    } else if (res < 0) {
+        switch (-res) {
+        case ENOBUFS:   // the ring ran dry this turn (back-pressure, not an error): re-armed on demand
+        case ECANCELED: // paused for back-pressure, or stopped by the loop's drain
+        case EINTR:
+        case EAGAIN:
+            break;
+        case EINVAL:
+            // A kernel without IORING_RECV_MULTISHOT (5.19): plain receives from the same ring from now on.
+            if (r->multishot_ && !r->delivered_) {
+                r->bufs_->disable_multishot();
+                break;
+            }
+            [[fallthrough]];
+        default:
+            r->err_ = -res;
+        }
+    }
+    if (!final && r->owner_->buffered() >= r->owner_->limit_ && r->current_state() == state::submitted)
+        r->loop_ptr()->cancel(r); // nobody reads: pause until somebody does
+    r->notify();
+    if (final && r->waiter_) r->arm(); // still waiting: the receive ended early (ENOBUFS, a full CQ, single-shot)
+}
+
+} // namespace detail
 
 } // namespace coring

@@ -3,6 +3,7 @@
 #include <coring/detail/loop_core.hpp>
 #include <coring/detail/op.hpp>
 #include <coring/detail/promise_base.hpp>
+#include <coring/detail/provided_buffers.hpp>
 #include <coring/detail/remote_queue.hpp>
 #include <coring/detail/ring.hpp>
 #include <coring/detail/timer_queue.hpp>
@@ -88,6 +89,13 @@ public:
         }
         // Newest first, after the drain: the worker pool joins (or lets a stuck worker finish on its own).
         while (!services_.empty()) services_.pop_back();
+        // Streams that outlive the loop keep their receivers, now without a loop; what the kernel still holds (a
+        // failed drain) is never freed.
+        while (detail::standing_op* op = standing_.front()) {
+            standing_.erase(op);
+            op->loop = nullptr;
+        }
+        if (rx_bufs_ && inflight_ > 0) rx_bufs_->leak();
         if (reader_->in_kernel()) {
             // The kernel may still write the eventfd count into it: never free it (B-8).
 #if CORING_ASAN
@@ -143,6 +151,26 @@ public:
     [[nodiscard]] const loop_options& options() const noexcept { return opts_; }
 
     // ---- The interface coring's awaitables use; not meant for applications. ----
+
+    /// The provided-buffer ring multishot receives share, registered on first use; null when the kernel (or
+    /// loop_options::multishot_receive) says no.
+    detail::provided_buffers* receive_buffers() noexcept {
+        if (!rx_tried_) {
+            rx_tried_ = true;
+            if (opts_.multishot_receive && supports(IORING_OP_RECV)) {
+                auto b = std::unique_ptr<detail::provided_buffers>(new (std::nothrow) detail::provided_buffers(
+                    ring_.get(), opts_.receive_buffers, opts_.receive_buffer_size));
+                if (b && b->usable()) rx_bufs_ = std::move(b);
+            }
+        }
+        return rx_bufs_.get();
+    }
+    /// Lists an operation that stays in the kernel between awaits (see detail::standing_op).
+    void add_standing(detail::standing_op* op) noexcept {
+        op->loop = this;
+        standing_.push(op);
+    }
+    void remove_standing(detail::standing_op* op) noexcept { standing_.erase(op); }
 
     /// Queues a coroutine to be resumed on this turn's successor.
     void schedule(std::coroutine_handle<> h) { core_.ready.push(h); }
@@ -293,6 +321,20 @@ private:
             r->loop->run_remote_items();
         }
     };
+    /// Stops the standing operations once no task is left to read what they would deliver (drain).
+    void stop_standing() noexcept {
+        for (detail::standing_op* op = standing_.front(); op; op = op->next_standing)
+            if (op->current_state() == detail::op_base::state::submitted) cancel(op);
+        // A queued one completes (and may unlist itself) inside cancel(): restart after each.
+        for (detail::standing_op* op = standing_.front(); op;) {
+            detail::standing_op* next = op->next_standing;
+            if (op->current_state() == detail::op_base::state::queued) {
+                cancel(op);
+                next = standing_.front();
+            }
+            op = next;
+        }
+    }
     void run_remote_items() noexcept {
         for (detail::remote_item* item = remote_->take_all(); item;) {
             detail::remote_item* next = item->next; // run() may end the item's lifetime
@@ -308,6 +350,9 @@ private:
     std::size_t remote_expected_ = 0;              // remote_items announced by remote_begin and not yet arrived
     std::unique_ptr<inbox_reader> reader_ = std::make_unique<inbox_reader>(this); // leaked if the kernel keeps it
     std::vector<std::pair<const void*, std::shared_ptr<void>>> services_; // by type, type-erased (the worker pool)
+    std::unique_ptr<detail::provided_buffers> rx_bufs_; // after ring_: unregistered while the ring still exists
+    bool rx_tried_ = false;
+    detail::standing_list standing_; // multishot receives of live streams, and orphans awaiting their final CQE
     detail::clock::time_point drain_deadline_ = detail::clock::time_point::max(); // bounds waits while draining
     // The single kernel timeout armed when EXT_ARG is unavailable.
     bool timer_armed_ = false;
@@ -516,6 +561,7 @@ inline bool event_loop::drain() {
     // The loop's own kernel timer only bounds a wait, it is not work; the inbox read is work while remote items are
     // expected (and then a task is waiting for them), so it never counts here.
     auto idle = [this] {
+        if (core_.root_count == 0 && core_.ready.empty()) stop_standing();
         return core_.root_count == 0 && inflight_ == own_ops() && pending_.empty() && core_.ready.empty();
     };
     run_until([&] { return idle() || detail::clock::now() >= drain_deadline_; });

@@ -1,11 +1,21 @@
 #pragma once
 
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <functional>
 #include <vector>
 
 namespace coring {
+
+namespace detail {
+/// Whether the environment variable `name` is "1".
+inline bool env_flag(const char* name) noexcept {
+    const char* v = std::getenv(name);
+    return v && std::strcmp(v, "1") == 0;
+}
+} // namespace detail
 
 /// How an event_loop sets up its io_uring. The defaults suit servers and tests alike; every optional kernel feature
 /// is tried first and dropped, one at a time, when the running kernel refuses it.
@@ -31,6 +41,20 @@ struct loop_options {
     bool absolute_wait_deadline = true;
     /// Register the ring descriptor (Linux 5.18) so that each io_uring_enter skips the descriptor lookup.
     bool register_ring_fd = true;
+
+    /// Let streams that ask for it (stream::enable_multishot, the HTTP server's connections) keep one multishot
+    /// receive armed (Linux 6.0) on a ring of provided buffers (Linux 5.19) instead of submitting a receive per read.
+    /// False makes enable_multishot() a no-op: for steering around a kernel bug.
+    bool multishot_receive = true;
+    /// The provided buffers those receives share (a power of two, at most 32768) and their size in bytes. A buffer
+    /// goes back to the kernel as soon as its bytes are copied into the stream, so they only cover one loop turn's
+    /// completions; a ring found empty costs a re-arm, never data.
+    unsigned receive_buffers = 256;
+    unsigned receive_buffer_size = 4096;
+    /// Give every stream a multishot receive, as if enable_multishot() were called before its first read. Defaults to
+    /// whether CORING_MULTISHOT_STREAMS=1 is in the environment (so that a test suite can run its stream tests both
+    /// ways).
+    bool multishot_streams = detail::env_flag("CORING_MULTISHOT_STREAMS");
 
     /// IORING_OP_* opcodes to treat as unsupported, as on a kernel without them: operations that have a fallback
     /// (file operations run on the worker pool) use it. For testing those paths, or for steering around a kernel bug.
