@@ -580,3 +580,48 @@ TEST_CASE("http server - many clients at once, each with several keep-alive requ
 }
 
 } // namespace
+
+TEST_CASE("http server - one connection alternating statuses, versions and header sets: every response exact",
+          "[http][server]") {
+    // The server reuses a cached status line with Date per status and version, and responses reuse header storage:
+    // nothing may carry over from one response to the next.
+    with_server([](coring::http::server&, coring::address at) -> task<> {
+        raw_client c = co_await raw_client::connect(at);
+        for (int round = 0; round < 3; ++round) {
+            co_await c.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi");
+            raw_response r = co_await c.next();
+            CHECK(r.status == 200);
+            CHECK(r.headers.get_or("X-Method", "") == "POST");
+            CHECK(r.headers.size() == 5); // Server, Date, Content-Type, X-Method, Content-Length
+
+            co_await c.send("GET /hello/ada HTTP/1.1\r\nHost: x\r\n\r\n");
+            r = co_await c.next();
+            CHECK(r.status == 200);
+            CHECK(r.body == "{\"hello\": \"ada\"}");
+            CHECK(r.headers.get_or("Content-Type", "") == "application/json");
+            CHECK_FALSE(r.headers.contains("X-Method"));
+            CHECK(r.headers.size() == 4);
+
+            co_await c.send("GET /missing HTTP/1.1\r\nHost: x\r\n\r\n");
+            r = co_await c.next();
+            CHECK(r.status == 404);
+
+            co_await c.send("GET /nocontent HTTP/1.1\r\nHost: x\r\n\r\n");
+            r = co_await c.next();
+            CHECK(r.status == 204);
+            CHECK_FALSE(r.headers.contains("Content-Length"));
+        }
+        // The status line follows the request's version, on a connection that keeps alive either way.
+        raw_client d = co_await raw_client::connect(at);
+        for (int i = 0; i < 2; ++i) {
+            co_await d.send("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+            raw_response r = co_await d.next();
+            CHECK(r.status == 200);
+            CHECK(r.version_minor == 0);
+            co_await d.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+            r = co_await d.next();
+            CHECK(r.status == 200);
+            CHECK(r.version_minor == 1);
+        }
+    });
+}

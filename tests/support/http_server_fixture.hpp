@@ -20,6 +20,7 @@ namespace coring_test {
 /// One parsed response.
 struct raw_response {
     int status = 0;
+    int version_minor = -1; ///< HTTP/1.<version_minor> of the status line
     coring::http::headers headers;
     std::string body;
     bool keep_alive = false;
@@ -51,6 +52,7 @@ public:
                 }
                 if (res.state == coring::http::detail::parse_state::message_done) {
                     r.status = st_->parser.status_code();
+                    r.version_minor = st_->parser.version_minor();
                     r.headers = st_->headers;
                     r.body = st_->body;
                     r.keep_alive = st_->parser.keep_alive();

@@ -284,8 +284,27 @@ private:
                 // One complete request.
                 at = phase::none;
                 c.idle = false;
-                task<response> handling = dispatch(req);
-                response res = co_await std::move(handling);
+                // Routing and the handler, awaited right here: no coroutine frame of the server's own per request.
+                response res;
+                const auto m = routes_.find(req.method, req.path(), req.params);
+                if (!m.h) {
+                    res = not_routed(m.status, m.allow);
+                } else {
+                    std::exception_ptr failure;
+                    try {
+                        task<response> handling = (*m.h)(req);
+                        res = co_await std::move(handling);
+                        check_response(res);
+                    } catch (const cancelled_error&) {
+                        throw;
+                    } catch (...) {
+                        failure = std::current_exception();
+                    }
+                    if (failure) {
+                        report(req, failure);
+                        res = response::text("Internal Server Error\n", 500);
+                    }
+                }
                 bool keep = parser.keep_alive() && !closing_; // a shutdown during the handler ends it here
                 if (auto conn_header = res.headers.get("Connection");
                     conn_header && detail::has_token(*conn_header, "close"))
@@ -327,7 +346,7 @@ private:
             const phase now_at = !parser.in_message() ? phase::idle : parser.headers_done() ? phase::body : phase::head;
             if (now_at != at) {
                 at = now_at;
-                deadline = std::chrono::steady_clock::now() + timeout_of(at);
+                deadline = coring::detail::deadline_after(timeout_of(at)); // coarse clock: seconds-long deadlines
             }
             c.idle = at == phase::idle;
             if (c.idle && closing_) co_return false; // between requests: the graceful stop closes here
@@ -349,31 +368,20 @@ private:
         }
     }
 
-    task<response> dispatch(request& req) {
-        std::string_view path = req.path();
-        const auto m = routes_.find(req.method, path, req.params);
-        if (!m.h) {
-            response r = response::text(m.status == 405 ? "Method Not Allowed\n" : "Not Found\n", m.status);
-            if (m.status == 405) r.headers.add("Allow", m.allow);
-            co_return r;
-        }
-        std::exception_ptr failure;
-        try {
-            task<response> handling = (*m.h)(req);
-            response r = co_await std::move(handling);
-            for (const field& f : r.headers)
-                if (!detail::is_token(f.name) || detail::unsafe_field(f.value))
-                    throw std::invalid_argument("coring: http: a response header has an invalid name, or CR, LF or "
-                                                "NUL in its value");
-            if (r.status < 200 || r.status > 999) throw std::invalid_argument("coring: http: bad response status");
-            co_return r;
-        } catch (const cancelled_error&) {
-            throw;
-        } catch (...) {
-            failure = std::current_exception();
-        }
-        report(req, failure);
-        co_return response::text("Internal Server Error\n", 500);
+    /// 404, or 405 with the methods the path has.
+    static response not_routed(int status, std::string_view allow) {
+        response r = response::text(status == 405 ? "Method Not Allowed\n" : "Not Found\n", status);
+        if (status == 405) r.headers.add("Allow", allow);
+        return r;
+    }
+
+    /// A handler's response must not be able to split the message: refused (500) otherwise.
+    static void check_response(const response& r) {
+        for (const field& f : r.headers)
+            if (!detail::is_token(f.name) || detail::unsafe_field(f.value))
+                throw std::invalid_argument("coring: http: a response header has an invalid name, or CR, LF or "
+                                            "NUL in its value");
+        if (r.status < 200 || r.status > 999) throw std::invalid_argument("coring: http: bad response status");
     }
 
     void report(const request& req, std::exception_ptr e) const noexcept {
@@ -397,31 +405,55 @@ private:
 
     /// The status line and headers; length >= 0: Content-Length, -1: chunked, -2: delimited by closing.
     void append_head(std::string& out, const request& req, const response& res, bool keep, long long length) const {
-        out += req.version_minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ";
-        detail::append_number(out, static_cast<std::size_t>(res.status));
-        out += ' ';
-        out += reason_phrase(res.status);
-        out += "\r\n";
-        if (!opts_.server_name.empty()) detail::append_field(out, "Server", opts_.server_name);
-        detail::append_field(out, "Date", detail::http_date());
+        using namespace std::string_view_literals; // appends of known length: no strlen per piece
+        // The status line, Server and Date change at most once a second for a given status: built once, copied.
+        const std::time_t now = std::time(nullptr);
+        if (now != prefix_time_ || res.status != prefix_status_ || req.version_minor != prefix_minor_) {
+            prefix_.clear();
+            prefix_ += req.version_minor == 0 ? "HTTP/1.0 "sv : "HTTP/1.1 "sv;
+            detail::append_number(prefix_, static_cast<std::size_t>(res.status));
+            prefix_ += ' ';
+            prefix_ += reason_phrase(res.status);
+            prefix_ += "\r\n"sv;
+            if (!opts_.server_name.empty()) detail::append_field(prefix_, "Server"sv, opts_.server_name);
+            detail::append_field(prefix_, "Date"sv, detail::http_date());
+            prefix_time_ = now;
+            prefix_status_ = res.status;
+            prefix_minor_ = req.version_minor;
+        }
+        out += prefix_;
         for (const field& f : res.headers) {
-            if (detail::iequals(f.name, "Content-Length") || detail::iequals(f.name, "Transfer-Encoding") ||
-                detail::iequals(f.name, "Connection") || detail::iequals(f.name, "Date"))
-                continue; // the server decides these
+            if (server_decides(f.name)) continue;
             detail::append_field(out, f.name, f.value);
         }
         if (length >= 0) {
             if (body_allowed(res.status)) {
-                out += "Content-Length: ";
+                out += "Content-Length: "sv;
                 detail::append_number(out, static_cast<std::size_t>(length));
-                out += "\r\n";
+                out += "\r\n"sv;
             }
         } else if (length == -1) {
-            out += "Transfer-Encoding: chunked\r\n";
+            out += "Transfer-Encoding: chunked\r\n"sv;
         }
-        if (!keep) out += "Connection: close\r\n";
-        else if (req.version_minor == 0) out += "Connection: keep-alive\r\n";
-        out += "\r\n";
+        if (!keep) out += "Connection: close\r\n"sv;
+        else if (req.version_minor == 0) out += "Connection: keep-alive\r\n"sv;
+        out += "\r\n"sv;
+    }
+
+    /// Content-Length, Transfer-Encoding, Connection and Date: the server writes these itself.
+    static bool server_decides(std::string_view name) noexcept {
+        switch (name.size()) {
+        case 4:
+            return detail::iequals(name, "Date");
+        case 10:
+            return detail::iequals(name, "Connection");
+        case 14:
+            return detail::iequals(name, "Content-Length");
+        case 17:
+            return detail::iequals(name, "Transfer-Encoding");
+        default:
+            return false;
+        }
     }
 
     void append_error(std::string& out, int status) const {
@@ -441,6 +473,11 @@ private:
 
     server_options opts_;
     router routes_;
+    // append_head's cache of the status line, Server and Date.
+    mutable std::string prefix_;
+    mutable std::time_t prefix_time_ = -1;
+    mutable int prefix_status_ = 0;
+    mutable int prefix_minor_ = -1;
     std::list<conn> conns_;
     std::size_t live_ = 0;
     std::size_t accepted_ = 0;

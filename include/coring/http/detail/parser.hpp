@@ -4,6 +4,7 @@
 
 #include <llhttp.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -134,6 +135,19 @@ private:
         }();
         return s;
     }
+    /// llhttp's name of a method, measured once.
+    static std::string_view method_name(unsigned method) noexcept {
+        static const auto names = [] {
+            std::array<std::string_view, 64> n{};
+#define CORING_HTTP_METHOD_NAME(NUM, NAME, STRING)                                                                     \
+    if ((NUM) < n.size()) n[(NUM)] = #STRING;
+            HTTP_ALL_METHOD_MAP(CORING_HTTP_METHOD_NAME)
+#undef CORING_HTTP_METHOD_NAME
+            return n;
+        }();
+        if (method < names.size() && !names[method].empty()) return names[method];
+        return llhttp_method_name(static_cast<llhttp_method_t>(method));
+    }
     static message_parser& self(llhttp_t* p) noexcept { return *static_cast<message_parser*>(p->data); }
 
     int refuse(int status, const char* reason) noexcept {
@@ -201,7 +215,8 @@ private:
         s.headers_done_ = true;
         if (p->http_major != 1) return s.refuse(505, "not HTTP/1.x");
         if (s.request_) {
-            s.request_->method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
+            const std::string_view name = method_name(p->method);
+            if (s.request_->method != name) s.request_->method.assign(name); // a keep-alive client's next GET: kept
             s.request_->version_minor = p->http_minor;
             if ((p->flags & F_CONTENT_LENGTH) && p->content_length > s.limits_.max_body)
                 return s.refuse(413, "request body too large");
