@@ -145,7 +145,8 @@ public:
     [[nodiscard]] const loop_stats& stats() const noexcept { return stats_; }
     /// Spawned tasks that have not finished yet.
     [[nodiscard]] std::size_t task_count() const noexcept { return core_.root_count; }
-    /// Operations (and cancellations and the loop's own timer) whose final completion has not arrived yet.
+    /// Operations (and cancellations, the loop's own timer and streams' standing multishot receives) whose final
+    /// completion has not arrived yet.
     [[nodiscard]] std::size_t in_flight() const noexcept { return inflight_; }
     /// The options the loop was made with.
     [[nodiscard]] const loop_options& options() const noexcept { return opts_; }
