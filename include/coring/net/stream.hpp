@@ -70,6 +70,11 @@ public:
     void set_owner(stream* s) noexcept { owner_ = s; }
     [[nodiscard]] bool eof() const noexcept { return eof_; }
     [[nodiscard]] int error() const noexcept { return err_; }
+    /// The error, once: the stream reads as ended from then on.
+    int take_error() noexcept {
+        eof_ = true;
+        return std::exchange(err_, 0);
+    }
 
     /// Parks `w` until the read it belongs to is over; false when it already is (or was cancelled before).
     template <class P>
@@ -401,6 +406,10 @@ public:
                 const std::size_t at = hay.find(delim_, from);
                 if (at != std::string_view::npos) {
                     const std::size_t len = at + delim_.size();
+                    if (len > s_->limit_) { // found, but longer than the limit (asyncio's rule too)
+                        overrun_ = true;
+                        return true;
+                    }
                     try {
                         result_.assign(base, len);
                     } catch (...) {
@@ -657,13 +666,15 @@ private:
     }
     /// For a read the buffer could not satisfy: true when the receive has ended it (the end: `err` stays 0; an
     /// error: `err` is set).
-    bool rx_over(int& err) const noexcept {
+    bool rx_over(int& err) noexcept {
         if (!rx_) {
             err = ECANCELED; // the stream was closed under the read
             return true;
         }
         if (rx_->error()) {
-            err = rx_->error();
+            // Reported once, as a plain receive would: Linux hands a socket error (a reset) to one recv, and the
+            // socket reads as ended afterwards.
+            err = rx_->take_error();
             return true;
         }
         return rx_->eof();
