@@ -96,21 +96,16 @@ namespace detail {
 class field_stock {
 public:
     static std::vector<field> take() noexcept {
-#if !CORING_ASAN
-        if (field_stock* s = get(); s && s->count_ > 0) return std::move(s->items_[--s->count_]);
-#endif
+        if (field_stock* s = get(); enabled && s && s->count_ > 0) return std::move(s->items_[--s->count_]);
         return {};
     }
     static void give(std::vector<field>&& v) noexcept {
-#if !CORING_ASAN
-        if (v.capacity() == 0 || v.size() > 8) return;
+        if (!enabled || v.capacity() == 0 || v.size() > 8) return;
         if (field_stock* s = get(); s && s->count_ < s->items_.size()) s->items_[s->count_++] = std::move(v);
-#else
-        (void)v;
-#endif
     }
 
 private:
+    static constexpr bool enabled = !CORING_ASAN;
     static field_stock* get() noexcept {
         static thread_local field_stock stock;
         static thread_local bool alive = true; // false once this thread's stock is gone (thread exit)
