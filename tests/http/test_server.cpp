@@ -4,6 +4,7 @@
 
 #include "support/helpers.hpp"
 #include "support/http_server_fixture.hpp"
+#include "support/http_vectors.hpp"
 
 #include <coring/coring.hpp>
 #include <coring/http.hpp>
@@ -52,6 +53,22 @@ void add_routes(coring::http::server& app) {
         co_return response::text("slow done");
     });
     app.get("/nocontent", [](request&) -> task<response> { co_return response(204, ""); });
+    // Streamed responses whose status allows no body: the producer must not run, and nothing may frame a body.
+    for (const int status : {204, 304}) {
+        app.get("/streamed/" + std::to_string(status), [status](request&) -> task<response> {
+            response r = response::streamed(
+                [](coring::http::body_writer& w) -> task<> { co_await w.write("must never be sent"); }, "text/plain");
+            r.status = status;
+            co_return r;
+        });
+    }
+    // What the handler sees of the fields: headers and trailers, one per line.
+    app.post("/fields", [](request& r) -> task<response> {
+        std::string out;
+        for (const auto& f : r.headers) out += "H " + f.name + ": " + f.value + "\n";
+        for (const auto& f : r.trailers) out += "T " + f.name + ": " + f.value + "\n";
+        co_return response::text(out + "B " + r.body);
+    });
     app.get("/throw", [](request&) -> task<response> {
         throw std::runtime_error("handler failed");
         co_return response::text("never");
@@ -334,43 +351,22 @@ TEST_CASE("http server - limits: 414 target, 431 header count and size, 413 body
 TEST_CASE("http server - hostile requests: smuggling vectors, obs-fold, bare LF, bad chunk sizes are 400 and close",
           "[http][server]") {
     with_server([](coring::http::server&, coring::address at) -> task<> {
-        const std::vector<std::string> attacks = {
-            // Content-Length and Transfer-Encoding together (the classic CL.TE / TE.CL smuggling setup).
-            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-            // Two Content-Lengths that disagree, and two that agree (RFC 9112 allows rejecting both).
-            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
-            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
-            // obs-fold: a header continued on the next line.
-            "GET / HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n  b\r\n\r\n",
-            // Invalid chunk sizes.
-            "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
-            "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\nx\r\n0\r\n\r\n",
-            "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\nx\r\n0\r\n\r\n",
-            // A Transfer-Encoding that does not end in chunked.
-            "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
-            // Malformed Content-Length values.
-            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
-            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\nx",
-            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n",
-            // Whitespace between a header name and its colon.
-            "GET / HTTP/1.1\r\nHost: x\r\nContent-Length : 0\r\n\r\n",
-            // NUL and bare CR in a header value; a space in the target; a bad method; garbage.
-            std::string("GET / HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n", 37),
-            "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n",
-            "GET /a b HTTP/1.1\r\nHost: x\r\n\r\n",
-            "G(T / HTTP/1.1\r\nHost: x\r\n\r\n",
-            "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http at all\r\n\r\n",
-            // Bare LF line endings.
-            "GET / HTTP/1.1\nHost: x\n\n",
-        };
-        for (const std::string& a : attacks) {
-            INFO("request: " << a);
+        for (const auto& v : coring_test::refused_requests()) {
+            INFO("request: " << v.what);
             raw_client c = co_await raw_client::connect(at);
-            co_await c.send(a);
+            co_await c.send(v.bytes);
             const raw_response r = co_await c.next();
-            CHECK(r.status == 400);
+            CHECK(r.status == v.status);
+            // Refused, then closed: nothing that followed is ever served as a second request.
             const bool closed = co_await c.closed();
             CHECK(closed);
+        }
+        for (const auto& v : coring_test::accepted_requests()) {
+            INFO("request: " << v.what);
+            raw_client c = co_await raw_client::connect(at);
+            co_await c.send(v.bytes);
+            const raw_response r = co_await c.next();
+            CHECK(r.status == v.status);
         }
         // obs-fold whose continuation arrives in a later read.
         {
@@ -386,6 +382,71 @@ TEST_CASE("http server - hostile requests: smuggling vectors, obs-fold, bare LF,
         co_await c.send("GET / HTTP/2.0\r\nHost: x\r\n\r\n");
         const raw_response r = co_await c.next();
         CHECK(r.status >= 400);
+    });
+}
+
+TEST_CASE("http server - request smuggling through a CR LF CR X header end gets one 400, never a second response",
+          "[http][server]") {
+    with_server([](coring::http::server&, coring::address at) -> task<> {
+        raw_client c = co_await raw_client::connect(at);
+        co_await c.send("GET / HTTP/1.1\r\nHost: a\r\n\rXGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n");
+        const std::string all = co_await c.read_all();
+        CHECK(all.rfind("HTTP/1.1 400 ", 0) == 0);
+        CHECK(all.find("HTTP/1.1", 1) == std::string::npos); // one response only
+    });
+}
+
+TEST_CASE("http server - chunked trailers reach the handler apart from the headers; a later request has none",
+          "[http][server]") {
+    with_server([](coring::http::server&, coring::address at) -> task<> {
+        raw_client c = co_await raw_client::connect(at);
+        co_await c.send("POST /fields HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+                        "0\r\nX-Admin: yes\r\nContent-Length: 5\r\n\r\n"
+                        "POST /fields HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nok");
+        raw_response r = co_await c.next();
+        CHECK(r.status == 200);
+        CHECK(r.body == "H Host: a\nH Transfer-Encoding: chunked\nT X-Admin: yes\nT Content-Length: 5\nB abc");
+        r = co_await c.next();
+        CHECK(r.body == "H Host: a\nH Content-Length: 2\nB ok");
+    });
+}
+
+TEST_CASE("http server - streamed 204, 304 and HEAD responses carry no body: keep-alive clients stay in step",
+          "[http][server]") {
+    with_server([](coring::http::server&, coring::address at) -> task<> {
+        for (const char* path : {"/streamed/204", "/streamed/304"}) {
+            INFO(path);
+            raw_client c = co_await raw_client::connect(at);
+            co_await c.send(std::string("GET ") + path +
+                            " HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n");
+            raw_response r = co_await c.next();
+            CHECK((r.status == 204 || r.status == 304));
+            CHECK_FALSE(r.headers.contains("Transfer-Encoding"));
+            CHECK_FALSE(r.headers.contains("Content-Length"));
+            CHECK(r.keep_alive);
+            // Read as a client that does not know 204/304 have no body would: nothing may follow but the next
+            // response.
+            r = co_await c.next();
+            CHECK(r.status == 200);
+            CHECK(r.body == "Hello, World!");
+        }
+        for (const char* version : {"1.1", "1.0"}) {
+            INFO("HTTP/" << version);
+            raw_client c = co_await raw_client::connect(at);
+            co_await c.send(std::string("GET /streamed/204 HTTP/") + version +
+                            "\r\nHost: a\r\nConnection: close\r\n\r\n");
+            const std::string all = co_await c.read_all();
+            CHECK(all.find(" 204 No Content\r\n") != std::string::npos);
+            CHECK(all.find("must never be sent") == std::string::npos);
+            CHECK(all.find("Transfer-Encoding") == std::string::npos);
+        }
+        raw_client c = co_await raw_client::connect(at);
+        co_await c.send("HEAD /stream?n=2 HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        raw_response r = co_await c.next(5s, true);
+        CHECK(r.status == 200);
+        CHECK(r.body.empty());
+        r = co_await c.next();
+        CHECK(r.body == "Hello, World!");
     });
 }
 

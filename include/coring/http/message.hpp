@@ -290,11 +290,14 @@ inline std::string_view reason_phrase(int status) noexcept {
 
 /// An HTTP request as a server handler sees it.
 struct request {
-    std::string method;          ///< "GET", "POST", ...
-    std::string target;          ///< the request target as sent: "/search?q=x"
-    int version_minor = 1;       ///< HTTP/1.<version_minor>
-    http::headers headers;       ///< in arrival order
-    std::string body;            ///< the whole body (Content-Length or chunked), limited by the server's options
+    std::string method;    ///< "GET", "POST", ...
+    std::string target;    ///< the request target as sent: "/search?q=x"
+    int version_minor = 1; ///< HTTP/1.<version_minor>
+    http::headers headers; ///< in arrival order
+    std::string body;      ///< the whole body (Content-Length or chunked), limited by the server's options
+    /// The trailer fields after a chunked body, kept apart from `headers` (RFC 9110 section 6.5: a recipient must
+    /// not merge them, since a trailer can claim anything a header can; a proxy's header rules never saw them).
+    http::headers trailers;
     std::vector<field> params{}; ///< path parameters captured by the router ({name} segments)
 
     /// The path part of the target ("/search").

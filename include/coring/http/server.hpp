@@ -309,7 +309,11 @@ private:
                 if (auto conn_header = res.headers.get("Connection");
                     conn_header && detail::has_token(*conn_header, "close"))
                     keep = false;
-                if (res.stream) {
+                if (res.stream && !body_allowed(res.status)) {
+                    // 204 and 304 have no body, streamed or not (RFC 9110 sections 15.3.5 and 15.4.5): the producer
+                    // is not run, and no framing header is sent that would make a client wait for chunks.
+                    append_head(out, req, res, keep, -3);
+                } else if (res.stream) {
                     const bool chunked = req.version_minor >= 1;
                     if (!chunked) keep = false; // HTTP/1.0: the end of the body is the end of the connection
                     append_head(out, req, res, keep, chunked ? -1 : -2);
@@ -403,7 +407,8 @@ private:
 
     static bool body_allowed(int status) noexcept { return status >= 200 && status != 204 && status != 304; }
 
-    /// The status line and headers; length >= 0: Content-Length, -1: chunked, -2: delimited by closing.
+    /// The status line and headers; length >= 0: Content-Length, -1: chunked, -2: delimited by closing, -3: no body
+    /// and no framing field (204 and 304).
     void append_head(std::string& out, const request& req, const response& res, bool keep, long long length) const {
         using namespace std::string_view_literals; // appends of known length: no strlen per piece
         // The status line, Server and Date change at most once a second for a given status: built once, copied.

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <coring/http/detail/framing.hpp>
 #include <coring/http/message.hpp>
 
 #include <llhttp.h>
@@ -27,27 +28,67 @@ enum class parse_state {
     error,        ///< the input is not acceptable HTTP/1.1; error_status() says how to answer
 };
 
+/// Whether `v` is a valid Host field value (RFC 9110 section 7.2: uri-host [ ":" port ], which may be empty).
+inline bool valid_host(std::string_view v) noexcept {
+    std::size_t i = 0;
+    if (!v.empty() && v[0] == '[') { // IP-literal: the address itself is not parsed, only its characters
+        const std::size_t close = v.find(']');
+        if (close == std::string_view::npos || close < 2) return false;
+        for (i = 1; i < close; ++i) {
+            const char c = v[i];
+            if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' || c == '.' ||
+                  c == 'v' || c == 'V'))
+                return false;
+        }
+        i = close + 1;
+    } else { // reg-name or IPv4address: unreserved / pct-encoded / sub-delims
+        for (; i < v.size() && v[i] != ':'; ++i) {
+            const char c = v[i];
+            const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                            std::string_view("-._~%!$&'()*+,;=").find(c) != std::string_view::npos;
+            if (!ok) return false;
+        }
+    }
+    if (i == v.size()) return true;
+    if (v[i] != ':') return false;
+    for (++i; i < v.size(); ++i)
+        if (v[i] < '0' || v[i] > '9') return false;
+    return true;
+}
+
 /// llhttp (the parser behind Node.js), strict: no lenient flag is ever set, so request smuggling vectors (both
-/// Content-Length and Transfer-Encoding, duplicate Content-Length, obs-fold, invalid chunk sizes) are errors.
+/// Content-Length and Transfer-Encoding, duplicate Content-Length, invalid chunk sizes) are errors. llhttp 8's own
+/// framing quirks are closed by a framing_checker over the same bytes (see framing.hpp): obs-fold, a header block
+/// not ended by CRLF CRLF, chunk data not followed by CRLF, whitespace before a colon are all errors. Requests also
+/// need exactly one valid Host (HTTP/1.1) and may not use Transfer-Encoding with HTTP/1.0.
 ///
-/// It collects one message at a time into the sinks it is bound to: the start line, the header fields and the body
-/// (which a streaming reader may drain between feeds). It pauses after each complete message, so that pipelined
-/// requests are answered one by one, in order.
+/// It collects one message at a time into the sinks it is bound to: the start line, the header fields, the body
+/// (which a streaming reader may drain between feeds) and the trailer fields of a chunked body, which are kept apart
+/// from the header fields (a trailer never becomes a header). It pauses after each complete message, so that
+/// pipelined requests are answered one by one, in order.
 class message_parser {
 public:
     /// A request parser (server side).
     message_parser(request& into, const parse_limits& limits) noexcept
-        : limits_(limits), headers_(&into.headers), target_(&into.target), body_(&into.body), request_(&into) {
+        : limits_(limits),
+          headers_(&into.headers),
+          trailers_(&into.trailers),
+          target_(&into.target),
+          body_(&into.body),
+          request_(&into) {
         llhttp_init(&p_, HTTP_REQUEST, &settings());
         p_.data = this;
     }
-    /// A response parser (client side): status, headers and body go to the given sinks.
+    /// A response parser (client side): status, headers and body go to the given sinks; trailer fields are dropped
+    /// unless set_trailers() names a sink for them.
     message_parser(http::headers& headers, std::string& body, const parse_limits& limits) noexcept
-        : limits_(limits), headers_(&headers), body_(&body) {
+        : limits_(limits), headers_(&headers), trailers_(&dropped_trailers_), body_(&body) {
         llhttp_init(&p_, HTTP_RESPONSE, &settings());
         p_.data = this;
     }
     message_parser(const message_parser&) = delete;
+    /// Where the trailer fields of a chunked response go (from the next message on).
+    void set_trailers(http::headers& sink) noexcept { trailers_ = &sink; }
     message_parser& operator=(const message_parser&) = delete;
 
     struct result {
@@ -60,22 +101,25 @@ public:
     result feed(const char* data, std::size_t n) noexcept {
         if (failed_) return {0, parse_state::error};
         if (done_) return {0, parse_state::message_done};
-        buf_ = data;
         const llhttp_errno_t err = llhttp_execute(&p_, data, n);
-        for (std::size_t i = n; i > 0; --i)
-            if (data[i - 1] != ' ' && data[i - 1] != '\t') {
-                prev_tail_ = data[i - 1];
-                break;
-            }
-        if (err == HPE_OK) return {n, parse_state::need_more};
+        std::size_t used = n;
+        bool done = false;
         if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
             const char* pos = llhttp_get_error_pos(&p_);
-            const std::size_t used = pos ? static_cast<std::size_t>(pos - data) : n;
+            used = pos ? static_cast<std::size_t>(pos - data) : n;
+            done = true;
             if (err == HPE_PAUSED_UPGRADE) keep_alive_ = false; // no upgrades: answer, then close
-            return {used, parse_state::message_done};
+        } else if (err != HPE_OK) {
+            fail(err);
+            return {0, parse_state::error};
         }
-        fail(err);
-        return {0, parse_state::error};
+        // llhttp has run its callbacks over these bytes (so the body decision is known); nothing is acted on before
+        // the checker agrees with it.
+        if (const char* why = framing_.scan(data, used, done, decision_)) {
+            refuse_framing(why);
+            return {0, parse_state::error};
+        }
+        return {used, done ? parse_state::message_done : parse_state::need_more};
     }
 
     /// The input ended (the peer closed): completes a message delimited by the end of the connection (a response
@@ -85,7 +129,13 @@ public:
         if (done_) return parse_state::message_done;
         const bool was_in_message = in_message_;
         const llhttp_errno_t err = llhttp_finish(&p_);
-        if (done_) return parse_state::message_done;
+        if (done_) {
+            if (!framing_.may_end_at_close()) {
+                refuse_framing("the message ended at the close where its framing says it goes on");
+                return parse_state::error;
+            }
+            return parse_state::message_done;
+        }
         if (err == HPE_OK && !was_in_message) return parse_state::need_more;
         fail(err == HPE_OK ? HPE_INVALID_EOF_STATE : err);
         return parse_state::error;
@@ -96,6 +146,7 @@ public:
         done_ = false;
         headers_done_ = false;
         expect_continue_ = false;
+        framing_.start();
         llhttp_resume(&p_);
     }
 
@@ -127,7 +178,9 @@ private:
             st.on_message_begin = &on_message_begin;
             st.on_url = &on_url;
             st.on_header_field = &on_header_field;
+            st.on_header_field_complete = &on_header_field_complete;
             st.on_header_value = &on_header_value;
+            st.on_header_value_complete = &on_header_value_complete;
             st.on_headers_complete = &on_headers_complete;
             st.on_body = &on_body;
             st.on_message_complete = &on_message_complete;
@@ -152,14 +205,23 @@ private:
 
     int refuse(int status, const char* reason) noexcept {
         error_status_ = status;
+        refuse_reason_ = reason; // llhttp reports a callback's error as "User callback error"; keep ours
         llhttp_set_error_reason(&p_, reason);
         return HPE_USER;
+    }
+
+    void refuse_framing(const char* why) noexcept {
+        failed_ = true;
+        error_status_ = 400;
+        try {
+            error_reason_ = std::string("framing: ") + why;
+        } catch (...) {}
     }
 
     void fail(llhttp_errno_t err) noexcept {
         failed_ = true;
         if (error_status_ == 0) error_status_ = 400; // refuse() chose a status already
-        const char* reason = llhttp_get_error_reason(&p_);
+        const char* reason = refuse_reason_ ? refuse_reason_ : llhttp_get_error_reason(&p_);
         try {
             error_reason_ = std::string(llhttp_errno_name(err)) + ": " + (reason ? reason : "");
         } catch (...) {}
@@ -169,6 +231,10 @@ private:
         auto& s = self(p);
         s.in_message_ = true;
         s.headers_->clear();
+        s.trailers_->clear();
+        s.fields_ = s.headers_;
+        s.decision_ = {};
+        s.close_after_ = false;
         if (s.target_) s.target_->clear();
         s.body_->clear();
         if (s.request_) s.request_->params.clear();
@@ -185,35 +251,87 @@ private:
     static int on_header_field(llhttp_t* p, const char* at, std::size_t n) noexcept {
         auto& s = self(p);
         if (!s.in_field_) {
-            if (s.headers_->size() >= s.limits_.max_headers) return s.refuse(431, "too many header fields");
-            s.headers_->add({}, {});
+            if (s.fields_->size() >= s.limits_.max_headers) return s.refuse(431, "too many header fields");
+            s.fields_->add({}, {});
             s.in_field_ = true;
         }
         s.header_bytes_ += n;
         if (s.header_bytes_ > s.limits_.max_header_bytes) return s.refuse(431, "header fields too large");
-        s.headers_->back().name.append(at, n);
+        s.fields_->back().name.append(at, n);
+        return 0;
+    }
+    /// llhttp 8 hands over "Host " for "Host : x"; RFC 9112 section 5.1 says such a request is a 400.
+    static int on_header_field_complete(llhttp_t* p) noexcept {
+        auto& s = self(p);
+        if (!s.fields_->empty() && !detail::is_token(s.fields_->back().name))
+            return s.refuse(400, "invalid field name (whitespace before the colon?)");
         return 0;
     }
     static int on_header_value(llhttp_t* p, const char* at, std::size_t n) noexcept {
         auto& s = self(p);
-        // llhttp 8 accepts obs-fold (a value continued on a line that starts with whitespace) and hands the
-        // continuation over as more of the value. RFC 9112 lets a server reject it, and joining lines is how
-        // front-ends and back-ends come to disagree about a message: refuse it. A continuation is a value span
-        // whose preceding non-blank byte (in this buffer, or at the end of the previous one) is a line break.
-        const char* q = at;
-        while (q > s.buf_ && (q[-1] == ' ' || q[-1] == '\t')) --q;
-        const char before = q > s.buf_ ? q[-1] : s.prev_tail_;
-        if (before == '\n' || before == '\r') return s.refuse(400, "line folding (obs-fold) in a header value");
+        // obs-fold (a value continued on a line that starts with whitespace), which llhttp 8 joins to the value, is
+        // refused by the framing checker once llhttp returns.
+        if (!s.in_field_ && s.fields_->empty()) return s.refuse(400, "a field value without a name");
         s.in_field_ = false;
         s.header_bytes_ += n;
         if (s.header_bytes_ > s.limits_.max_header_bytes) return s.refuse(431, "header fields too large");
-        s.headers_->back().value.append(at, n);
+        s.fields_->back().value.append(at, n);
+        return 0;
+    }
+    /// Trailing whitespace is not part of a field value (RFC 9110 section 5.5), but llhttp 8 keeps it: "Host: a "
+    /// would not compare equal to "a". (Leading whitespace never reaches on_header_value.)
+    static int on_header_value_complete(llhttp_t* p) noexcept {
+        auto& s = self(p);
+        if (s.fields_->empty()) return 0;
+        std::string& v = s.fields_->back().value;
+        while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.pop_back();
         return 0;
     }
     static int on_headers_complete(llhttp_t* p) noexcept {
         auto& s = self(p);
         s.headers_done_ = true;
+        s.fields_ = s.trailers_; // any field from here on is a trailer
+        s.in_field_ = false;
         if (p->http_major != 1) return s.refuse(505, "not HTTP/1.x");
+        // Transfer-Encoding means nothing in HTTP/1.0 (RFC 9112 section 6.1): a request is refused, a response is
+        // read as framed and its connection not reused.
+        const bool te = (p->flags & F_TRANSFER_ENCODING) || s.headers_->contains("Transfer-Encoding");
+        if (te && p->http_minor == 0) {
+            if (s.request_) return s.refuse(400, "Transfer-Encoding in an HTTP/1.0 request");
+            s.close_after_ = true;
+        }
+        if (s.request_) {
+            // Exactly one Host with a valid value in HTTP/1.1 (RFC 9112 section 3.2); at most one in HTTP/1.0.
+            std::size_t hosts = 0;
+            for (const field& f : *s.headers_)
+                if (f.name.size() == 4 && detail::iequals(f.name, "Host")) {
+                    if (++hosts > 1) return s.refuse(400, "more than one Host field");
+                    if (!valid_host(f.value)) return s.refuse(400, "invalid Host field");
+                }
+            if (hosts == 0 && p->http_minor >= 1) return s.refuse(400, "HTTP/1.1 request without Host");
+            // llhttp checks that chunked comes last; coring decodes nothing else, and chunked applied twice or a
+            // coding that is not a token is a framing a front-end may read differently.
+            if (te) {
+                std::size_t chunked = 0, other = 0;
+                for (const field& f : *s.headers_) {
+                    if (!detail::iequals(f.name, "Transfer-Encoding")) continue;
+                    std::string_view v = f.value;
+                    while (!v.empty()) {
+                        const std::size_t comma = v.find(',');
+                        std::string_view e = v.substr(0, comma);
+                        v = comma == std::string_view::npos ? std::string_view() : v.substr(comma + 1);
+                        while (!e.empty() && (e.front() == ' ' || e.front() == '\t')) e.remove_prefix(1);
+                        while (!e.empty() && (e.back() == ' ' || e.back() == '\t')) e.remove_suffix(1);
+                        if (e.empty()) continue;
+                        if (!detail::is_token(e)) return s.refuse(400, "malformed Transfer-Encoding");
+                        if (detail::iequals(e, "chunked")) ++chunked;
+                        else ++other;
+                    }
+                }
+                if (chunked > 1) return s.refuse(400, "chunked applied more than once");
+                if (other > 0) return s.refuse(501, "unsupported transfer coding");
+            }
+        }
         if (s.request_) {
             const std::string_view name = method_name(p->method);
             if (s.request_->method != name) s.request_->method.assign(name); // a keep-alive client's next GET: kept
@@ -227,8 +345,16 @@ private:
         }
         // llhttp skips the body of 1xx, 204 and 304 responses only when they have no Content-Length or
         // Transfer-Encoding; with one, it would take the next response's first bytes as this one's body.
-        if (!s.request_ && (p->status_code / 100 == 1 || p->status_code == 204 || p->status_code == 304)) return 1;
-        return s.no_body_ ? 1 : 0;
+        const bool skip =
+            !s.request_ && (s.no_body_ || p->status_code / 100 == 1 || p->status_code == 204 || p->status_code == 304);
+        s.decision_.known = true;
+        if (skip) s.decision_.framing = body_framing::none;
+        else if (p->flags & F_CHUNKED) s.decision_.framing = body_framing::chunked;
+        else if (p->flags & F_CONTENT_LENGTH) {
+            s.decision_.framing = body_framing::length;
+            s.decision_.length = p->content_length;
+        } else s.decision_.framing = s.request_ ? body_framing::none : body_framing::until_close;
+        return skip ? 1 : 0;
     }
     static int on_body(llhttp_t* p, const char* at, std::size_t n) noexcept {
         auto& s = self(p);
@@ -243,20 +369,24 @@ private:
         s.in_message_ = false;
         s.done_ = true;
         s.expect_continue_ = false;
-        s.keep_alive_ = llhttp_should_keep_alive(p) != 0;
+        s.keep_alive_ = llhttp_should_keep_alive(p) != 0 && !s.close_after_;
         return HPE_PAUSED;
     }
 
     llhttp_t p_{};
     parse_limits limits_;
     http::headers* headers_;
+    http::headers* trailers_;
+    http::headers* fields_ = headers_; // where header callbacks go: the headers, then the trailers
+    http::headers dropped_trailers_;   // a response's trailers when nobody asked for them
     std::string* target_ = nullptr;
     std::string* body_;
     request* request_ = nullptr;
     std::size_t header_bytes_ = 0;
-    const char* buf_ = nullptr; // the buffer being parsed
-    char prev_tail_ = 0;        // the last non-blank byte of the previous buffer
+    framing_checker framing_{request_ != nullptr};
+    framing_checker::body_decision decision_;
     std::string error_reason_;
+    const char* refuse_reason_ = nullptr;
     int error_status_ = 0;
     bool in_field_ = false;
     bool in_message_ = false;
@@ -266,6 +396,7 @@ private:
     bool keep_alive_ = false;
     bool expect_continue_ = false;
     bool no_body_ = false;
+    bool close_after_ = false; // Transfer-Encoding in an HTTP/1.0 response
 };
 
 } // namespace coring::http::detail
