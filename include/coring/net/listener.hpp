@@ -15,6 +15,7 @@
 #include <chrono>
 #include <coroutine>
 #include <cstdio>
+#include <stdexcept>
 #include <utility>
 
 namespace coring {
@@ -32,33 +33,72 @@ template <class Stream>
 class basic_listener {
 public:
     basic_listener() noexcept = default;
-    basic_listener(basic_listener&&) noexcept = default;
-    basic_listener& operator=(basic_listener&&) noexcept = default;
+    /// Accepts in flight on `o` follow the listener.
+    basic_listener(basic_listener&& o) noexcept
+        : fd_(std::move(o.fd_)), local_(std::move(o.local_)), last_warning_(o.last_warning_) {
+        ops_.take(o.ops_, this);
+    }
+    /// Closes this listener first (as close() does), then takes `o` and its accepts in flight.
+    basic_listener& operator=(basic_listener&& o) noexcept {
+        if (this != &o) {
+            close();
+            fd_ = std::move(o.fd_);
+            local_ = std::move(o.local_);
+            last_warning_ = o.last_warning_;
+            ops_.take(o.ops_, this);
+        }
+        return *this;
+    }
+    basic_listener(const basic_listener&) = delete;
+    basic_listener& operator=(const basic_listener&) = delete;
+    /// Closes the listener as close() does.
+    ~basic_listener() { close(); }
 
     /// The address it listens on (with the port the kernel picked for port 0).
     [[nodiscard]] const address& local_address() const noexcept { return local_; }
     /// The listening descriptor (-1 once closed).
     [[nodiscard]] int native_handle() const noexcept { return fd_.get(); }
-    /// Stops listening (synchronously: nothing is in flight on a listener between accepts).
-    void close() noexcept { fd_.reset(); }
+    /// Stops listening, at once: no connection is accepted from here on, the port (or abstract name) can be bound
+    /// again, and accepts other tasks have in flight end with std::system_error (ECANCELED, "accept on a closed
+    /// listener") at the loop's next turn; a connection accepted before the close is still returned. Closing twice is
+    /// harmless. Loop thread only.
+    ///
+    /// With accepts in flight the socket is also shut down (shutdown(2)), because the kernel holds it until their
+    /// cancellations complete: a descriptor dup()ed from native_handle() stops listening with it.
+    void close() noexcept {
+        if (!ops_.empty() && fd_) ::shutdown(fd_.get(), SHUT_RDWR);
+        ops_.stop_all();
+        fd_.reset();
+    }
 
     /// The awaitable of accept().
-    class [[nodiscard]] accept_awaitable : public detail::io_op<accept_awaitable>, detail::timer_node {
+    class [[nodiscard]] accept_awaitable : public detail::io_op<accept_awaitable>,
+                                           detail::timer_node,
+                                           detail::socket_op<basic_listener> {
     public:
-        explicit accept_awaitable(basic_listener& l) noexcept : detail::timer_node{{}, &on_backoff_over}, l_(&l) {}
+        explicit accept_awaitable(basic_listener& l) noexcept
+            : detail::timer_node{{}, &on_backoff_over}, detail::socket_op<basic_listener>(&l, &stop) {}
         accept_awaitable(const accept_awaitable& o) noexcept
-            : detail::io_op<accept_awaitable>(o), detail::timer_node{{}, &on_backoff_over}, l_(o.l_) {}
+            : detail::io_op<accept_awaitable>(o),
+              detail::timer_node{{}, &on_backoff_over},
+              detail::socket_op<basic_listener>(o) {}
         ~accept_awaitable() {
             if (linked()) detail::current_loop->remove_timer(this);
         }
 
         bool await_ready() const {
-            if (!l_->fd_) throw std::logic_error("coring: accept on a closed listener");
+            if (!listener() || !listener()->fd_) throw std::logic_error("coring: accept on a closed listener");
             return false;
+        }
+        template <class P>
+        bool await_suspend(std::coroutine_handle<P> h) {
+            if (!detail::io_op<accept_awaitable>::await_suspend(h)) return false;
+            this->enter(listener()->ops_);
+            return true;
         }
         void prep(io_uring_sqe* sqe) noexcept {
             len_ = address::capacity();
-            io_uring_prep_accept(sqe, l_->fd_.get(), peer_.data(), &len_, SOCK_CLOEXEC | SOCK_NONBLOCK);
+            io_uring_prep_accept(sqe, listener()->fd_.get(), peer_.data(), &len_, SOCK_CLOEXEC | SOCK_NONBLOCK);
         }
         bool step(int res) noexcept {
             if (res >= 0) {
@@ -66,12 +106,16 @@ public:
                 peer_.resize(len_);
                 return true;
             }
+            if (!listener()) { // closed under it: never retry
+                err_ = -res;
+                return true;
+            }
             if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
                 // Out of descriptors or memory: the pending connection stays in the backlog. Retrying at once would
                 // spin (E-3 in the pitfalls); wait 10 ms, doubling to 100 ms, and say so at most every 5 s.
                 backoff_ = backoff_.count() ? std::min(backoff_ * 2, std::chrono::milliseconds(100))
                                             : std::chrono::milliseconds(10);
-                l_->warn(-res);
+                listener()->warn(-res);
                 deadline = detail::clock::now() + backoff_;
                 this->loop()->add_timer(this);
                 this->park();
@@ -86,22 +130,30 @@ public:
         }
         /// The accepted connection.
         Stream await_resume() {
-            if (this->cancelled()) {
-                if (fd_ >= 0) return Stream(fd_, peer_); // accepted after all: never leak it (B-4)
-                throw cancelled_error();
-            }
-            if (err_) throw detail::net_error(err_, "accept on", l_->local_);
-            return Stream(fd_, peer_);
+            this->leave();
+            if (fd_ >= 0) return Stream(fd_, peer_); // accepted, even if cancelled or closed since: never leak it (B-4)
+            if (this->cancelled() && !stopped_parked_) throw cancelled_error();
+            if (this->orphaned()) throw detail::closed_error("accept on a closed listener");
+            if (this->cancelled()) throw cancelled_error();
+            throw detail::net_error(err_, "accept on", listener()->local_);
         }
 
     private:
+        basic_listener* listener() const noexcept { return this->owner(); }
         static void on_backoff_over(detail::timer_node* n) noexcept { static_cast<accept_awaitable*>(n)->unpark(); }
+        /// The listener closes: cancel the accept in the kernel, or end its back-off wait.
+        static void stop(detail::socket_op<basic_listener>* op) noexcept {
+            auto* self = static_cast<accept_awaitable*>(op);
+            self->stopped_parked_ = self->linked();
+            detail::cancel_point* c = self;
+            c->on_cancel(c);
+        }
 
-        basic_listener* l_;
         address peer_;
         socklen_t len_ = 0; // written by the kernel
         int fd_ = -1;
         int err_ = 0;
+        bool stopped_parked_ = false; // close() ended the back-off wait (io_op then says cancelled())
         std::chrono::milliseconds backoff_{0};
     };
 
@@ -136,6 +188,7 @@ private:
     }
 
     detail::clock::time_point last_warning_{};
+    detail::socket_op_list<basic_listener> ops_; // accepts in flight, for close() to stop
 };
 
 } // namespace coring

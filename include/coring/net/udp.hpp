@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <coroutine>
 #include <cstddef>
 #include <span>
 #include <stdexcept>
@@ -28,6 +29,22 @@ struct datagram {
 class udp_socket {
 public:
     udp_socket() noexcept = default;
+    /// Sends and receives in flight on `o` follow the socket.
+    udp_socket(udp_socket&& o) noexcept : fd_(std::move(o.fd_)), peer_(std::move(o.peer_)) { ops_.take(o.ops_, this); }
+    /// Closes this socket first (as close() does), then takes `o` and its operations in flight.
+    udp_socket& operator=(udp_socket&& o) noexcept {
+        if (this != &o) {
+            close();
+            fd_ = std::move(o.fd_);
+            peer_ = std::move(o.peer_);
+            ops_.take(o.ops_, this);
+        }
+        return *this;
+    }
+    udp_socket(const udp_socket&) = delete;
+    udp_socket& operator=(const udp_socket&) = delete;
+    /// Closes the socket as close() does.
+    ~udp_socket() { close(); }
 
     /// A socket bound to `at` (port 0 picks a free port). Throws std::system_error ("bind 127.0.0.1:53: ...").
     [[nodiscard]] static udp_socket bind(const address& at) {
@@ -49,18 +66,28 @@ public:
     }
 
     /// The awaitable of send_to() and send().
-    class [[nodiscard]] send_awaitable : public detail::io_op<send_awaitable> {
+    class [[nodiscard]] send_awaitable : public detail::io_op<send_awaitable>, detail::socket_op<udp_socket> {
     public:
         send_awaitable(udp_socket& s, std::span<const std::byte> buf, const address* to) noexcept
-            : s_(&s), to_(to ? *to : address{}), to_given_(to != nullptr) {
+            : detail::socket_op<udp_socket>(&s, &stop), to_(to ? *to : address{}), to_given_(to != nullptr) {
             iov_.iov_base = const_cast<std::byte*>(buf.data());
             iov_.iov_len = buf.size();
         }
         send_awaitable(const send_awaitable& o) noexcept
-            : detail::io_op<send_awaitable>(o), s_(o.s_), iov_(o.iov_), to_(o.to_), to_given_(o.to_given_) {}
+            : detail::io_op<send_awaitable>(o),
+              detail::socket_op<udp_socket>(o),
+              iov_(o.iov_),
+              to_(o.to_),
+              to_given_(o.to_given_) {}
         bool await_ready() const {
-            if (!s_->fd_) throw std::logic_error("coring: send on a closed udp_socket");
+            if (!this->owner() || !this->owner()->fd_) throw std::logic_error("coring: send on a closed udp_socket");
             return false;
+        }
+        template <class P>
+        bool await_suspend(std::coroutine_handle<P> h) {
+            if (!detail::io_op<send_awaitable>::await_suspend(h)) return false;
+            this->enter(this->owner()->ops_);
+            return true;
         }
         void prep(io_uring_sqe* sqe) noexcept {
             msg_ = {};
@@ -70,7 +97,7 @@ public:
                 msg_.msg_name = to_.data();
                 msg_.msg_namelen = to_.size();
             }
-            io_uring_prep_sendmsg(sqe, s_->fd_.get(), &msg_, MSG_NOSIGNAL);
+            io_uring_prep_sendmsg(sqe, this->owner()->fd_.get(), &msg_, MSG_NOSIGNAL);
         }
         bool step(int res) noexcept {
             if (res >= 0) n_ = static_cast<std::size_t>(res);
@@ -79,13 +106,19 @@ public:
         }
         /// Bytes sent (the whole datagram).
         std::size_t await_resume() {
+            this->leave();
             if (this->cancelled()) throw cancelled_error();
-            if (err_) throw detail::net_error(err_, "send to", to_given_ ? to_ : s_->peer_);
+            if (err_ && this->orphaned()) throw detail::closed_error("send on a closed udp_socket");
+            if (err_) throw detail::net_error(err_, "send to", to_given_ ? to_ : this->owner()->peer_);
             return n_;
         }
 
     private:
-        udp_socket* s_;
+        static void stop(detail::socket_op<udp_socket>* op) noexcept {
+            detail::cancel_point* c = static_cast<send_awaitable*>(op);
+            c->on_cancel(c);
+        }
+
         iovec iov_{};
         msghdr msg_{};
         address to_;
@@ -108,16 +141,23 @@ public:
     [[nodiscard]] send_awaitable send(std::string_view s) noexcept { return send(std::as_bytes(std::span(s))); }
 
     /// The awaitable of recv_from() and recv().
-    class [[nodiscard]] recv_awaitable : public detail::io_op<recv_awaitable> {
+    class [[nodiscard]] recv_awaitable : public detail::io_op<recv_awaitable>, detail::socket_op<udp_socket> {
     public:
-        recv_awaitable(udp_socket& s, std::span<std::byte> buf) noexcept : s_(&s) {
+        recv_awaitable(udp_socket& s, std::span<std::byte> buf) noexcept : detail::socket_op<udp_socket>(&s, &stop) {
             iov_.iov_base = buf.data();
             iov_.iov_len = buf.size();
         }
-        recv_awaitable(const recv_awaitable& o) noexcept : detail::io_op<recv_awaitable>(o), s_(o.s_), iov_(o.iov_) {}
+        recv_awaitable(const recv_awaitable& o) noexcept
+            : detail::io_op<recv_awaitable>(o), detail::socket_op<udp_socket>(o), iov_(o.iov_) {}
         bool await_ready() const {
-            if (!s_->fd_) throw std::logic_error("coring: recv on a closed udp_socket");
+            if (!this->owner() || !this->owner()->fd_) throw std::logic_error("coring: recv on a closed udp_socket");
             return false;
+        }
+        template <class P>
+        bool await_suspend(std::coroutine_handle<P> h) {
+            if (!detail::io_op<recv_awaitable>::await_suspend(h)) return false;
+            this->enter(this->owner()->ops_);
+            return true;
         }
         void prep(io_uring_sqe* sqe) noexcept {
             msg_ = {};
@@ -125,7 +165,7 @@ public:
             msg_.msg_iovlen = 1;
             msg_.msg_name = from_.data();
             msg_.msg_namelen = address::capacity();
-            io_uring_prep_recvmsg(sqe, s_->fd_.get(), &msg_, 0);
+            io_uring_prep_recvmsg(sqe, this->owner()->fd_.get(), &msg_, 0);
         }
         bool step(int res) noexcept {
             if (res >= 0) {
@@ -138,13 +178,19 @@ public:
         }
         /// The datagram's size and sender.
         datagram await_resume() {
+            this->leave();
             if (this->cancelled()) throw cancelled_error();
-            if (err_) throw detail::net_error(err_, "recv on", s_->local_address());
+            if (err_ && this->orphaned()) throw detail::closed_error("recv on a closed udp_socket");
+            if (err_) throw detail::net_error(err_, "recv on", this->owner()->local_address());
             return datagram{n_, std::move(from_)};
         }
 
     private:
-        udp_socket* s_;
+        static void stop(detail::socket_op<udp_socket>* op) noexcept {
+            detail::cancel_point* c = static_cast<recv_awaitable*>(op);
+            c->on_cancel(c);
+        }
+
         iovec iov_{};
         msghdr msg_{};
         address from_;
@@ -168,8 +214,14 @@ public:
     [[nodiscard]] const address& peer_address() const noexcept { return peer_; }
     /// The descriptor.
     [[nodiscard]] int native_handle() const noexcept { return fd_.get(); }
-    /// Closes the socket (synchronously: a UDP socket's close does not block); nothing may be in flight on it.
-    void close() noexcept { fd_.reset(); }
+    /// Closes the socket. Sends and receives other tasks have in flight end with std::system_error (ECANCELED, "recv
+    /// on a closed udp_socket") at the loop's next turn, unless they completed first (a datagram that arrived is
+    /// returned); the kernel lets go of the socket, and so of its port, once they have ended. Closing twice is
+    /// harmless. Loop thread only.
+    void close() noexcept {
+        ops_.stop_all();
+        fd_.reset();
+    }
     /// SO_BROADCAST.
     void set_broadcast(bool on) {
         detail::set_int_option(fd_.get(), SOL_SOCKET, SO_BROADCAST, on, "SO_BROADCAST on", {});
@@ -184,6 +236,7 @@ private:
 
     detail::unique_fd fd_;
     address peer_;
+    detail::socket_op_list<udp_socket> ops_; // sends and receives in flight, for close() to stop
 };
 
 } // namespace coring
