@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <filesystem>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -468,3 +469,46 @@ TEST_CASE("file - open_mode::direct with aligned_buffer; misaligned transfers ar
 }
 
 } // namespace
+
+namespace {
+
+// The four ways callers name a path (issue 10): each must reach every call that takes one.
+struct as_fs_path {
+    std::filesystem::path operator()(const std::string& s) const { return s; }
+};
+struct as_string {
+    std::string operator()(const std::string& s) const { return s; }
+};
+struct as_string_view {
+    std::string_view operator()(const std::string& s) const { return s; }
+};
+struct as_c_str {
+    const char* operator()(const std::string& s) const { return s.c_str(); }
+};
+
+} // namespace
+
+TEMPLATE_TEST_CASE("file - open takes a std::filesystem::path, std::string, std::string_view or const char*",
+                   "[fs][file][path]", as_fs_path, as_string, as_string_view, as_c_str) {
+    temp_dir dir;
+    coring::run([](const temp_dir& d) -> task<> {
+        const std::string p = d / "named";
+        file w = co_await file::open(TestType{}(p), open_mode::write | open_mode::create);
+        co_await w.write_all("abc");
+        co_await w.close();
+        CHECK(w.path() == p);
+
+        // The awaitable keeps its own copy: the caller's string is gone before the kernel reads the path.
+        auto opening = file::open(TestType{}(std::string(p)), open_mode::read);
+        file r = co_await std::move(opening);
+        CHECK(r.path() == p);
+        char buf[8];
+        const std::size_t n = co_await r.read_at(std::span(buf), 0);
+        CHECK(std::string(buf, n) == "abc");
+        co_await r.close();
+
+        const io_failure missing = co_await failure_of(file::open(TestType{}(d / "missing"), open_mode::read));
+        CHECK(missing.code == ENOENT);
+        CHECK(missing.what.find("open " + (d / "missing")) != std::string::npos);
+    }(dir));
+}

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <filesystem>
 #include <string>
 #include <system_error>
 
@@ -135,3 +136,53 @@ TEST_CASE("filesystem - a read-only directory refuses changes with EACCES naming
 }
 
 } // namespace
+
+namespace {
+
+// The four ways callers name a path (issue 10): each must reach every call that takes one.
+struct as_fs_path {
+    std::filesystem::path operator()(const std::string& s) const { return s; }
+};
+struct as_string {
+    std::string operator()(const std::string& s) const { return s; }
+};
+struct as_string_view {
+    std::string_view operator()(const std::string& s) const { return s; }
+};
+struct as_c_str {
+    const char* operator()(const std::string& s) const { return s.c_str(); }
+};
+
+} // namespace
+
+TEMPLATE_TEST_CASE("filesystem - every call takes a std::filesystem::path, std::string, std::string_view or "
+                   "const char*",
+                   "[fs][filesystem][path]", as_fs_path, as_string, as_string_view, as_c_str) {
+    temp_dir dir;
+    coring::run([](const temp_dir& d) -> task<> {
+        const std::string sub = d / "sub";
+        co_await coring::create_directory(TestType{}(sub));
+        CHECK(exists(sub));
+        coring_test::spit(sub + "/a", "x");
+        co_await coring::rename(TestType{}(sub + "/a"), TestType{}(sub + "/b"));
+        CHECK_FALSE(exists(sub + "/a"));
+        CHECK(exists(sub + "/b"));
+        co_await coring::remove(TestType{}(sub + "/b"));
+        CHECK_FALSE(exists(sub + "/b"));
+
+        // The awaitables keep their own copies: the caller's strings are gone before the kernel reads them.
+        auto removing = coring::remove_directory(TestType{}(std::string(sub)));
+        co_await std::move(removing);
+        CHECK_FALSE(exists(sub));
+        auto creating = coring::create_directory(TestType{}(std::string(sub)));
+        co_await std::move(creating);
+        CHECK(exists(sub));
+        coring_test::spit(sub + "/c", "x");
+        auto renaming = coring::rename(TestType{}(std::string(sub + "/c")), TestType{}(std::string(sub + "/d")));
+        co_await std::move(renaming);
+        CHECK(exists(sub + "/d"));
+        const io_failure missing = co_await failure_of(coring::remove(TestType{}(sub + "/c")));
+        CHECK(missing.code == ENOENT);
+        CHECK(missing.what.find("remove " + sub + "/c") != std::string::npos);
+    }(dir));
+}

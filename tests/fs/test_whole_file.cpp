@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <filesystem>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -205,3 +206,43 @@ TEST_CASE("whole file - read_file and write_file cancelled half-way leave no des
 }
 
 } // namespace
+
+namespace {
+
+// The four ways callers name a path (issue 10): each must reach every call that takes one.
+struct as_fs_path {
+    std::filesystem::path operator()(const std::string& s) const { return s; }
+};
+struct as_string {
+    std::string operator()(const std::string& s) const { return s; }
+};
+struct as_string_view {
+    std::string_view operator()(const std::string& s) const { return s; }
+};
+struct as_c_str {
+    const char* operator()(const std::string& s) const { return s.c_str(); }
+};
+
+} // namespace
+
+TEMPLATE_TEST_CASE("whole file - read_file and write_file take a std::filesystem::path, std::string, std::string_view "
+                   "or const char*",
+                   "[fs][whole_file][path]", as_fs_path, as_string, as_string_view, as_c_str) {
+    temp_dir dir;
+    coring::run([](const temp_dir& d) -> task<> {
+        const std::string p = d / "whole";
+        co_await coring::write_file(TestType{}(p), "text");
+        CHECK(coring_test::slurp(p) == "text");
+        const std::string bytes = "bytes";
+        co_await coring::write_file(TestType{}(p), std::as_bytes(std::span(bytes)));
+        const std::string back = co_await coring::read_file(TestType{}(p));
+        CHECK(back == "bytes");
+
+        // The tasks keep their own copy: the caller's string is gone before they run.
+        auto writing = coring::write_file(TestType{}(std::string(p)), "later");
+        co_await std::move(writing);
+        auto reading = coring::read_file(TestType{}(std::string(p)));
+        const std::string later = co_await std::move(reading);
+        CHECK(later == "later");
+    }(dir));
+}

@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstring>
+#include <filesystem>
 #include <stdexcept>
 #include <string>
 
@@ -212,4 +213,18 @@ TEST_CASE("address - bad inputs are std::invalid_argument naming the text", "[ne
     CHECK_THROWS_AS(address::from("localhost", 80), std::invalid_argument);
     CHECK_THROWS_AS(address::from("[::1]", 80), std::invalid_argument);
     CHECK_THROWS_AS(address::from("", 80), std::invalid_argument);
+}
+
+TEST_CASE("address - from_path: a Unix address from a std::filesystem::path, string, string_view or const char*",
+          "[net][address][path]") {
+    const std::string p = "/run/app.sock";
+    const address expected = address::parse("unix:/run/app.sock");
+    CHECK(address::from_path(std::filesystem::path(p)) == expected);
+    CHECK(address::from_path(p) == expected);
+    CHECK(address::from_path(std::string_view(p)) == expected);
+    CHECK(address::from_path(p.c_str()) == expected);
+    CHECK(address::from_path("@name") == address::parse("unix:@name"));
+    CHECK(address::from_path(std::filesystem::path("rel.sock")).to_string() == "unix:rel.sock");
+    CHECK_THROWS_AS(address::from_path(""), std::invalid_argument);
+    CHECK_THROWS_AS(address::from_path(std::string(200, 'x')), std::invalid_argument);
 }

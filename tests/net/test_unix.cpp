@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -180,5 +181,43 @@ TEST_CASE("unix - errors name the path: missing socket, missing directory; bad a
         CHECK_THROWS_AS(coring::unix_listener::bind(""), std::invalid_argument);
         CHECK_THROWS_AS(coring::unix_stream::connect(std::string(200, 'x')), std::invalid_argument);
     }());
+    CHECK(coring_test::open_fds() == fds);
+}
+
+namespace {
+
+// The four ways callers name a path (issue 10): each must reach every call that takes one.
+struct as_fs_path {
+    std::filesystem::path operator()(const std::string& s) const { return s; }
+};
+struct as_string {
+    std::string operator()(const std::string& s) const { return s; }
+};
+struct as_string_view {
+    std::string_view operator()(const std::string& s) const { return s; }
+};
+struct as_c_str {
+    const char* operator()(const std::string& s) const { return s.c_str(); }
+};
+
+} // namespace
+
+TEMPLATE_TEST_CASE("unix - bind and connect take a std::filesystem::path, std::string, std::string_view or const char*",
+                   "[net][unix][path]", as_fs_path, as_string, as_string_view, as_c_str) {
+    const int fds = coring_test::open_fds();
+    for (const bool abstract : {false, true}) {
+        coring::run([](bool abstract_name) -> task<> {
+            const std::string name = coring_test::unique_socket_name(abstract_name);
+            remove_at_exit cleanup{abstract_name ? std::string() : name};
+            auto l = coring::unix_listener::bind(TestType{}(name));
+            CHECK(l.path() == name);
+            CHECK(l.local_address() == address::from_path(TestType{}(name)));
+            CHECK(l.local_address() == address::parse("unix:" + name));
+            // The awaitable keeps the address: the caller's string is gone before the connect runs.
+            auto connecting = coring::unix_stream::connect(TestType{}(std::string(name)));
+            auto c = co_await std::move(connecting);
+            co_await round_trip(l, std::move(c));
+        }(abstract));
+    }
     CHECK(coring_test::open_fds() == fds);
 }

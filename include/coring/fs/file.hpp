@@ -2,6 +2,7 @@
 
 #include <coring/detail/op.hpp>
 #include <coring/fs/detail/fs_op.hpp>
+#include <coring/fs/detail/path_arg.hpp>
 #include <coring/fs/open_mode.hpp>
 #include <coring/runtime/event_loop.hpp>
 
@@ -163,8 +164,9 @@ public:
     /// reading it opens at once, for writing with no reader it fails with ENXIO (open(2) would block in both
     /// cases). Open a FIFO with read | write to have neither. On the worker-pool fallback, open(2)'s blocking rules
     /// apply, and a blocked open cannot be cancelled.
-    [[nodiscard]] static open_awaitable open(std::string_view path, open_mode mode, unsigned permissions = 0666) {
-        return open_awaitable(std::string(path), detail::open_flags(mode), permissions);
+    /// `path` is a std::filesystem::path, std::string, std::string_view or const char*; the awaitable keeps a copy.
+    [[nodiscard]] static open_awaitable open(detail::path_arg path, open_mode mode, unsigned permissions = 0666) {
+        return open_awaitable(path.str(), detail::open_flags(mode), permissions);
     }
 
     // ---- reading and writing ----------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <coring/fs/detail/fs_op.hpp>
+#include <coring/fs/detail/path_arg.hpp>
 
 #include <fcntl.h>
 #include <liburing.h>
@@ -89,28 +90,30 @@ private:
 
 } // namespace detail
 
+// Every path below is a std::filesystem::path, std::string, std::string_view or const char* (detail::path_arg); the
+// awaitable keeps its own copy for the kernel to read.
+
 /// Renames `from` to `to`, replacing a file at `to` (renameat). Throws std::system_error ("rename a to b: ..."),
 /// cancelled_error.
-[[nodiscard]] inline detail::path_op_awaitable rename(std::string_view from, std::string_view to) {
-    return detail::path_op_awaitable(detail::path_op_awaitable::kind::rename, std::string(from), std::string(to));
+[[nodiscard]] inline detail::path_op_awaitable rename(detail::path_arg from, detail::path_arg to) {
+    return detail::path_op_awaitable(detail::path_op_awaitable::kind::rename, from.str(), to.str());
 }
 
 /// Removes the file (or symbolic link, socket, FIFO) at `path` (unlinkat); a directory is an error (EISDIR), as
 /// with os.remove. Throws std::system_error naming the path, cancelled_error.
-[[nodiscard]] inline detail::path_op_awaitable remove(std::string_view path) {
-    return detail::path_op_awaitable(detail::path_op_awaitable::kind::remove, std::string(path));
+[[nodiscard]] inline detail::path_op_awaitable remove(detail::path_arg path) {
+    return detail::path_op_awaitable(detail::path_op_awaitable::kind::remove, path.str());
 }
 
 /// Removes the empty directory at `path` (os.rmdir). Throws std::system_error naming the path, cancelled_error.
-[[nodiscard]] inline detail::path_op_awaitable remove_directory(std::string_view path) {
-    return detail::path_op_awaitable(detail::path_op_awaitable::kind::remove_directory, std::string(path));
+[[nodiscard]] inline detail::path_op_awaitable remove_directory(detail::path_arg path) {
+    return detail::path_op_awaitable(detail::path_op_awaitable::kind::remove_directory, path.str());
 }
 
 /// Creates the directory `path` with `permissions` less the umask (mkdirat); an existing one is an error
 /// (EEXIST), as with os.mkdir. Throws std::system_error naming the path, cancelled_error.
-[[nodiscard]] inline detail::path_op_awaitable create_directory(std::string_view path, unsigned permissions = 0777) {
-    return detail::path_op_awaitable(detail::path_op_awaitable::kind::create_directory, std::string(path), {},
-                                     permissions);
+[[nodiscard]] inline detail::path_op_awaitable create_directory(detail::path_arg path, unsigned permissions = 0777) {
+    return detail::path_op_awaitable(detail::path_op_awaitable::kind::create_directory, path.str(), {}, permissions);
 }
 
 } // namespace coring

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <coring/fs/detail/path_arg.hpp>
 #include <coring/fs/file.hpp>
 #include <coring/task/gather.hpp>
 #include <coring/task/task.hpp>
@@ -53,13 +54,8 @@ inline task<> write_pieces(file& f, std::span<const std::byte> all, std::size_t&
     }
 }
 
-} // namespace detail
-
-/// The whole content of the file at `path` (Path.read_bytes). The buffer is sized from statx and a large file is
-/// read with several reads in flight; a file that grows meanwhile is read to its new end, one that shrinks gives
-/// what is left, and files whose size is unknown in advance (/proc, pipes) are read until their end. Throws
-/// std::system_error naming the path, cancelled_error.
-inline task<std::string> read_file(std::string path) {
+/// read_file's coroutine: owns its copy of the path for as long as it runs.
+inline task<std::string> read_file_at(std::string path) {
     file f = co_await file::open(path, open_mode::read);
     const std::uint64_t size = co_await f.size();
     std::string out;
@@ -96,11 +92,8 @@ inline task<std::string> read_file(std::string path) {
     co_return out;
 }
 
-/// Replaces the content of the file at `path` with `data`, creating it (permissions 0666 less the umask) when
-/// missing (Path.write_bytes); a large buffer goes out with several writes in flight. `data` must stay valid until
-/// the task finishes (awaiting the call directly guarantees it). Does not fsync: open a file and sync() it for that.
-/// Throws std::system_error naming the path, cancelled_error.
-inline task<> write_file(std::string path, std::span<const std::byte> data) {
+/// write_file's coroutine: owns its copy of the path for as long as it runs.
+inline task<> write_file_at(std::string path, std::span<const std::byte> data) {
     file f = co_await file::open(path, open_mode::write | open_mode::create | open_mode::truncate);
     if (data.size() <= detail::whole_file_chunk) {
         co_await f.write_all_at(data, 0);
@@ -114,9 +107,26 @@ inline task<> write_file(std::string path, std::span<const std::byte> data) {
     co_await f.close();
 }
 
+} // namespace detail
+
+/// The whole content of the file at `path` (Path.read_bytes). The buffer is sized from statx and a large file is
+/// read with several reads in flight; a file that grows meanwhile is read to its new end, one that shrinks gives
+/// what is left, and files whose size is unknown in advance (/proc, pipes) are read until their end. Throws
+/// std::system_error naming the path, cancelled_error. `path` is a std::filesystem::path, std::string,
+/// std::string_view or const char*; the task keeps a copy.
+[[nodiscard]] inline task<std::string> read_file(detail::path_arg path) { return detail::read_file_at(path.str()); }
+
+/// Replaces the content of the file at `path` with `data`, creating it (permissions 0666 less the umask) when
+/// missing (Path.write_bytes); a large buffer goes out with several writes in flight. `data` must stay valid until
+/// the task finishes (awaiting the call directly guarantees it). Does not fsync: open a file and sync() it for that.
+/// Throws std::system_error naming the path, cancelled_error. `path` as for read_file().
+[[nodiscard]] inline task<> write_file(detail::path_arg path, std::span<const std::byte> data) {
+    return detail::write_file_at(path.str(), data);
+}
+
 /// write_file of chars.
-inline task<> write_file(std::string path, std::string_view data) {
-    return write_file(std::move(path), std::as_bytes(std::span(data)));
+[[nodiscard]] inline task<> write_file(detail::path_arg path, std::string_view data) {
+    return detail::write_file_at(path.str(), std::as_bytes(std::span(data)));
 }
 
 } // namespace coring

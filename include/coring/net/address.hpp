@@ -1,6 +1,7 @@
 #pragma once
 
 #include <coring/detail/str_cat.hpp>
+#include <coring/fs/detail/path_arg.hpp>
 
 #include <arpa/inet.h>
 #include <net/if.h>
@@ -39,18 +40,7 @@ public:
     /// Parses the text forms above. Throws std::invalid_argument naming the text when it is not an address (host
     /// names are not addresses: resolve() them).
     static address parse(std::string_view text) {
-        if (text.substr(0, 5) == "unix:") {
-            const std::string_view path = text.substr(5);
-            sockaddr_un un{};
-            un.sun_family = AF_UNIX;
-            if (path.empty() || path.size() >= sizeof(un.sun_path))
-                throw std::invalid_argument(detail::str_cat("coring: address: bad Unix socket path in \"", text, "\""));
-            std::memcpy(un.sun_path, path.data(), path.size());
-            socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size());
-            if (path[0] == '@') un.sun_path[0] = '\0'; // abstract: no terminating NUL, length counts exactly
-            else ++len;                                // a filesystem path includes its NUL
-            return address(reinterpret_cast<const sockaddr*>(&un), len);
-        }
+        if (text.substr(0, 5) == "unix:") return from_unix(text.substr(5), text);
         std::string_view host;
         std::string_view port;
         if (!text.empty() && text.front() == '[') {
@@ -76,6 +66,11 @@ public:
         if (auto a = from_ip(ip, port)) return *a;
         throw std::invalid_argument(detail::str_cat("coring: address: \"", ip, "\" is not a numeric IP address"));
     }
+
+    /// The Unix-domain address of `path` (a std::filesystem::path, std::string, std::string_view or const char*):
+    /// a socket file, or "@name" for a Linux abstract socket. Throws std::invalid_argument for an empty path or one
+    /// longer than sockaddr_un holds (107 bytes).
+    static address from_path(detail::path_arg path) { return from_unix(path.view(), path.view()); }
 
     /// "127.0.0.1:8080", "[::1]:80", "unix:/path", "unix:@name"; "" for an empty address.
     [[nodiscard]] std::string to_string() const {
@@ -155,6 +150,18 @@ private:
         return static_cast<std::uint16_t>(v);
     }
     static std::optional<address> from_ip(std::string_view ip, std::uint16_t port);
+    /// A Unix-domain address; `text` is what the error message quotes.
+    static address from_unix(std::string_view path, std::string_view text) {
+        sockaddr_un un{};
+        un.sun_family = AF_UNIX;
+        if (path.empty() || path.size() >= sizeof(un.sun_path))
+            throw std::invalid_argument(detail::str_cat("coring: address: bad Unix socket path in \"", text, "\""));
+        std::memcpy(un.sun_path, path.data(), path.size());
+        socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size());
+        if (path[0] == '@') un.sun_path[0] = '\0'; // abstract: no terminating NUL, length counts exactly
+        else ++len;                                // a filesystem path includes its NUL
+        return address(reinterpret_cast<const sockaddr*>(&un), len);
+    }
 
     sockaddr_storage storage_{};
     socklen_t len_ = 0;

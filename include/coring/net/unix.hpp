@@ -21,10 +21,12 @@ class unix_stream : public stream {
 public:
     using stream::stream;
 
-    /// Connects to the socket at `path` ("/run/app.sock", or "@name" for an abstract socket). Throws
-    /// std::system_error ("connect unix:/run/app.sock: No such file or directory"), cancelled_error.
-    [[nodiscard]] static connect_awaitable<unix_stream> connect(std::string_view path) {
-        return connect_awaitable<unix_stream>(address::parse(detail::str_cat("unix:", path)));
+    /// Connects to the socket at `path` ("/run/app.sock", or "@name" for an abstract socket), a
+    /// std::filesystem::path, std::string, std::string_view or const char*. Throws std::system_error ("connect
+    /// unix:/run/app.sock: No such file or directory"), cancelled_error, std::invalid_argument (an empty or too long
+    /// path).
+    [[nodiscard]] static connect_awaitable<unix_stream> connect(detail::path_arg path) {
+        return connect_awaitable<unix_stream>(address::from_path(path));
     }
     /// Connects to a unix: address.
     [[nodiscard]] static connect_awaitable<unix_stream> connect(address to) {
@@ -36,19 +38,20 @@ public:
 /// A listening Unix-domain socket (asyncio.start_unix_server).
 class unix_listener : public basic_listener<unix_stream> {
 public:
-    /// Listens at `path` ("/run/app.sock", or "@name" for an abstract socket). A socket file left behind by an earlier
-    /// run is removed first, as asyncio does; any other file at `path` is an error (EADDRINUSE), never removed.
-    /// Throws std::system_error ("bind unix:/run/app.sock: Permission denied").
-    [[nodiscard]] static unix_listener bind(std::string_view path, const listen_options& options = {}) {
-        const address at = address::parse(detail::str_cat("unix:", path));
-        if (!path.empty() && path.front() != '@') {
+    /// Listens at `path` ("/run/app.sock", or "@name" for an abstract socket), a std::filesystem::path,
+    /// std::string, std::string_view or const char*. A socket file left behind by an earlier run is removed first, as
+    /// asyncio does; any other file at `path` is an error (EADDRINUSE), never removed. Throws std::system_error
+    /// ("bind unix:/run/app.sock: Permission denied"), std::invalid_argument (an empty or too long path).
+    [[nodiscard]] static unix_listener bind(detail::path_arg path, const listen_options& options = {}) {
+        const address at = address::from_path(path);
+        std::string p = path.str();
+        if (p.front() != '@') {
             struct stat st {};
-            const std::string p(path);
             if (::lstat(p.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(p.c_str());
         }
         unix_listener l;
         l.open(at, options);
-        l.path_ = path;
+        l.path_ = std::move(p);
         return l;
     }
 
