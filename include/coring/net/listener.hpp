@@ -58,10 +58,11 @@ public:
     [[nodiscard]] const address& local_address() const noexcept { return local_; }
     /// The listening descriptor (-1 once closed).
     [[nodiscard]] int native_handle() const noexcept { return fd_.get(); }
-    /// Stops listening, at once: no connection is accepted from here on, the port (or abstract name) can be bound
-    /// again, and accepts other tasks have in flight end with std::system_error (ECANCELED, "accept on a closed
-    /// listener") at the loop's next turn; a connection accepted before the close is still returned. Closing twice is
-    /// harmless. Loop thread only.
+    /// Stops listening, at once: no connection is accepted from here on and a TCP port can be bound again (with
+    /// SO_REUSEADDR, as tcp_listener::bind sets). Accepts other tasks have in flight end with std::system_error
+    /// (ECANCELED, "accept on a closed listener") at the loop's next turn; a connection accepted before the close is
+    /// still returned. The kernel lets go of the socket once they have ended: an abstract Unix name is free from then
+    /// on. Closing twice is harmless. Loop thread only.
     ///
     /// With accepts in flight the socket is also shut down (shutdown(2)), because the kernel holds it until their
     /// cancellations complete: a descriptor dup()ed from native_handle() stops listening with it.
