@@ -98,6 +98,10 @@ private:
 /// points the kernel at must live until the co_await ends. The loop owns user_data, so prep's value is replaced;
 /// IOSQE_IO_LINK, IOSQE_IO_HARDLINK and IOSQE_CQE_SKIP_SUCCESS are cleared. A multishot operation is stopped after
 /// its first completion, whose res is returned.
+///
+/// GCC 12 destroys twice each capture of a lambda written inside a co_await expression (PR 100611), in the calling
+/// coroutine, whatever submit does with the closure: with GCC 12, a prep whose captures own something (a string, a
+/// buffer) is bound to a named local first, then `co_await submit(std::move(prep))`.
 template <class Prep>
     requires std::invocable<Prep&, io_uring_sqe*>
 [[nodiscard]] submit_awaitable<std::decay_t<Prep>> submit(Prep&& prep) {

@@ -219,6 +219,10 @@ join_handle<T> spawn_on(loop_core& core, task<T> t, cancel_context* ctx, promise
 
 /// Starts `t` on the current thread's event loop (asyncio.create_task): it is queued now and runs when the loop gets
 /// to it. Throws std::logic_error without a loop on this thread.
+///
+/// For a task from a coroutine lambda, pass the data as parameters (`spawn([](std::string s) -> task<> {...}(s))`):
+/// captures stay in the closure, which must outlive the task, and GCC 12 destroys them twice when the lambda is
+/// written inside a co_await expression (PR 100611).
 template <class T>
 join_handle<T> spawn(task<T> t) {
     return detail::spawn_on(detail::require_core("spawn"), std::move(t));

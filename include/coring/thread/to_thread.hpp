@@ -231,8 +231,10 @@ private:
 /// The pool belongs to the loop (loop_options::worker_threads; threads start on demand). Destroying the loop while a
 /// job still runs after loop_options::shutdown_timeout leaves that thread running, detached; it finishes on its own.
 ///
-/// Call from a task on the loop thread. With GCC 12, bind a callable whose captures have destructors to a named local
-/// before `co_await to_thread(std::move(f))` (GCC PR 100611).
+/// Call from a task on the loop thread. GCC 12 destroys twice each capture of a lambda written inside a co_await
+/// expression (PR 100611): the calling coroutine copies the capture into a frame temporary of its own and destroys
+/// both, whatever to_thread does with the closure. With GCC 12, write `to_thread([](std::string s) { ... }, s)` (the
+/// data as arguments, decay-copied here) or bind the lambda to a named local and `co_await to_thread(std::move(f))`.
 template <class F, class... Args>
     requires std::invocable<std::decay_t<F>, std::decay_t<Args>...> && std::constructible_from<std::decay_t<F>, F> &&
         (std::constructible_from<std::decay_t<Args>, Args>&&...) &&
