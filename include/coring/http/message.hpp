@@ -206,6 +206,8 @@ public:
 
     /// The last field, for parsers that receive a value in pieces.
     field& back() noexcept { return fields_[count_ - 1]; }
+    /// Field `i`, for parsers that finish values in place.
+    field& edit(std::size_t i) noexcept { return fields_[i]; }
 
 private:
     std::vector<field> fields_;

@@ -19,6 +19,7 @@ enum class body_framing : std::uint8_t {
 inline constexpr std::uint8_t framing_tchar = 1; // token characters
 inline constexpr std::uint8_t framing_value = 2; // field-value characters: VCHAR, obs-text, SP, HTAB
 inline constexpr std::uint8_t framing_line = 4;  // start-line characters: the same as values
+inline constexpr std::uint8_t framing_host = 8;  // reg-name characters of a Host (RFC 3986: unreserved, sub-delims, %)
 
 constexpr std::array<std::uint8_t, 256> make_framing_classes() noexcept {
     std::array<std::uint8_t, 256> c{};
@@ -27,6 +28,8 @@ constexpr std::array<std::uint8_t, 256> make_framing_classes() noexcept {
     c[' '] = c['\t'] = framing_value | framing_line;
     constexpr std::string_view tchars = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
     for (const char ch : tchars) c[static_cast<unsigned char>(ch)] |= framing_tchar;
+    constexpr std::string_view host = "-._~%!$&'()*+,;=0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    for (const char ch : host) c[static_cast<unsigned char>(ch)] |= framing_host;
     return c;
 }
 inline constexpr std::array<std::uint8_t, 256> framing_classes = make_framing_classes();
@@ -72,6 +75,36 @@ public:
     const char* scan(const char* p, std::size_t n, bool llhttp_done, const body_decision& decision) noexcept {
         const char* const end = p + n;
         while (p < end) {
+            if (st_ == st::field) {
+                // The common case, a whole field line in the buffer, in two tight loops and no state change.
+                const char* q = p;
+                while (q < end && (cls(*q) & k_tchar)) ++q;
+                if (q != p && q < end && *q == ':') {
+                    ++q;
+                    while (q < end && (cls(*q) & k_value)) ++q;
+                    if (end - q >= 2 && q[0] == '\r' && q[1] == '\n') {
+                        p = q + 2;
+                        continue;
+                    }
+                }
+            } else if (st_ == st::start && request_) {
+                // A whole request line: method SP target SP version CRLF.
+                const char* q = p;
+                while (q < end && (cls(*q) & k_tchar)) ++q;
+                if (q != p && q < end && *q == ' ') {
+                    const char* t = ++q;
+                    while (q<end&& static_cast<unsigned char>(*q)> 0x20 && *q != 0x7f) ++q;
+                    if (q != t && q < end && *q == ' ') {
+                        const char* v = ++q;
+                        while (q<end&& static_cast<unsigned char>(*q)> 0x20 && *q != 0x7f) ++q;
+                        if (q != v && end - q >= 2 && q[0] == '\r' && q[1] == '\n') {
+                            p = q + 2;
+                            st_ = st::field;
+                            continue;
+                        }
+                    }
+                }
+            }
             if (st_ == st::done) return "bytes after the end of a message (the framing is ambiguous)";
             if (const char* why = step(p, end, decision)) return why;
         }

@@ -42,12 +42,8 @@ inline bool valid_host(std::string_view v) noexcept {
         }
         i = close + 1;
     } else { // reg-name or IPv4address: unreserved / pct-encoded / sub-delims
-        for (; i < v.size() && v[i] != ':'; ++i) {
-            const char c = v[i];
-            const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                            std::string_view("-._~%!$&'()*+,;=").find(c) != std::string_view::npos;
-            if (!ok) return false;
-        }
+        for (; i < v.size() && v[i] != ':'; ++i)
+            if (!(framing_classes[static_cast<unsigned char>(v[i])] & framing_host)) return false;
     }
     if (i == v.size()) return true;
     if (v[i] != ':') return false;
@@ -178,9 +174,7 @@ private:
             st.on_message_begin = &on_message_begin;
             st.on_url = &on_url;
             st.on_header_field = &on_header_field;
-            st.on_header_field_complete = &on_header_field_complete;
             st.on_header_value = &on_header_value;
-            st.on_header_value_complete = &on_header_value_complete;
             st.on_headers_complete = &on_headers_complete;
             st.on_body = &on_body;
             st.on_message_complete = &on_message_complete;
@@ -260,13 +254,6 @@ private:
         s.fields_->back().name.append(at, n);
         return 0;
     }
-    /// llhttp 8 hands over "Host " for "Host : x"; RFC 9112 section 5.1 says such a request is a 400.
-    static int on_header_field_complete(llhttp_t* p) noexcept {
-        auto& s = self(p);
-        if (!s.fields_->empty() && !detail::is_token(s.fields_->back().name))
-            return s.refuse(400, "invalid field name (whitespace before the colon?)");
-        return 0;
-    }
     static int on_header_value(llhttp_t* p, const char* at, std::size_t n) noexcept {
         auto& s = self(p);
         // obs-fold (a value continued on a line that starts with whitespace), which llhttp 8 joins to the value, is
@@ -279,23 +266,27 @@ private:
         return 0;
     }
     /// Trailing whitespace is not part of a field value (RFC 9110 section 5.5), but llhttp 8 keeps it: "Host: a "
-    /// would not compare equal to "a". (Leading whitespace never reaches on_header_value.)
-    static int on_header_value_complete(llhttp_t* p) noexcept {
-        auto& s = self(p);
-        if (s.fields_->empty()) return 0;
-        std::string& v = s.fields_->back().value;
-        while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.pop_back();
-        return 0;
+    /// would not compare equal to "a". (Leading whitespace never reaches on_header_value.) One pass at the end of
+    /// the section rather than a callback per field.
+    static void trim_values(http::headers& fields) noexcept {
+        for (std::size_t i = 0; i < fields.size(); ++i) {
+            std::string& v = fields.edit(i).value;
+            if (v.empty() || (v.back() != ' ' && v.back() != '\t')) continue;
+            while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.pop_back();
+        }
     }
     static int on_headers_complete(llhttp_t* p) noexcept {
         auto& s = self(p);
         s.headers_done_ = true;
+        trim_values(*s.headers_);
         s.fields_ = s.trailers_; // any field from here on is a trailer
         s.in_field_ = false;
         if (p->http_major != 1) return s.refuse(505, "not HTTP/1.x");
         // Transfer-Encoding means nothing in HTTP/1.0 (RFC 9112 section 6.1): a request is refused, a response is
         // read as framed and its connection not reused.
-        const bool te = (p->flags & F_TRANSFER_ENCODING) || s.headers_->contains("Transfer-Encoding");
+        // (llhttp flags any Transfer-Encoding field; the name of a field that is not a token, such as "Host " from
+        // "Host : x", is refused by the framing checker once llhttp returns.)
+        const bool te = (p->flags & F_TRANSFER_ENCODING) != 0;
         if (te && p->http_minor == 0) {
             if (s.request_) return s.refuse(400, "Transfer-Encoding in an HTTP/1.0 request");
             s.close_after_ = true;
@@ -366,6 +357,7 @@ private:
     }
     static int on_message_complete(llhttp_t* p) noexcept {
         auto& s = self(p);
+        if (!s.trailers_->empty()) trim_values(*s.trailers_);
         s.in_message_ = false;
         s.done_ = true;
         s.expect_continue_ = false;
