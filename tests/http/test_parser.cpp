@@ -204,6 +204,17 @@ TEST_CASE("http parser - responses: the same framing rules as requests", "[http]
         "HTTP/1.1 200 OK\nContent-Length: 0\n\n",
         "HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 0\r\n\r\n",
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX: y\n\r\n",
+        // Status lines llhttp 8 reads loosely (status 0, or a code a whitespace-splitting reader sees differently).
+        "HTTP/1.1  204 No Content\r\nContent-Length: 3\r\n\r\nabc",
+        "HTTP/1.1  100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 0200 OK\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 \r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 000 OK\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 999 OK\r\nContent-Length: 0\r\n\r\n",
+        "http/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        // Transfer-Encoding that llhttp does not take as chunked beside a Content-Length.
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding:\r\nContent-Length: 3\r\n\r\nabc",
         // A chunked body cut short by the close is not a complete response.
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
     };
@@ -245,9 +256,47 @@ TEST_CASE("http parser - responses: trailers apart, 204 with a length, HTTP/1.0 
         REQUIRE(o.messages.size() == 1);
         CHECK_FALSE(o.keep_alive);
 
+        // A status line without a reason phrase is fine.
+        o = parse_responses("HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok", bytewise);
+        REQUIRE(o.messages.size() == 1);
+        CHECK(o.messages[0].substr(0, 4) == "200\n");
+
         // No length: the body ends at the close.
         o = parse_responses("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it\r\n\rX", bytewise);
         REQUIRE(o.messages.size() == 1);
         CHECK(o.messages[0].substr(o.messages[0].size() - 13) == "all of it\r\n\rX");
+    }
+}
+
+TEST_CASE("http parser - upgrades end the connection; 100-continue with a chunked body; finish and next between "
+          "messages",
+          "[http][parser]") {
+    for (const char* in : {"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+                           "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n"}) {
+        INFO(in);
+        coring::http::request req;
+        message_parser p(req, {});
+        const auto r = p.feed(in, std::char_traits<char>::length(in));
+        REQUIRE(r.state == parse_state::message_done);
+        CHECK_FALSE(p.keep_alive());
+    }
+    {
+        coring::http::request req;
+        message_parser p(req, {});
+        const std::string in =
+            "POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n";
+        REQUIRE(p.feed(in.data(), in.size()).state == parse_state::need_more);
+        CHECK(p.expect_continue());
+    }
+    {
+        // After a message, an end of input with nothing new is not an error, and next() twice changes nothing.
+        coring::http::headers h;
+        std::string body;
+        message_parser p(h, body, {});
+        const std::string in = "HTTP/1.1 204 No Content\r\n\r\n";
+        REQUIRE(p.feed(in.data(), in.size()).state == parse_state::message_done);
+        p.next();
+        p.next();
+        CHECK(p.finish() == parse_state::need_more);
     }
 }

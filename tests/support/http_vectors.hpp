@@ -74,6 +74,10 @@ inline std::vector<http_vector> refused_requests() {
         {"Host with two ports", "GET / HTTP/1.1\r\nHost: a:1:2\r\n\r\n", 400},
         {"Host with an unclosed IP literal", "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", 400},
         {"Host list", "GET / HTTP/1.1\r\nHost: a, b\r\n\r\n", 400},
+        {"Host of two joined by a comma", "GET / HTTP/1.1\r\nHost: a,b\r\n\r\n", 400},
+        {"Host with a bare percent", "GET / HTTP/1.1\r\nHost: a%\r\n\r\n", 400},
+        {"Host with a bad escape", "GET / HTTP/1.1\r\nHost: a%zz\r\n\r\n", 400},
+        {"Host with a port past 65535", "GET / HTTP/1.1\r\nHost: a:99999999999999999\r\n\r\n", 400},
         // Transfer-Encoding (RFC 9112 section 6.1) and Content-Length (section 6.2, 6.3).
         {"Transfer-Encoding in HTTP/1.0",
          "POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400},
@@ -84,6 +88,15 @@ inline std::vector<http_vector> refused_requests() {
         {"Transfer-Encoding then Content-Length",
          post + "Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n", 400},
         {"chunked not last", post + "Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n", 400},
+        // An empty Transfer-Encoding: llhttp 8 does not flag it and frames by Content-Length (review of issue 10).
+        {"empty Transfer-Encoding with Content-Length", post + "Transfer-Encoding:\r\nContent-Length: 5\r\n\r\nhello",
+         400},
+        {"Content-Length with empty Transfer-Encoding", post + "Content-Length: 5\r\nTransfer-Encoding:\r\n\r\nhello",
+         400},
+        {"blank Transfer-Encoding", post + "Transfer-Encoding: \t \r\n\r\n", 400},
+        {"empty Transfer-Encoding in HTTP/1.0",
+         "POST /echo HTTP/1.0\r\nTransfer-Encoding:\r\nContent-Length: 5\r\n\r\nhello", 400},
+        {"Transfer-Encoding of commas", post + "Transfer-Encoding: ,,\r\n\r\n", 400},
         {"chunked twice in one field", post + "Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n", 400},
         {"chunked twice in two fields",
          post + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
@@ -158,6 +171,11 @@ inline std::vector<http_vector> accepted_requests() {
         {"chunk extensions, quoted and bare",
          "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
          "3;n=\"v;x\"\r\nabc\r\n1;e\r\nd\r\n0;last\r\n\r\n",
+         200},
+        {"a chunk size with more leading zeros than digits allowed",
+         "POST /echo HTTP/1.1\r\nHost: a\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n"
+         "00000000000000000003\r\nabc\r\n0\r\n\r\n",
          200},
         {"upper-case chunk size with leading zeros",
          "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"

@@ -67,6 +67,7 @@ public:
         trailers_ = false;
         remaining_ = 0;
         digits_ = 0;
+        seen_digit_ = false;
     }
 
     /// Checks `n` bytes that llhttp consumed. `llhttp_done`: llhttp completed a message exactly at the end of them.
@@ -126,7 +127,8 @@ private:
     enum class st : std::uint8_t {
         start,       // before the start line; blank lines (CRLF) are skipped, as RFC 9112 section 2.2 allows
         start_cr,    // a CR before the start line
-        line,        // in a status line
+        line,        // in a status line, up to its status code
+        reason,      // in its reason phrase
         method,      // in the method of a request line
         target,      // in its target
         version,     // in its version
@@ -167,8 +169,10 @@ private:
             ++p;
             if (c == '\r') st_ = st::start_cr;
             else if (request_ && (cls(c) & k_tchar)) st_ = st::method;
-            else if (!request_ && (cls(c) & k_line) && c != ' ' && c != '\t') st_ = st::line;
-            else return "invalid character before the start line";
+            else if (!request_ && c == 'H') {
+                st_ = st::line;
+                remaining_ = 1; // position in the status line
+            } else return "invalid character before the start line";
             return nullptr;
         // The request line is method SP request-target SP HTTP-version, with single spaces (RFC 9112 section 3):
         // a parser that splits on runs of whitespace reads "GET  /a b HTTP/1.1" differently from one that does not.
@@ -199,10 +203,27 @@ private:
             if (c != '\n') return "CR not followed by LF";
             st_ = st::start;
             return nullptr;
-        case st::line:
+        // The status line is HTTP-version SP 3DIGIT [SP reason-phrase] (RFC 9112 section 4): llhttp 8 reads
+        // "HTTP/1.1  204" as status 0 with a body, where a reader that splits on whitespace sees a 204 without one.
+        case st::line: {
+            ++p;
+            constexpr std::string_view shape = "HTTP/0.0 000"; // '0': any digit
+            const auto at = static_cast<std::size_t>(remaining_);
+            if (at < shape.size()) {
+                const bool ok = shape[at] == '0' ? (c >= '0' && c <= '9') : c == shape[at];
+                if (!ok) return "malformed status line (HTTP/x.y, one space, three digits)";
+                ++remaining_;
+                return nullptr;
+            }
+            if (c == '\r') st_ = st::line_cr;
+            else if (c == ' ') st_ = st::reason;
+            else return "malformed status line (HTTP/x.y, one space, three digits)";
+            return nullptr;
+        }
+        case st::reason:
             while (p < end && (cls(*p) & k_line)) ++p; // the common bytes in one tight loop
             if (p == end) return nullptr;
-            if (*p++ != '\r') return "invalid character in the start line (bare LF, NUL or a control)";
+            if (*p++ != '\r') return "invalid character in the reason phrase (bare LF, NUL or a control)";
             st_ = st::line_cr;
             return nullptr;
         case st::line_cr:
@@ -254,11 +275,13 @@ private:
             const int h = hex(c);
             if (h >= 0) {
                 ++p;
-                if (++digits_ > 15) return "chunk size too large";
+                seen_digit_ = true;
+                if (remaining_ != 0 || h != 0) ++digits_; // leading zeros do not count towards the limit
+                if (digits_ > 15) return "chunk size too large";
                 remaining_ = remaining_ * 16 + static_cast<std::uint64_t>(h);
                 return nullptr;
             }
-            if (digits_ == 0) return "invalid chunk size";
+            if (!seen_digit_) return "invalid chunk size";
             ++p;
             if (c == '\r') st_ = st::size_cr;
             else if (c == ';') st_ = st::ext;
@@ -305,6 +328,7 @@ private:
             if (c != '\n') return "chunk data not followed by CRLF";
             st_ = st::size;
             digits_ = 0;
+            seen_digit_ = false;
             return nullptr;
         case st::until_close:
             p = end;
@@ -328,6 +352,7 @@ private:
         case body_framing::chunked:
             remaining_ = 0;
             digits_ = 0;
+            seen_digit_ = false;
             st_ = st::size;
             break;
         case body_framing::until_close:
@@ -341,7 +366,8 @@ private:
     bool request_;
     bool trailers_ = false;
     std::uint64_t remaining_ = 0; // body or chunk bytes still to come; the chunk size while it is read
-    unsigned digits_ = 0;         // hex digits of the chunk size so far
+    unsigned digits_ = 0;         // significant hex digits of the chunk size so far
+    bool seen_digit_ = false;     // the chunk size has at least one digit
 };
 
 } // namespace coring::http::detail

@@ -42,13 +42,21 @@ inline bool valid_host(std::string_view v) noexcept {
         }
         i = close + 1;
     } else { // reg-name or IPv4address: unreserved / pct-encoded / sub-delims
-        for (; i < v.size() && v[i] != ':'; ++i)
+        for (; i < v.size() && v[i] != ':'; ++i) {
             if (!(framing_classes[static_cast<unsigned char>(v[i])] & framing_host)) return false;
+            // ',' is a sub-delim, but two Host fields joined by a proxy look like that: refused. '%' must be an escape.
+            if (v[i] == ',') return false;
+            if (v[i] == '%' && (i + 2 >= v.size() || hex_value(v[i + 1]) < 0 || hex_value(v[i + 2]) < 0)) return false;
+        }
     }
     if (i == v.size()) return true;
     if (v[i] != ':') return false;
-    for (++i; i < v.size(); ++i)
+    std::uint32_t port = 0;
+    for (++i; i < v.size(); ++i) {
         if (v[i] < '0' || v[i] > '9') return false;
+        port = port * 10 + static_cast<std::uint32_t>(v[i] - '0');
+        if (port > 65535) return false;
+    }
     return true;
 }
 
@@ -123,6 +131,7 @@ public:
     parse_state finish() noexcept {
         if (failed_) return parse_state::error;
         if (done_) return parse_state::message_done;
+        if (!in_message_ && !framing_.started()) return parse_state::need_more; // nothing begun since next()
         const bool was_in_message = in_message_;
         const llhttp_errno_t err = llhttp_finish(&p_);
         if (done_) {
@@ -139,6 +148,7 @@ public:
 
     /// After message_done: ready for the next message on the same connection.
     void next() noexcept {
+        if (!done_) return; // only between messages: llhttp and the framing checker must restart together
         done_ = false;
         headers_done_ = false;
         expect_continue_ = false;
@@ -282,46 +292,49 @@ private:
         s.fields_ = s.trailers_; // any field from here on is a trailer
         s.in_field_ = false;
         if (p->http_major != 1) return s.refuse(505, "not HTTP/1.x");
-        // Transfer-Encoding means nothing in HTTP/1.0 (RFC 9112 section 6.1): a request is refused, a response is
-        // read as framed and its connection not reused.
-        // (llhttp flags any Transfer-Encoding field; the name of a field that is not a token, such as "Host " from
-        // "Host : x", is refused by the framing checker once llhttp returns.)
-        const bool te = (p->flags & F_TRANSFER_ENCODING) != 0;
-        if (te && p->http_minor == 0) {
-            if (s.request_) return s.refuse(400, "Transfer-Encoding in an HTTP/1.0 request");
-            s.close_after_ = true;
+        if (!s.request_ && (p->status_code < 100 || p->status_code > 599)) return s.refuse(400, "invalid status code");
+        // One pass over the fields for Host and Transfer-Encoding, found by name: llhttp 8 does not flag an empty
+        // Transfer-Encoding, and then frames by Content-Length where a front-end would not.
+        std::size_t hosts = 0, te_fields = 0, chunked = 0, other = 0;
+        for (const field& f : *s.headers_) {
+            if (f.name.size() == 4 && s.request_ && detail::iequals(f.name, "Host")) {
+                if (++hosts > 1) return s.refuse(400, "more than one Host field");
+                if (!valid_host(f.value)) return s.refuse(400, "invalid Host field");
+            } else if (f.name.size() == 17 && detail::iequals(f.name, "Transfer-Encoding")) {
+                ++te_fields;
+                if (!s.request_) continue; // a response's codings are the caller's (its framing is checked below)
+                std::string_view v = f.value;
+                while (!v.empty()) {
+                    const std::size_t comma = v.find(',');
+                    std::string_view e = v.substr(0, comma);
+                    v = comma == std::string_view::npos ? std::string_view() : v.substr(comma + 1);
+                    while (!e.empty() && (e.front() == ' ' || e.front() == '\t')) e.remove_prefix(1);
+                    while (!e.empty() && (e.back() == ' ' || e.back() == '\t')) e.remove_suffix(1);
+                    if (e.empty()) continue;
+                    if (!detail::is_token(e)) return s.refuse(400, "malformed Transfer-Encoding");
+                    if (detail::iequals(e, "chunked")) ++chunked;
+                    else ++other;
+                }
+            }
         }
         if (s.request_) {
             // Exactly one Host with a valid value in HTTP/1.1 (RFC 9112 section 3.2); at most one in HTTP/1.0.
-            std::size_t hosts = 0;
-            for (const field& f : *s.headers_)
-                if (f.name.size() == 4 && detail::iequals(f.name, "Host")) {
-                    if (++hosts > 1) return s.refuse(400, "more than one Host field");
-                    if (!valid_host(f.value)) return s.refuse(400, "invalid Host field");
-                }
             if (hosts == 0 && p->http_minor >= 1) return s.refuse(400, "HTTP/1.1 request without Host");
-            // llhttp checks that chunked comes last; coring decodes nothing else, and chunked applied twice or a
-            // coding that is not a token is a framing a front-end may read differently.
-            if (te) {
-                std::size_t chunked = 0, other = 0;
-                for (const field& f : *s.headers_) {
-                    if (!detail::iequals(f.name, "Transfer-Encoding")) continue;
-                    std::string_view v = f.value;
-                    while (!v.empty()) {
-                        const std::size_t comma = v.find(',');
-                        std::string_view e = v.substr(0, comma);
-                        v = comma == std::string_view::npos ? std::string_view() : v.substr(comma + 1);
-                        while (!e.empty() && (e.front() == ' ' || e.front() == '\t')) e.remove_prefix(1);
-                        while (!e.empty() && (e.back() == ' ' || e.back() == '\t')) e.remove_suffix(1);
-                        if (e.empty()) continue;
-                        if (!detail::is_token(e)) return s.refuse(400, "malformed Transfer-Encoding");
-                        if (detail::iequals(e, "chunked")) ++chunked;
-                        else ++other;
-                    }
-                }
+            if (te_fields > 0) {
+                // Transfer-Encoding means nothing in HTTP/1.0 (RFC 9112 section 6.1). In HTTP/1.1 a request's codings
+                // must end in exactly one chunked (section 6.3), which is all coring decodes: anything else is a
+                // framing a front-end may read differently.
+                if (p->http_minor == 0) return s.refuse(400, "Transfer-Encoding in an HTTP/1.0 request");
                 if (chunked > 1) return s.refuse(400, "chunked applied more than once");
                 if (other > 0) return s.refuse(501, "unsupported transfer coding");
+                if (chunked == 0 || !(p->flags & F_CHUNKED)) return s.refuse(400, "Transfer-Encoding without chunked");
             }
+        } else if (te_fields > 0) {
+            // A response: Transfer-Encoding in HTTP/1.0 is read as framed and the connection not reused; one that
+            // llhttp did not see as chunked must not be framed by a Content-Length beside it.
+            if (p->http_minor == 0) s.close_after_ = true;
+            if (!(p->flags & F_CHUNKED) && (p->flags & F_CONTENT_LENGTH))
+                return s.refuse(400, "Transfer-Encoding and Content-Length");
         }
         if (s.request_) {
             const std::string_view name = method_name(p->method);
@@ -331,8 +344,9 @@ private:
                 return s.refuse(413, "request body too large");
             if (p->http_minor >= 1)
                 if (auto e = s.headers_->get("Expect"))
-                    s.expect_continue_ = detail::iequals(*e, "100-continue") &&
-                                         ((p->flags & (F_CONTENT_LENGTH | F_CHUNKED)) && p->content_length != 0);
+                    s.expect_continue_ =
+                        detail::iequals(*e, "100-continue") &&
+                        ((p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length != 0));
         }
         // llhttp skips the body of 1xx, 204 and 304 responses only when they have no Content-Length or
         // Transfer-Encoding; with one, it would take the next response's first bytes as this one's body.
@@ -361,7 +375,9 @@ private:
         s.in_message_ = false;
         s.done_ = true;
         s.expect_continue_ = false;
-        s.keep_alive_ = llhttp_should_keep_alive(p) != 0 && !s.close_after_;
+        // An upgrade (or CONNECT) is not served: the connection ends after the answer. llhttp reports it with
+        // HPE_PAUSED_UPGRADE only on the next execute, after this pause.
+        s.keep_alive_ = llhttp_should_keep_alive(p) != 0 && !s.close_after_ && !p->upgrade;
         return HPE_PAUSED;
     }
 
