@@ -185,6 +185,16 @@ void add_routes(coring::http::server& app, server_stats& st) {
     app.post("/temporary", [](request&) -> task<response> { co_return response::redirect("/method", 307); });
     app.put("/permanent", [](request&) -> task<response> { co_return response::redirect("/method", 308); });
     app.get("/to-https", [](request&) -> task<response> { co_return response::redirect("https://127.0.0.1:1/"); });
+    app.get("/to-ftp", [](request&) -> task<response> { co_return response::redirect("ftp://127.0.0.1/x"); });
+    app.get("/to-file", [](request&) -> task<response> { co_return response::redirect("file:///etc/passwd"); });
+    app.get("/to-js", [](request&) -> task<response> { co_return response::redirect("javascript:alert(1)"); });
+    app.get("/to-localhost", [](request& r) -> task<response> { // the same server under another host name
+        const std::string_view host = r.headers.get_or("Host", "?");
+        co_return response::redirect("http://localhost" + std::string(host.substr(host.rfind(':'))) + "/headers");
+    });
+    app.post("/see-other-headers", [](request&) -> task<response> { co_return response::redirect("/headers", 303); });
+    app.post("/found-headers", [](request&) -> task<response> { co_return response::redirect("/headers", 302); });
+    app.post("/temporary-headers", [](request&) -> task<response> { co_return response::redirect("/headers", 307); });
     app.get("/sleep", [](request&) -> task<response> {
         co_await coring::sleep(3s);
         co_return response::text("slept");
@@ -240,10 +250,14 @@ void with_server(Body body, client_options copts = {}, coring::http::server_opti
 // ---- a raw server: exact bytes
 // ---------------------------------------------------------------------------------------
 
-/// One scripted answer: the bytes (possibly none), then whether the server closes the connection.
+/// One scripted answer: the bytes (possibly none), then whether the server closes the connection; then, after a
+/// pause while the connection is idle, unsolicited bytes (a 408 a server sends before dropping an idle connection)
+/// and whether it closes after those.
 struct raw_answer {
     std::string bytes;
     bool close = false;
+    std::string later{};
+    bool close_later = false;
 };
 
 /// What a raw server saw.
@@ -270,9 +284,15 @@ task<> raw_connection(coring::tcp_stream s, const std::vector<raw_answer>* answe
             const raw_answer& a = (*answers)[i];
             if (!a.bytes.empty()) co_await s.write_all(a.bytes);
             if (a.close) break;
+            if (!a.later.empty()) {
+                co_await coring::sleep(20ms);
+                co_await s.write_all(a.later);
+            }
+            if (a.close_later) break;
         }
     } catch (const std::system_error&) {
-    } catch (const coring::limit_overrun_error&) {}
+    } catch (const coring::limit_overrun_error&) {
+    } catch (const coring::incomplete_read_error&) {} // the client gave up on a request whose body never came
 }
 
 task<> raw_accept(coring::tcp_listener& l, const std::vector<raw_answer>* answers, raw_log* log) {
@@ -283,31 +303,35 @@ task<> raw_accept(coring::tcp_listener& l, const std::vector<raw_answer>* answer
     }
 }
 
-/// Runs `body(client, base, log)` against a raw server answering with `answers`; checks descriptors afterwards.
+/// Runs `body(client, base, log)` against a raw server answering with `answers`, on a loop made with `lopts`; checks
+/// descriptors afterwards.
 template <class Body>
-void with_raw_server(std::vector<raw_answer> answers, Body body, client_options copts = {}) {
+void with_raw_server(std::vector<raw_answer> answers, Body body, client_options copts = {},
+                     coring::loop_options lopts = {}) {
     const int fds = coring_test::open_fds();
     {
         raw_log log;
         client c(std::move(copts));
-        coring::run([](std::vector<raw_answer>& answers, raw_log& log, client& c, Body& body) -> task<> {
-            auto l = coring::tcp_listener::bind(coring::address::parse("127.0.0.1:0"));
-            auto accepting = coring::spawn(raw_accept(l, &answers, &log));
-            const std::string base = "http://127.0.0.1:" + std::to_string(l.local_address().port());
-            std::exception_ptr failed;
-            try {
-                task<> running = body(c, base, log);
-                co_await std::move(running);
-            } catch (...) {
-                failed = std::current_exception();
-            }
-            co_await c.close();
-            accepting.cancel();
-            try {
-                co_await accepting;
-            } catch (const coring::cancelled_error&) {}
-            if (failed) std::rethrow_exception(failed);
-        }(answers, log, c, body));
+        coring::run(
+            [](std::vector<raw_answer>& answers, raw_log& log, client& c, Body& body) -> task<> {
+                auto l = coring::tcp_listener::bind(coring::address::parse("127.0.0.1:0"));
+                auto accepting = coring::spawn(raw_accept(l, &answers, &log));
+                const std::string base = "http://127.0.0.1:" + std::to_string(l.local_address().port());
+                std::exception_ptr failed;
+                try {
+                    task<> running = body(c, base, log);
+                    co_await std::move(running);
+                } catch (...) {
+                    failed = std::current_exception();
+                }
+                co_await c.close();
+                accepting.cancel();
+                try {
+                    co_await accepting;
+                } catch (const coring::cancelled_error&) {}
+                if (failed) std::rethrow_exception(failed);
+            }(answers, log, c, body),
+            lopts);
     }
     CHECK(coring_test::open_fds() == fds);
 }
@@ -1296,6 +1320,298 @@ TEST_CASE("http client - a reused connection the server closed is retried once f
                         CHECK(e.kind == "protocol_error");
                         CHECK(contains(e.what, base + "/short"));
                     });
+}
+
+TEST_CASE("http client - a pooled connection with unread bytes is not reused, with or without multishot streams",
+          "[http][client]") {
+    // Regression: with a multishot receive standing on the idle connection (loop_options::multishot_streams), bytes
+    // the server sent while it was idle were already in the stream's buffer, where the pool's peek at the socket did
+    // not see them; the next GET got the server's 408 as its answer.
+    const std::string timeout_408 = "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    struct stale_case {
+        const char* name;
+        raw_answer first; // the answer to the first request, and what follows it while the connection is idle
+    };
+    const std::vector<stale_case> cases = {
+        {"408 then close", {ok_response, false, timeout_408, true}},
+        {"408 without a close", {ok_response, false, timeout_408, false}},
+        {"a stray response without a close",
+         {ok_response, false, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale", false}},
+        {"one stray byte", {ok_response, false, "x", false}},
+    };
+    coring::loop_options multishot;
+    multishot.multishot_streams = true;
+    for (const coring::loop_options& lo : {coring::loop_options{}, multishot}) {
+        for (const stale_case& sc : cases) {
+            INFO(sc.name << (lo.multishot_streams ? " (multishot streams)" : ""));
+            std::vector<raw_answer> answers{sc.first, {ok_response}};
+            with_raw_server(
+                std::move(answers),
+                [](client& c, std::string base, raw_log& log) -> task<> {
+                    client_response r = co_await get(c, base, "/one");
+                    CHECK(r.body == "ok");
+                    CHECK(c.idle_connections() == 1);
+                    co_await coring::sleep(150ms); // the unsolicited bytes arrive while the connection is idle
+                    r = co_await get(c, base, "/two");
+                    CHECK(r.status == 200);
+                    CHECK(r.body == "ok");
+                    CHECK(log.accepted == 2); // a fresh connection
+                    CHECK(log.requests.size() == 2);
+                    if (log.requests.size() == 2) {
+                        CHECK(log.requests[1].starts_with("GET /two "));
+                        CHECK(log.ports[0] != log.ports[1]);
+                    }
+                },
+                {}, lo);
+        }
+    }
+}
+
+TEST_CASE("http client - a 408 that crosses a request on a reused connection: GET is retried, POST is not",
+          "[http][client]") {
+    // The server's idle timeout fires as the request arrives: it answers 408 and closes. RFC 9110 15.5.9 lets the
+    // client repeat the request on a new connection; the retry rule decides (the POST went out, so not for it).
+    const std::string timeout_408 = "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    auto script = [&timeout_408] { return std::vector<raw_answer>{{ok_response}, {timeout_408, true}, {ok_response}}; };
+    with_raw_server(script(), [](client& c, std::string base, raw_log& log) -> task<> {
+        client_response r = co_await get(c, base, "/one");
+        r = co_await get(c, base, "/two");
+        CHECK(r.status == 200);
+        CHECK(r.body == "ok");
+        CHECK(log.accepted == 2);
+        REQUIRE(log.requests.size() == 3);
+        CHECK(log.requests[2].starts_with("GET /two "));
+        CHECK(c.idle_connections() == 1);
+    });
+    with_raw_server(script(), [](client& c, std::string base, raw_log& log) -> task<> {
+        client_response r = co_await get(c, base, "/one");
+        task<client_response> posting = c.post(base + "/two", "payment=1");
+        r = co_await std::move(posting);
+        CHECK(r.status == 408); // the answer, not resent
+        CHECK(log.requests.size() == 2);
+        CHECK(log.accepted == 1);
+        CHECK(c.idle_connections() == 0);
+    });
+    // A 408 on a fresh connection is the answer: there is nothing to blame on a stale connection.
+    with_raw_server({{timeout_408, true}}, [](client& c, std::string base, raw_log& log) -> task<> {
+        client_response r = co_await get(c, base, "/one");
+        CHECK(r.status == 408);
+        CHECK(log.requests.size() == 1);
+    });
+}
+
+// ---- credentials and request fields across redirects ----------------------------------------------------------------
+
+namespace {
+
+/// `text` in ASCII lowercase, for checks that must not depend on how a field name was spelled.
+std::string lowered(std::string_view text) {
+    std::string out(text);
+    for (char& ch : out)
+        if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+    return out;
+}
+
+/// The credential fields (any spelling) in a /headers listing.
+std::vector<std::string> credentials_in(std::string_view listing) {
+    std::vector<std::string> found;
+    const std::string l = lowered(listing);
+    for (const char* name : {"\nauthorization:", "\ncookie:", "\nproxy-authorization:"})
+        if (contains("\n" + l, name)) found.emplace_back(name + 1);
+    return found;
+}
+
+/// GET base + path with `h`, through `c`.
+task<client_response> get_via(client& c, std::string base, std::string path, coring::http::headers h) {
+    task<client_response> t = c.get(base + path, std::move(h));
+    co_return co_await std::move(t);
+}
+
+} // namespace
+
+TEST_CASE("http client - credentials are not sent across origins, from default headers or the request",
+          "[http][client]") {
+    const int fds = coring_test::open_fds();
+    {
+        server_stats s1, s2;
+        coring::http::server a, b;
+        add_routes(a, s1);
+        add_routes(b, s2);
+        auto la = coring::tcp_listener::bind(coring::address::parse("127.0.0.1:0"));
+        auto lb = coring::tcp_listener::bind(coring::address::parse("127.0.0.1:0"));
+        const std::string port_a = std::to_string(la.local_address().port());
+        const std::string base_a = "http://127.0.0.1:" + port_a; // A
+        const std::string host_a = "http://localhost:" + port_a; // A's server, another host name
+        const std::string base_b = "http://127.0.0.1:" + std::to_string(lb.local_address().port()); // another port
+        a.get("/to-port-b",
+              [base_b](request&) -> task<response> { co_return response::redirect(base_b + "/headers"); });
+        a.get("/to-host", [host_a](request&) -> task<response> { co_return response::redirect(host_a + "/headers"); });
+        a.get("/to-self", [](request&) -> task<response> { co_return response::redirect("/headers"); });
+        a.get("/to-self-absolute",
+              [base_a](request&) -> task<response> { co_return response::redirect(base_a + "/headers"); });
+        a.get("/to-b-and-back",
+              [base_b](request&) -> task<response> { co_return response::redirect(base_b + "/back"); });
+        b.get("/back", [base_a](request&) -> task<response> { co_return response::redirect(base_a + "/headers"); });
+
+        // Default credentials, spelled as users spell them; per-request ones spelled otherwise.
+        client_options co;
+        co.default_headers.add("Authorization", "Bearer from-defaults");
+        co.default_headers.add("cookie", "session=from-defaults");
+        co.default_headers.add("Proxy-Authorization", "Basic from-defaults");
+        co.default_headers.add("X-Harmless", "kept");
+        client with_defaults(co);
+        client plain;
+        coring::http::headers per_request;
+        per_request.add("AUTHORIZATION", "Bearer from-request");
+        per_request.add("Cookie", "session=from-request");
+        per_request.add("proxy-authorization", "Basic from-request");
+        per_request.add("X-Harmless", "kept");
+
+        coring::run([](coring::http::server& a, coring::http::server& b, coring::tcp_listener& la,
+                       coring::tcp_listener& lb, client& with_defaults, client& plain,
+                       const coring::http::headers& per_request, const std::string& base_a) -> task<> {
+            auto sa = coring::spawn(a.serve(la));
+            auto sb = coring::spawn(b.serve(lb));
+            struct source {
+                const char* name;
+                client* c;
+                const coring::http::headers* h;
+            };
+            const coring::http::headers none;
+            for (const source src :
+                 {source{"default_headers", &with_defaults, &none}, source{"request headers", &plain, &per_request}}) {
+                INFO("credentials from " << src.name);
+                // Same origin, relative or absolute: kept.
+                for (const char* path : {"/to-self", "/to-self-absolute"}) {
+                    INFO(path);
+                    client_response r = co_await get_via(*src.c, base_a, path, *src.h);
+                    CHECK(r.status == 200);
+                    CHECK(credentials_in(r.body).size() == 3);
+                    CHECK(contains(r.body, "X-Harmless: kept"));
+                }
+                // Another port, another host name, away and back: none of them.
+                for (const char* path : {"/to-port-b", "/to-host", "/to-b-and-back"}) {
+                    INFO(path);
+                    client_response r = co_await get_via(*src.c, base_a, path, *src.h);
+                    CHECK(r.status == 200);
+                    CHECK(credentials_in(r.body).empty());
+                    CHECK(contains(r.body, "X-Harmless: kept"));
+                }
+            }
+            co_await with_defaults.close();
+            co_await plain.close();
+            a.shutdown(200ms);
+            b.shutdown(200ms);
+            co_await sa;
+            co_await sb;
+        }(a, b, la, lb, with_defaults, plain, per_request, base_a));
+    }
+    CHECK(coring_test::open_fds() == fds);
+}
+
+TEST_CASE("http client - a request's Host and body fields do not survive a redirect that changes them",
+          "[http][client]") {
+    client_options co;
+    co.default_headers.add("Content-Type", "application/json"); // a default for the API's POSTs
+    co.default_headers.add("Content-Language", "en");
+    with_server(
+        [](coring::http::server&, server_stats&, client& c, std::string base) -> task<> {
+            const std::string port = base.substr(base.rfind(':') + 1);
+            // A Host given for the first host is not sent to the second.
+            coring::http::headers h;
+            h.add("host", "127.0.0.1:" + port);
+            client_response r = co_await get_with(c, base, "/to-localhost", h);
+            CHECK(r.status == 200);
+            CHECK(contains(r.body, "Host: localhost:" + port + "\n"));
+            CHECK(!contains(r.body, "127.0.0.1"));
+
+            // 303 and 302 after POST continue as a GET: no body, and none of the fields that described it, from
+            // the request or the defaults.
+            for (const char* path : {"/see-other-headers", "/found-headers"}) {
+                INFO(path);
+                coring::http::headers body_fields;
+                body_fields.add("Content-Type", "text/plain");
+                body_fields.add("content-encoding", "identity");
+                body_fields.add("Content-Location", "/doc");
+                task<client_response> t = c.request("POST", base + path, "payload", body_fields);
+                r = co_await std::move(t);
+                CHECK(r.status == 200);
+                const std::string l = lowered(r.body);
+                CHECK(!contains(l, "content-type"));
+                CHECK(!contains(l, "content-length"));
+                CHECK(!contains(l, "content-encoding"));
+                CHECK(!contains(l, "content-language"));
+                CHECK(!contains(l, "content-location"));
+            }
+            // 307 repeats the request, body and its fields with it.
+            coring::http::headers typed;
+            typed.add("Content-Type", "text/plain");
+            task<client_response> t = c.request("POST", base + "/temporary-headers", "payload", typed);
+            r = co_await std::move(t);
+            CHECK(contains(r.body, "Content-Type: text/plain\n"));
+            CHECK(contains(r.body, "Content-Length: 7\n"));
+        },
+        co);
+}
+
+TEST_CASE("http client - framing fields and Connection from the default headers", "[http][client]") {
+    // Regression: framing fields and Connection were only looked for in the request's own headers. A default
+    // Content-Length went out beside the client's own (the server then waited for a body that never came, or took
+    // the next request as one), and a default "Connection: close" left the connection in the pool.
+    client_options co;
+    co.timeout = 2s; // the unfixed client hung here
+    co.default_headers.add("content-length", "10");
+    co.default_headers.add("Transfer-Encoding", "chunked");
+    co.default_headers.add("Connection", "close");
+    with_raw_server(
+        {{ok_response}},
+        [](client& c, std::string base, raw_log& log) -> task<> {
+            client_response r = co_await get(c, base, "/one");
+            CHECK(r.body == "ok");
+            CHECK(c.idle_connections() == 0); // the request said close
+            task<client_response> posting = c.post(base + "/two", "abc");
+            r = co_await std::move(posting);
+            CHECK(r.body == "ok");
+            CHECK(log.accepted == 2);
+            REQUIRE(log.requests.size() == 2);
+            const std::string get_head = lowered(log.requests[0]);
+            CHECK(!contains(get_head, "content-length"));
+            CHECK(!contains(get_head, "transfer-encoding"));
+            CHECK(contains(get_head, "connection: close\r\n"));
+            const std::string post = lowered(log.requests[1]);
+            CHECK(contains(post, "\r\ncontent-length: 3\r\n\r\nabc"));
+            CHECK(!contains(post, "content-length: 10"));
+            CHECK(!contains(post, "transfer-encoding"));
+        },
+        co);
+}
+
+TEST_CASE("http client - redirects to other schemes are refused, naming the Location", "[http][client]") {
+    with_server([](coring::http::server&, server_stats&, client& c, std::string base) -> task<> {
+        for (const char* path : {"/to-ftp", "/to-file", "/to-js"}) {
+            INFO(path);
+            task<caught> t = failure(c.get(base + path));
+            const caught e = co_await std::move(t);
+            CHECK(e.kind == "invalid_argument");
+            CHECK(contains(e.what, "redirect to an invalid Location"));
+            CHECK(contains(e.what, base + path));
+        }
+        CHECK(c.connections_opened() == 1);
+    });
+}
+
+TEST_CASE("http client - origins: scheme, host and effective port", "[http][client]") {
+    using coring::http::detail::client_same_origin;
+    CHECK(client_same_origin(url::parse("http://a/x"), url::parse("http://a:80/y")));
+    CHECK(client_same_origin(url::parse("HTTP://A/"), url::parse("http://a/")));
+    CHECK(client_same_origin(url::parse("http://a:/"), url::parse("http://a/")));
+    CHECK(client_same_origin(url::parse("https://a/"), url::parse("https://a:443/")));
+    CHECK(!client_same_origin(url::parse("http://a/"), url::parse("https://a/")));
+    CHECK(!client_same_origin(url::parse("http://a:443/"), url::parse("https://a/")));
+    CHECK(!client_same_origin(url::parse("http://a/"), url::parse("http://a:8080/")));
+    CHECK(!client_same_origin(url::parse("http://a/"), url::parse("http://b/")));
+    CHECK(!client_same_origin(url::parse("http://a.example/"), url::parse("http://example/")));
+    CHECK(!client_same_origin(url::parse("http://[::1]/"), url::parse("http://127.0.0.1/")));
 }
 
 // ---- against peers nobody here wrote ------------------------------------------------------------------------------

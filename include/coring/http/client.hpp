@@ -117,7 +117,10 @@ struct client_options {
     /// A body read whole (request(), get(), ..., client_stream::read_all()); a larger one is a protocol_error.
     /// client_stream::read() has no limit.
     std::size_t max_body = 64 * 1024 * 1024;
-    /// Sent with every request unless the request has a field of the same name.
+    /// Sent with every request unless the request has a field of the same name; but never Host, Content-Length or
+    /// Transfer-Encoding (the client writes those), never credentials (Authorization, Proxy-Authorization, Cookie,
+    /// Cookie2) after a redirect to another origin, and never body fields (Content-Type, ...) after a redirect that
+    /// turned the request into a GET without body. A "Connection: close" here keeps connections out of the pool.
     http::headers default_headers = default_client_headers();
 };
 
@@ -192,11 +195,17 @@ public:
     /// Closes the connection (through io_uring; the destructor closes synchronously instead).
     [[nodiscard]] auto close() noexcept { return s_.close(); }
 
+    /// Whether the stream holds nothing the client has not read: no byte it took in ahead of a read and no end or
+    /// error it saw. A multishot receive (loop_options::multishot_streams) stays armed on an idle connection and moves
+    /// whatever arrives into the stream, where a peek at the socket no longer sees it. No system call.
+    [[nodiscard]] bool drained() const noexcept { return s_.buffered() == 0 && !s_.receive_ended(); }
+
     /// Whether an idle connection can carry a request: the server has neither closed it nor sent anything
-    /// unsolicited (a 408 before closing, say). One non-blocking peek: it catches the common case of a server that
-    /// timed the connection out long ago, so that it is not even tried; the race with a close in flight is left to
-    /// the retry rule.
+    /// unsolicited (a 408 before closing, say), whether that is still in the socket or already in the stream. One
+    /// non-blocking peek: it catches the common case of a server that timed the connection out long ago, so that it
+    /// is not even tried; the race with a close in flight is left to the retry rule.
     [[nodiscard]] bool usable() const noexcept {
+        if (!drained()) return false;
         char b;
         for (;;) {
             const ssize_t r = ::recv(s_.native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -220,7 +229,11 @@ private:
 
 // ---- the pool -------------------------------------------------------------------------------------------------------
 
-/// The connections of one host:port.
+/// The pool's key for `u`: its origin, "http://host:port". The scheme is part of it so that a connection of one
+/// scheme is never handed to a request of the other (http://h:443 and https://h, once TLS arrives).
+inline std::string client_pool_key(const url& u) { return coring::detail::str_cat(u.scheme, "://", u.endpoint()); }
+
+/// The connections of one origin (scheme, host and port).
 struct client_host {
     std::vector<std::unique_ptr<client_connection>> idle; ///< oldest first; reused newest first
     std::unique_ptr<semaphore> limit;                     ///< permits for connections in use; null: no limit
@@ -235,11 +248,11 @@ struct client_pool {
 
     client_options opts;                                ///< the client's options, read by its requests
     parse_limits limits;                                ///< for llhttp: header size and count
-    std::unordered_map<std::string, client_host> hosts; ///< by "host:port"; never erased, so pointers stay valid
+    std::unordered_map<std::string, client_host> hosts; ///< by client_pool_key(); never erased: pointers stay valid
     std::size_t opened = 0;                             ///< connections opened so far (client::connections_opened)
     bool closed = false;                                ///< close() or the destructor ran: nothing is pooled
 
-    /// The connections of `key` ("host:port"), made on first use.
+    /// The connections of `key` (client_pool_key()), made on first use.
     client_host& host(const std::string& key) {
         auto [it, added] = hosts.try_emplace(key);
         if (added && opts.max_connections_per_host > 0)
@@ -315,10 +328,41 @@ private:
 
 /// What is sent for the current hop of a request (redirects change it).
 struct client_request_spec {
-    std::string method;    ///< uppercase
-    std::string body;      ///< sent with Content-Length
-    http::headers headers; ///< the caller's, validated
+    std::string method;        ///< uppercase
+    std::string body;          ///< sent with Content-Length
+    http::headers headers;     ///< the caller's, validated
+    bool cross_origin = false; ///< a redirect left the first origin: no credentials from the defaults either
+    bool body_dropped = false; ///< a redirect turned it into a GET: no body fields from the defaults either
 };
+
+/// Whether two URLs have one origin (RFC 6454: scheme, host and port). url::parse lowercases the scheme and the host
+/// and fills in the scheme's default port, so "http://A" and "http://a:80" are one origin.
+inline bool client_same_origin(const url& a, const url& b) noexcept {
+    return a.scheme == b.scheme && a.host == b.host && a.port == b.port;
+}
+
+/// Fields that hold credentials for the origin they were given for (RFC 9110 15.4: not to be sent on to another
+/// after a redirect). Proxy-Authorization too: coring has no proxy, so it could only be meant for the first host.
+inline constexpr std::string_view client_credential_fields[] = {"Authorization", "Proxy-Authorization", "Cookie",
+                                                                "Cookie2"};
+
+/// Fields that describe a request's body (Fetch's request-body-header names): wrong once a redirect drops the body.
+inline constexpr std::string_view client_body_fields[] = {"Content-Type", "Content-Encoding", "Content-Language",
+                                                          "Content-Location"};
+
+/// Whether `name` frames a message's body (Content-Length, Transfer-Encoding): the client writes those itself, from
+/// the body it sends; one from the caller or the defaults would desynchronise the connection.
+inline bool client_framing_field(std::string_view name) noexcept {
+    return iequals(name, "Content-Length") || iequals(name, "Transfer-Encoding");
+}
+
+/// Whether `name` is one of `names`, in any case.
+template <std::size_t N>
+bool client_field_in(std::string_view name, const std::string_view (&names)[N]) noexcept {
+    for (std::string_view n : names)
+        if (iequals(name, n)) return true;
+    return false;
+}
 
 /// The state of one request from its first byte to its last: its connection while it has one, the response parser
 /// and the body bytes parsed but not handed out yet. Heap-allocated, so that client_stream can move.
@@ -410,11 +454,15 @@ inline void client_append_head(std::string& out, const client_request_spec& s, c
     out += u.target;
     out += " HTTP/1.1\r\n";
     if (!s.headers.contains("Host")) append_field(out, "Host", u.authority());
-    for (const field& f : defaults)
-        if (!s.headers.contains(f.name) && !iequals(f.name, "Host")) append_field(out, f.name, f.value);
+    for (const field& f : defaults) {
+        if (s.headers.contains(f.name) || iequals(f.name, "Host") || client_framing_field(f.name)) continue;
+        // The defaults are the client's, sent on every hop, so a redirect's rules apply to them as to the request's.
+        if (s.cross_origin && client_field_in(f.name, client_credential_fields)) continue;
+        if (s.body_dropped && client_field_in(f.name, client_body_fields)) continue;
+        append_field(out, f.name, f.value);
+    }
     for (const field& f : s.headers)
-        if (!iequals(f.name, "Content-Length") && !iequals(f.name, "Transfer-Encoding"))
-            append_field(out, f.name, f.value);
+        if (!client_framing_field(f.name)) append_field(out, f.name, f.value);
     if (!s.body.empty() || s.method == "POST" || s.method == "PUT" || s.method == "PATCH") {
         out += "Content-Length: ";
         append_number(out, s.body.size());
@@ -429,11 +477,12 @@ inline protocol_error client_response_error(const client_exchange& x, std::strin
 }
 
 /// The response is complete: hands the connection back to the pool when it can carry another request (keep-alive
-/// on both sides, nothing unexpected after the response), else closes it.
+/// on both sides, nothing unexpected after the response, not a 408: the server is dropping it), else closes it.
 inline void client_complete(client_exchange& x) {
     x.done = true;
     client_connection& c = *x.conn;
-    const bool reusable = x.parser->keep_alive() && c.begin == c.end && !x.close_after;
+    const bool reusable =
+        x.parser->keep_alive() && c.begin == c.end && c.drained() && !x.close_after && x.parser->status_code() != 408;
     c.begin = c.end = 0;
     ++c.responses;
     if (reusable && x.host) x.pool->put_back(*x.host, std::move(x.conn));
@@ -444,7 +493,7 @@ inline void client_complete(client_exchange& x) {
 /// once the host's connection limit lets it.
 inline task<> client_acquire(client_exchange& x, bool fresh) {
     if (x.pool->closed) throw std::logic_error("coring: http: the client is closed");
-    client_host& h = x.pool->host(x.current.endpoint());
+    client_host& h = x.pool->host(client_pool_key(x.current));
     if (x.host != &h) {
         x.permit.reset();
         x.host = &h;
@@ -627,8 +676,15 @@ inline task<> client_discard_body(client_exchange& x) {
     x.body_pos = 0;
 }
 
+/// Whether a 408 answer is worth one more try on a new connection (RFC 9110 15.5.9 allows it): on a reused connection
+/// it most likely means the server timed the idle connection out as the request arrived, not that the request was
+/// slow. Only for an idempotent request: the server may have read and acted on it anyway.
+inline bool client_retry_408(const client_exchange& x, const client_request_spec& s) noexcept {
+    return x.status == 408 && x.reused && client_idempotent(s);
+}
+
 /// One hop: a connection, the request, the head of the response. A reused connection that turns out to be dead
-/// is replaced once, by the retry rule (client_may_retry).
+/// (lost, or answered with a 408) is replaced once, by the retry rule (client_may_retry, client_retry_408).
 inline task<> client_run_hop(client_exchange& x, const client_request_spec& s) {
     for (int attempt = 0;; ++attempt) {
         task<> acquiring = client_acquire(x, attempt > 0);
@@ -641,9 +697,15 @@ inline task<> client_run_hop(client_exchange& x, const client_request_spec& s) {
         } catch (...) {
             failed = std::current_exception();
         }
-        if (!failed && answered) co_return;
-        const bool retry = attempt == 0 && x.reused && client_may_retry(failed, x, s);
+        bool retry = false;
+        if (!failed && answered) {
+            if (attempt > 0 || !client_retry_408(x, s)) co_return;
+            retry = true;
+        } else {
+            retry = attempt == 0 && x.reused && client_may_retry(failed, x, s);
+        }
         x.conn.reset(); // never pooled again: its state is unknown (the permit stays for the retry)
+        x.done = false; // a 408 may have completed (and released its connection)
         if (retry) continue;
         if (failed) std::rethrow_exception(failed);
         throw std::system_error(ECONNRESET, std::system_category(),
@@ -698,14 +760,15 @@ inline task<> client_run_exchange(client_exchange& x, client_request_spec& s, bo
         if ((x.status == 303 && s.method != "HEAD") || ((x.status == 301 || x.status == 302) && s.method == "POST")) {
             s.method = "GET";
             s.body.clear();
-            s.headers.remove("Content-Type");
+            for (std::string_view name : client_body_fields) s.headers.remove(name);
+            s.body_dropped = true;
         }
-        // Credentials are for the host they were given for, not for whoever it redirects to.
-        if (next.scheme != x.current.scheme || next.endpoint() != x.current.endpoint()) {
-            s.headers.remove("Authorization");
-            s.headers.remove("Proxy-Authorization");
-            s.headers.remove("Cookie");
+        // Credentials are for the origin they were given for, not for whoever it redirects to; once the request has
+        // left it, they stay behind for the rest of the chain (a later hop back is the redirecting site's choice).
+        if (!client_same_origin(next, x.current)) {
+            for (std::string_view name : client_credential_fields) s.headers.remove(name);
             s.headers.remove("Host");
+            s.cross_origin = true;
         }
         x.current = std::move(next);
     }
@@ -917,7 +980,11 @@ inline task<client_stream> client_open(std::shared_ptr<detail::client_pool> pool
     detail::client_check_headers(x->pool->opts.default_headers, method, x->where);
     x->total = ro.timeout.value_or(x->pool->opts.timeout);
     x->deadline = detail::client_deadline(x->total);
-    if (const auto conn = headers.get("Connection")) x->close_after = detail::has_token(*conn, "close");
+    // The request's own Connection field, else the defaults': whichever is sent decides whether the connection may
+    // be pooled afterwards.
+    auto conn = headers.get("Connection");
+    if (!conn) conn = x->pool->opts.default_headers.get("Connection");
+    if (conn) x->close_after = detail::has_token(*conn, "close");
     detail::client_request_spec spec{std::move(method), std::move(body), std::move(headers)};
     std::exception_ptr failed;
     try {
@@ -970,21 +1037,28 @@ inline task<client_response> client_fetch(std::shared_ptr<detail::client_pool> p
 /// delimited by the end of the connection, nothing unexpected after the response. A failed or cancelled request
 /// closes its connection.
 ///
-/// A server may close an idle connection at any moment. Before a pooled connection is used, a non-blocking peek
-/// checks that the server has not closed it; and when a request on a reused connection fails anyway (the close
-/// crossed the request), it is sent once more on a new connection if nothing of it was written, or if its method is
-/// idempotent (GET, HEAD, OPTIONS, TRACE, PUT, DELETE, or any request with an Idempotency-Key header) and no byte of
-/// the response had arrived. A POST whose bytes went out is never sent twice.
+/// A server may close an idle connection at any moment. Before a pooled connection is used, the client checks that
+/// the server has neither closed it nor sent anything on it since (a 408, say, whether still in the socket or already
+/// in the stream's buffer): such a connection is closed, not used. When a request on a reused connection fails anyway
+/// (the close crossed the request), it is sent once more on a new connection if nothing of it was written, or if its
+/// method is idempotent (GET, HEAD, OPTIONS, TRACE, PUT, DELETE, or any request with an Idempotency-Key header) and no
+/// byte of the response had arrived; an idempotent request answered with a 408 on a reused connection (the server
+/// timed it out as the request arrived) is sent once more on a new connection too. A POST whose bytes went out is
+/// never sent twice.
 ///
 /// Redirects (301, 302, 303, 307, 308 with a Location, relative ones resolved against the URL) are followed up to
-/// max_redirects; 303, and 301 or 302 after a POST, continue as a GET without body; 307 and 308 repeat the method and
-/// body. Authorization, Proxy-Authorization, Cookie and Host headers of the request are not sent to another
-/// host:port.
+/// max_redirects; 303, and 301 or 302 after a POST, continue as a GET without body or the fields that described it
+/// (Content-Type, Content-Encoding, Content-Language, Content-Location); 307 and 308 repeat the method and body.
+/// After a redirect to another origin (scheme, host or port; "http://a" and "http://a:80" are one origin), the
+/// credentials (Authorization, Proxy-Authorization, Cookie, Cookie2), from the request or from default_headers, are
+/// not sent for the rest of the chain, and a Host header given with the request is replaced by the new host's.
+/// Redirects to other schemes than http are refused (std::invalid_argument).
 ///
 /// Requests: the method is uppercased; a Host header (with the port when it is not 80) unless the request has one;
 /// the default headers (User-Agent: coring) unless overridden; Content-Length for a body, and "Content-Length: 0"
-/// for a POST, PUT or PATCH without one; Content-Length and Transfer-Encoding given by the caller are ignored (the
-/// client frames the body). Header names must be tokens and values free of CR, LF and NUL (std::invalid_argument).
+/// for a POST, PUT or PATCH without one; Content-Length and Transfer-Encoding given by the caller or in the default
+/// headers are ignored (the client frames the body). Header names must be tokens and values free of CR, LF and NUL
+/// (std::invalid_argument).
 ///
 /// Errors name the method and URL: malformed responses are protocol_error, timeouts http::client_timeout_error (a
 /// coring::timeout_error), connection failures std::system_error with the errno, bad URLs std::invalid_argument;

@@ -582,6 +582,11 @@ public:
     [[nodiscard]] int native_handle() const noexcept { return fd_; }
     /// Bytes received but not read yet (in the read-ahead buffer).
     [[nodiscard]] std::size_t buffered() const noexcept { return end_ - begin_; }
+    /// Whether the standing multishot receive has already seen the peer's end of the stream or a socket error (a
+    /// read reports it once the buffered bytes are taken). Always false without a multishot receive: plain reads learn
+    /// of the end only when one returns 0. With buffered(), it tells whether an idle connection has something
+    /// pending that a peek at the socket can no longer see (the HTTP client's pool asks).
+    [[nodiscard]] bool receive_ended() const noexcept { return rx_ && (rx_->eof() || rx_->error() != 0); }
     /// Switches reading to a multishot receive that stays armed between reads (see the class comment), when the
     /// kernel has it (Linux 6.0 with provided-buffer rings) and loop_options::multishot_receive allows; otherwise
     /// nothing changes. Call on the loop's thread, between reads. Bytes arriving while nobody reads are kept in the
