@@ -512,3 +512,154 @@ TEMPLATE_TEST_CASE("file - open takes a std::filesystem::path, std::string, std:
         CHECK(missing.what.find("open " + (d / "missing")) != std::string::npos);
     }(dir));
 }
+
+namespace {
+
+// ---- close() and the destructor with operations in flight (issue 10) --------------------------------------------
+
+/// How an operation that close() (or the destructor) should have stopped ended.
+struct op_end {
+    bool ended = false;
+    bool cancelled = false; // cancelled_error
+    int code = 0;           // std::system_error's errno
+    std::string what;
+    std::size_t n = 0;
+};
+
+template <class Awaitable>
+task<> record_end(Awaitable aw, op_end& out) {
+    try {
+        out.n = co_await std::move(aw);
+    } catch (const std::system_error& e) {
+        out.code = e.code().value();
+        out.what = e.what();
+    } catch (const coring::cancelled_error&) {
+        out.cancelled = true;
+    }
+    out.ended = true;
+}
+
+bool all_ended(const std::vector<op_end>& ends) {
+    return std::all_of(ends.begin(), ends.end(), [](const op_end& e) { return e.ended; });
+}
+
+/// Waits up to 2 s for every operation to end. Past that (the defect: nothing stopped them) it unblocks them through
+/// the FIFOs, writing for the readers and draining for the writers, so that the test fails instead of hanging.
+/// Returns whether they ended on their own.
+task<bool> ended_by_themselves(const std::vector<op_end>& ends, std::vector<std::string> fifos) {
+    for (int i = 0; i < 400 && !all_ended(ends); ++i) co_await coring::sleep(5ms);
+    if (all_ended(ends)) co_return true;
+    std::vector<int> fds;
+    for (const auto& p : fifos) fds.push_back(::open(p.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC));
+    char sink[65536];
+    for (int i = 0; i < 2000 && !all_ended(ends); ++i) {
+        for (const int fd : fds) {
+            while (::read(fd, sink, sizeof sink) > 0) {}
+            (void)!::write(fd, "unblock!", 8);
+        }
+        co_await coring::sleep(5ms);
+    }
+    for (const int fd : fds)
+        if (fd >= 0) ::close(fd);
+    co_return false;
+}
+
+/// Whether a FIFO has a reader left: opening it write-only without blocking fails with ENXIO when it has none.
+bool has_reader(const std::string& fifo) {
+    const int fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd >= 0) ::close(fd);
+    return fd >= 0 || errno != ENXIO;
+}
+
+/// Three reads (one sequential, two positional) in flight on an empty FIFO and a write_all on a full one; then
+/// close() or destroy both files under them.
+task<> stop_in_flight(const temp_dir& dir, bool destroy) {
+    const std::string in = dir / "in", out = dir / "out";
+    REQUIRE(::mkfifo(in.c_str(), 0600) == 0);
+    REQUIRE(::mkfifo(out.c_str(), 0600) == 0);
+    file r0 = co_await file::open(in, open_mode::read | open_mode::write);
+    file w0 = co_await file::open(out, open_mode::read | open_mode::write);
+    const int with_files = coring_test::open_fds();
+    auto rf = std::make_unique<file>(std::move(r0));
+    auto wf = std::make_unique<file>(std::move(w0));
+
+    std::vector<op_end> ends(4);
+    char a[16], b[16], c[16];
+    const std::string big(1 << 20, 'x'); // far more than the FIFO holds: the write blocks
+    auto h0 = coring::spawn(record_end(rf->read(std::span(a)), ends[0]));
+    auto h1 = coring::spawn(record_end(rf->read_at(std::span(b), 0), ends[1]));
+    auto h2 = coring::spawn(record_end(rf->read_at(std::span(c), 0), ends[2]));
+    auto h3 = coring::spawn(record_end(wf->write_all(big), ends[3]));
+    co_await coring::sleep(20ms);
+    for (const auto& e : ends) CHECK_FALSE(e.ended);
+
+    if (destroy) {
+        rf.reset();
+        wf.reset();
+    } else {
+        co_await rf->close();
+        co_await wf->close();
+        CHECK_FALSE(rf->is_open());
+        CHECK_FALSE(wf->is_open());
+    }
+    std::vector<std::string> fifos{in, out};
+    const bool stopped = co_await ended_by_themselves(ends, std::move(fifos));
+    co_await h0;
+    co_await h1;
+    co_await h2;
+    co_await h3;
+    CHECK(stopped);
+    for (int i = 0; i < 3; ++i) {
+        INFO("read " << i);
+        CHECK_FALSE(ends[i].cancelled);
+        CHECK(ends[i].code == ECANCELED);
+        CHECK(ends[i].what == "coring: read " + in + " (the file was closed): Operation canceled");
+    }
+    CHECK_FALSE(ends[3].cancelled);
+    CHECK(ends[3].code == ECANCELED);
+    CHECK(ends[3].what == "coring: write " + out + " (the file was closed): Operation canceled");
+
+    // Both descriptors are gone, and nothing holds the FIFOs open any more (an in-flight operation held its own
+    // reference, keeping a reader on each).
+    for (int i = 0; i < 200 && coring_test::open_fds() != with_files - 2; ++i) co_await coring::sleep(5ms);
+    CHECK(coring_test::open_fds() == with_files - 2);
+    CHECK_FALSE(has_reader(in));
+    CHECK_FALSE(has_reader(out));
+    ::unlink(in.c_str());
+    ::unlink(out.c_str());
+}
+
+/// The ring setups, and one where reads, writes and closes run on the worker pool.
+std::vector<coring_test::named_setup> close_setups() {
+    auto v = coring_test::setups();
+    coring::loop_options pool;
+    pool.unsupported_opcodes = {IORING_OP_OPENAT, IORING_OP_READ, IORING_OP_WRITE, IORING_OP_CLOSE};
+    v.push_back({"worker pool", pool});
+    return v;
+}
+
+} // namespace
+
+TEST_CASE("file - close() stops the reads and writes in flight: they end with ECANCELED, nothing stays open",
+          "[fs][file][close]") {
+    temp_dir dir;
+    const int fds = coring_test::open_fds();
+    for (const auto& s : close_setups()) {
+        INFO(s.name);
+        coring::event_loop loop(s.options);
+        loop.run(stop_in_flight(dir, false));
+    }
+    CHECK(coring_test::open_fds() == fds);
+}
+
+TEST_CASE("file - destroying a file with reads and writes in flight stops them, never aborts, leaks nothing",
+          "[fs][file][close]") {
+    temp_dir dir;
+    const int fds = coring_test::open_fds();
+    for (const auto& s : close_setups()) {
+        INFO(s.name);
+        coring::event_loop loop(s.options);
+        loop.run(stop_in_flight(dir, true));
+    }
+    CHECK(coring_test::open_fds() == fds);
+}

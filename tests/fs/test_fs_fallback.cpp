@@ -8,12 +8,17 @@
 
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
 #include <liburing.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <string>
 #include <system_error>
 
+using namespace std::chrono_literals;
 using coring::file;
 using coring::open_mode;
 using coring::task;
@@ -145,6 +150,107 @@ TEST_CASE("fs fallback - a cancelled open on the pool closes what it opened", "[
             }
             CHECK(opened + cancelled == 100);
         }(dir));
+    }
+    CHECK(coring_test::open_fds() == fds);
+}
+
+// ---- stopping a blocked pool job (issue 10) ------------------------------------------------------------------
+
+/// Writes into a FIFO (opened read-write, so never blocking) every 5 ms after `delay` until `done`: it unblocks reads
+/// the code under test failed to stop, so that such a test fails instead of hanging.
+task<> unblock_after(std::string fifo, std::chrono::milliseconds delay, const bool& done) {
+    for (auto waited = 0ms; waited < delay && !done; waited += 5ms) co_await coring::sleep(5ms);
+    const int fd = ::open(fifo.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    while (!done) {
+        (void)!::write(fd, "unblock!", 8);
+        co_await coring::sleep(5ms);
+    }
+    ::close(fd);
+}
+
+TEST_CASE("fs fallback - a FIFO read blocked on a worker ends at once when its task is cancelled (a timeout)",
+          "[fs][fallback][close]") {
+    temp_dir dir;
+    const std::string p = dir / "fifo";
+    REQUIRE(::mkfifo(p.c_str(), 0600) == 0);
+    const int fds = coring_test::open_fds();
+    {
+        coring::event_loop loop(without_file_opcodes());
+        loop.run([](std::string path) -> task<> {
+            file f = co_await file::open(path, open_mode::read | open_mode::write);
+            bool done = false;
+            auto watchdog = coring::spawn(unblock_after(path, 2000ms, done));
+            char buf[16];
+            const auto start = std::chrono::steady_clock::now();
+            bool timed_out = false;
+            try {
+                (void)co_await coring::timeout(20ms, f.read(std::span(buf)));
+            } catch (const coring::timeout_error&) {
+                timed_out = true;
+            }
+            const auto took = std::chrono::steady_clock::now() - start;
+            done = true;
+            co_await watchdog;
+            CHECK(timed_out);
+            CHECK(took < 1s);
+            CHECK(f.position() == 0);
+            // The FIFO still works, and the cancelled read took nothing.
+            co_await f.write_all("later");
+            const std::size_t n = co_await f.read(std::span(buf));
+            CHECK(std::string(buf, n) == "later");
+            co_await f.close();
+        }(p));
+    }
+    CHECK(coring_test::open_fds() == fds);
+}
+
+TEST_CASE("fs fallback - close() stops reads running on a worker and reads still queued behind it",
+          "[fs][fallback][close]") {
+    temp_dir dir;
+    const std::string p = dir / "fifo";
+    REQUIRE(::mkfifo(p.c_str(), 0600) == 0);
+    const int fds = coring_test::open_fds();
+    {
+        coring::loop_options one_worker = without_file_opcodes();
+        one_worker.worker_threads = 1; // the second read waits in the pool's queue
+        coring::event_loop loop(one_worker);
+        loop.run([](std::string path) -> task<> {
+            file f = co_await file::open(path, open_mode::read | open_mode::write);
+            bool done = false;
+            auto watchdog = coring::spawn(unblock_after(path, 2000ms, done));
+            struct end {
+                int code = 0;
+                std::string what;
+            } a, b;
+            auto reader = [](file& fl, std::uint64_t at, end& out) -> task<> {
+                char buf[16];
+                try {
+                    (void)co_await fl.read_at(std::span(buf), at);
+                } catch (const std::system_error& e) {
+                    out.code = e.code().value();
+                    out.what = e.what();
+                }
+            };
+            auto ha = coring::spawn(reader(f, 0, a));
+            auto hb = coring::spawn(reader(f, 0, b));
+            co_await coring::sleep(20ms);
+            const auto start = std::chrono::steady_clock::now();
+            co_await f.close();
+            co_await ha;
+            co_await hb;
+            const auto took = std::chrono::steady_clock::now() - start;
+            done = true;
+            co_await watchdog;
+            CHECK(took < 1s);
+            const std::string closed = "coring: read " + path + " (the file was closed): Operation canceled";
+            CHECK(a.code == ECANCELED);
+            CHECK(a.what == closed);
+            CHECK(b.code == ECANCELED);
+            CHECK(b.what == closed);
+            // The worker is free again.
+            const int answer = co_await coring::to_thread([] { return 42; });
+            CHECK(answer == 42);
+        }(p));
     }
     CHECK(coring_test::open_fds() == fds);
 }

@@ -8,6 +8,8 @@
 
 #include <fcntl.h>
 #include <liburing.h>
+#include <limits.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -37,28 +39,35 @@ namespace coring {
 ///
 /// Errors are std::system_error naming the operation and the path ("read /data/x: Input/output error").
 /// Cancellation (cancel(), a timeout): an operation that completed anyway returns its result; a cancelled
-/// write_all has written a prefix (the position moves past it). The file must outlive its operations; destroying it
-/// while one is in flight aborts with a message. The destructor closes the descriptor if close() was not awaited,
-/// with an asynchronous IORING_OP_CLOSE when a loop runs on the thread, so that it never blocks the loop.
+/// write_all has written a prefix (the position moves past it).
+///
+/// close(), the destructor and assigning to the file stop the operations other tasks have in flight on it: each
+/// ends with std::system_error ECANCELED ("read /x/fifo (the file was closed): Operation canceled"), or
+/// cancelled_error if its own task was cancelled, or with its result if it completed first. The kernel (or a worker
+/// thread) holds the file until they have ended, so the descriptor is closed when the last of them ends, and not
+/// before: its number cannot be reused by another open under them. Moving a file carries its operations in flight.
+/// The destructor closes the descriptor if close() was not awaited, with an asynchronous IORING_OP_CLOSE when a loop
+/// runs on the thread, so that it never blocks the loop.
 class file {
 public:
     /// No file.
     file() noexcept = default;
     /// Adopts an open descriptor; `path` is kept for error messages.
     explicit file(int fd, std::string path = {}) noexcept : fd_(fd), path_(std::move(path)) {}
+    /// Operations in flight on `o` follow the file.
     file(file&& o) noexcept
         : fd_(std::exchange(o.fd_, -1)),
           path_(std::move(o.path_)),
           pos_(std::exchange(o.pos_, 0)),
           mem_align_(o.mem_align_),
           io_align_(o.io_align_),
-          direct_(o.direct_) {
-        o.check_idle("moved");
+          direct_(o.direct_),
+          seq_busy_(std::exchange(o.seq_busy_, false)) {
+        take_ops(o);
     }
+    /// Closes this file first (stopping its operations in flight, as close() does), then takes `o` and its own.
     file& operator=(file&& o) noexcept {
         if (this != &o) {
-            check_idle("assigned to");
-            o.check_idle("moved");
             close_detached();
             fd_ = std::exchange(o.fd_, -1);
             path_ = std::move(o.path_);
@@ -66,15 +75,15 @@ public:
             mem_align_ = o.mem_align_;
             io_align_ = o.io_align_;
             direct_ = o.direct_;
+            seq_busy_ = std::exchange(o.seq_busy_, false);
+            take_ops(o);
         }
         return *this;
     }
     file(const file&) = delete;
     file& operator=(const file&) = delete;
-    ~file() {
-        check_idle("destroyed");
-        close_detached();
-    }
+    /// Stops the operations in flight and closes the descriptor, as close() does but without waiting.
+    ~file() { close_detached(); }
 
     // ---- opening ----------------------------------------------------------------------------------------------
 
@@ -171,23 +180,58 @@ public:
 
     // ---- reading and writing ----------------------------------------------------------------------------------
 
-    /// The base of a file's awaitables: counts them in flight, so that destroying the file under one is caught.
+private:
+    /// The part of an operation in flight that lets close() stop it. A file lists its operations in a circular list;
+    /// close() orphans them (f_ becomes null) and stops each, and the list lives on among them, each holding the
+    /// descriptor: the last one to end closes it.
+    struct op_node {
+        using halt_fn = void (*)(op_node*) noexcept;
+        op_node(file* f, halt_fn h) noexcept : f_(f), halt(h) {}
+        op_node(const op_node&) = delete;
+        op_node& operator=(const op_node&) = delete;
+        ~op_node() { leave(); }
+
+        /// Unlists the operation (idempotent): it has ended. The last of a closed file's closes its descriptor.
+        void leave() noexcept {
+            if (!next) return;
+            const bool alone = next == this;
+            if (!alone) {
+                prev->next = next;
+                next->prev = prev;
+            }
+            if (f_ && f_->ops_ == this) f_->ops_ = alone ? nullptr : next;
+            prev = next = nullptr;
+            if (orphaned && alone) close_fd(fd_);
+        }
+
+        file* f_;                // null once the file was closed or destroyed under the operation
+        halt_fn halt;            // stops it early (called once, by the file's close)
+        op_node* prev = nullptr; // the circular list; next is null when not listed
+        op_node* next = nullptr;
+        int fd_ = -1; // the descriptor, read when the operation starts
+        bool orphaned = false;
+        std::string closed_path; // the file's path, for the error, once the file is gone
+    };
+
+public:
+    /// The base of a file's awaitables: lists them in flight for close() to stop.
     template <class Derived>
-    class file_op : public detail::fs_op<Derived> {
+    class file_op : public detail::fs_op<Derived>, protected op_node {
     public:
-        explicit file_op(file& f) noexcept : f_(&f) {}
-        file_op(const file_op& o) noexcept : detail::fs_op<Derived>(o), f_(o.f_), fd_(o.fd_) {}
+        explicit file_op(file& f) noexcept : op_node(&f, &halt_thunk) {}
+        file_op(const file_op& o) noexcept : detail::fs_op<Derived>(o), op_node(o.f_, &halt_thunk) { fd_ = o.fd_; }
 
         template <class P>
         bool await_suspend(std::coroutine_handle<P> h) {
-            ++f_->ops_;
+            bool suspended;
             try {
-                return detail::fs_op<Derived>::await_suspend(h);
+                suspended = detail::fs_op<Derived>::await_suspend(h);
             } catch (...) {
-                --f_->ops_;
                 static_cast<Derived*>(this)->abandon();
                 throw;
             }
+            if (suspended) f_->link(this);
+            return suspended;
         }
 
         /// The operation could not start (no worker thread for the fallback): undo what await_ready did.
@@ -196,11 +240,23 @@ public:
     protected:
         /// Ends the operation's bookkeeping; returns its result (see fs_op::result).
         int outcome() {
-            --f_->ops_;
+            this->leave();
             return this->result();
         }
-        file* f_;
-        int fd_ = -1; // the descriptor, read when the operation starts
+        /// The file's path, also once it is gone.
+        [[nodiscard]] const std::string& path() const noexcept { return f_ ? f_->path_ : closed_path; }
+        /// Whether an error means the file was closed under the operation.
+        [[nodiscard]] bool closed_under(int err) const noexcept {
+            return orphaned && (err == ECANCELED || err == EINTR);
+        }
+        /// Throws the error of `op` that failed with errno `err`.
+        [[noreturn]] void fail(int err, const char* op) const {
+            if (closed_under(err)) throw detail::fs_error(ECANCELED, op, path(), "the file was closed");
+            throw detail::fs_error(err, op, path());
+        }
+
+    private:
+        static void halt_thunk(op_node* n) noexcept { static_cast<file_op*>(n)->stop(); }
     };
 
     /// The awaitable of read_at() and read(): one read; the bytes read, 0 at the end of the file.
@@ -232,7 +288,10 @@ public:
         int blocking() noexcept {
             const std::size_t len = std::min(buf_.size(), detail::max_rw_count);
             ssize_t n = ::pread(fd_, buf_.data(), len, static_cast<off_t>(off_));
-            if (n < 0 && errno == ESPIPE) n = ::read(fd_, buf_.data(), len); // a pipe or FIFO: no offsets
+            if (n < 0 && errno == ESPIPE) { // a pipe or FIFO: no offsets, and a read may wait for ever
+                if (const int w = this->wait_ready(fd_, POLLIN); w < 0) return w;
+                n = ::read(fd_, buf_.data(), len);
+            }
             return n < 0 ? -errno : static_cast<int>(n);
         }
         /// Bytes read (0 at the end of the file). Throws std::system_error naming the path, cancelled_error.
@@ -240,12 +299,12 @@ public:
             struct release {
                 read_awaitable* self;
                 ~release() {
-                    if (self->seq_) self->f_->seq_busy_ = false;
+                    if (self->seq_ && self->f_) self->f_->seq_busy_ = false;
                 }
             } guard{this};
             const int r = ready_ ? 0 : outcome();
-            if (r < 0) throw detail::fs_error(-r, "read", f_->path_);
-            if (seq_) f_->pos_ = off_ + static_cast<std::uint64_t>(r);
+            if (r < 0) fail(-r, "read");
+            if (seq_ && f_) f_->pos_ = off_ + static_cast<std::uint64_t>(r);
             return static_cast<std::size_t>(r);
         }
 
@@ -293,13 +352,30 @@ public:
                 return true;
             }
             done_ += static_cast<std::size_t>(res);
-            return !all_ || done_ == buf_.size();
+            if (!all_ || done_ == buf_.size()) return true;
+            if (orphaned) { // the file was closed: its descriptor must not be written to again
+                err_ = ECANCELED;
+                return true;
+            }
+            return false;
         }
         int blocking() noexcept {
             do {
-                const std::size_t n = std::min(buf_.size() - done_, detail::max_rw_count);
+                if (done_ && this->stopped()) { // the file was closed between two writes of a write_all
+                    err_ = ECANCELED;
+                    break;
+                }
+                std::size_t n = std::min(buf_.size() - done_, detail::max_rw_count);
                 ssize_t r = ::pwrite(fd_, buf_.data() + done_, n, static_cast<off_t>(off_ + done_));
-                if (r < 0 && errno == ESPIPE) r = ::write(fd_, buf_.data() + done_, n); // a pipe or FIFO
+                if (r < 0 && errno == ESPIPE) { // a pipe or FIFO: a write may wait for ever
+                    if (this->wait_ready(fd_, POLLOUT) < 0) {
+                        err_ = ECANCELED;
+                        break;
+                    }
+                    // Room for PIPE_BUF bytes is what POLLOUT promises: a longer write would block again.
+                    n = std::min<std::size_t>(n, PIPE_BUF);
+                    r = ::write(fd_, buf_.data() + done_, n);
+                }
                 if (r < 0 && errno == EINTR) continue;
                 if (r <= 0) {
                     err_ = r < 0 ? errno : EIO;
@@ -315,14 +391,16 @@ public:
             struct release {
                 write_awaitable* self;
                 ~release() {
-                    if (!self->seq_) return;
+                    if (!self->seq_ || !self->f_) return;
                     self->f_->seq_busy_ = false;
                     self->f_->pos_ = self->off_ + self->done_; // also after an error or a cancellation
                 }
             } guard{this};
             if (ready_) return 0;
-            (void)outcome(); // both paths keep what happened in done_ and err_
-            if (err_) throw detail::fs_error(err_, "write", f_->path_);
+            // Both paths keep what happened in done_ and err_, but a job the pool never ran says only its result.
+            const int r = outcome();
+            if (this->fell_back() && r < 0 && !err_) err_ = -r;
+            if (err_) fail(err_, "write");
             return done_;
         }
 
@@ -390,7 +468,7 @@ public:
         int blocking() noexcept { return (data_only_ ? ::fdatasync(fd_) : ::fsync(fd_)) == 0 ? 0 : -errno; }
         void await_resume() {
             const int r = outcome();
-            if (r < 0) throw detail::fs_error(-r, data_only_ ? "fdatasync" : "fsync", f_->path_);
+            if (r < 0) fail(-r, data_only_ ? "fdatasync" : "fsync");
         }
 
     private:
@@ -412,7 +490,7 @@ public:
         /// The file's size in bytes (0 for pipes and for /proc files, whose size is not known in advance).
         std::uint64_t await_resume() {
             const int r = outcome();
-            if (r < 0) throw detail::fs_error(-r, "statx", f_->path_);
+            if (r < 0) fail(-r, "statx");
             return stx_.stx_size;
         }
 
@@ -424,14 +502,21 @@ public:
     [[nodiscard]] size_awaitable size() { return size_awaitable(*this); }
 
     /// The awaitable of close().
-    class [[nodiscard]] close_awaitable : public file_op<close_awaitable> {
+    class [[nodiscard]] close_awaitable : public detail::fs_op<close_awaitable> {
     public:
-        explicit close_awaitable(file& f) noexcept : file_op<close_awaitable>(f) {}
+        explicit close_awaitable(file& f) noexcept : f_(&f) {}
+        close_awaitable(const close_awaitable& o) noexcept : detail::fs_op<close_awaitable>(o), f_(o.f_) {}
         ~close_awaitable() {
             if (fd_ >= 0) ::close(fd_); // taken from the file, but the close never reached the kernel (cancelled)
         }
         bool await_ready() {
             if (f_->fd_ < 0) return true; // closing twice is harmless
+            path_ = f_->path_;            // the file may be gone when the close ends
+            // With operations in flight the last of them closes the descriptor, once nothing can use it.
+            if (f_->stop_ops()) {
+                f_->fd_ = -1;
+                return true;
+            }
             fd_ = std::exchange(f_->fd_, -1);
             return false;
         }
@@ -444,24 +529,34 @@ public:
             if (!awaited_) return;
             int r = 0;
             try {
-                r = outcome();
+                r = result();
             } catch (const cancelled_error&) {
                 if (fd_ >= 0) ::close(std::exchange(fd_, -1));
                 throw;
             }
-            if (r < 0 && r != -EINTR) throw detail::fs_error(-r, "close", f_->path_);
+            if (r < 0 && r != -EINTR) throw detail::fs_error(-r, "close", path_);
         }
         template <class P>
         bool await_suspend(std::coroutine_handle<P> h) {
             awaited_ = true;
-            return file_op<close_awaitable>::await_suspend(h);
+            return detail::fs_op<close_awaitable>::await_suspend(h);
         }
 
     private:
+        file* f_;
+        std::string path_;
+        int fd_ = -1; // the descriptor being closed, until the SQE or the worker takes it
         bool awaited_ = false;
     };
 
     /// Closes the file (IORING_OP_CLOSE). Closing a closed file does nothing.
+    ///
+    /// Operations other tasks have in flight on the file are stopped: io_uring ones are cancelled, worker-pool ones
+    /// (kernels without the opcode) are withdrawn if no worker has begun them, and woken if they wait on a pipe or a
+    /// FIFO; each then ends with std::system_error ECANCELED (see the class comment). The close then returns at once
+    /// and the descriptor is closed, its errors unreported, when the last of them has ended: at the loop's next turns
+    /// for io_uring ones, when the system call returns for a worker's (a read of a slow disk is waited for, never
+    /// interrupted).
     [[nodiscard]] close_awaitable close() noexcept { return close_awaitable(*this); }
 
     // ---- state ------------------------------------------------------------------------------------------------
@@ -494,20 +589,65 @@ private:
         int fd;
     };
 
+    /// Closes the descriptor, stopping the operations in flight first; with any, the last of them closes it.
     void close_detached() noexcept {
+        const bool handed_over = stop_ops();
         if (fd_ < 0) return;
         const int fd = std::exchange(fd_, -1);
+        if (!handed_over) close_fd(fd);
+    }
+
+    static void close_fd(int fd) noexcept {
         event_loop* loop = detail::current_loop;
         if (loop && loop->supports(IORING_OP_CLOSE))
             if (auto* op = new (std::nothrow) detached_close(fd)) return loop->start(op);
         ::close(fd);
     }
 
-    void check_idle(const char* what) const noexcept {
-        if (ops_ == 0) return;
-        std::fprintf(stderr, "coring: fatal: a file (%s) was %s while %u operation(s) on it were in flight\n",
-                     path_.c_str(), what, ops_);
-        std::abort();
+    /// Lists an operation that went to the kernel or the pool.
+    void link(op_node* n) noexcept {
+        if (!ops_) {
+            n->prev = n->next = n;
+            ops_ = n;
+            return;
+        }
+        n->next = ops_;
+        n->prev = ops_->prev;
+        ops_->prev->next = n;
+        ops_->prev = n;
+    }
+
+    /// Orphans and stops every operation in flight; true when there was any (they now hold the descriptor).
+    bool stop_ops() noexcept {
+        op_node* const head = std::exchange(ops_, nullptr);
+        if (!head) return false;
+        seq_busy_ = false;
+        op_node* n = head;
+        do {
+            n->f_ = nullptr;
+            n->orphaned = true;
+            try {
+                n->closed_path = path_;
+            } catch (...) { // out of memory: the error will name no path
+            }
+            n = n->next;
+        } while (n != head);
+        // Stopping never unlinks (an operation unlists itself when its awaiter resumes), so the walk is safe.
+        do {
+            n->halt(n);
+            n = n->next;
+        } while (n != head);
+        return true;
+    }
+
+    void take_ops(file& o) noexcept {
+        ops_ = std::exchange(o.ops_, nullptr);
+        if (!ops_) return;
+        op_node* n = ops_;
+        do {
+            n->f_ = this;
+            n = n->next;
+        } while (n != ops_);
     }
 
     int usable_fd(const char* op) const {
@@ -530,7 +670,7 @@ private:
     std::string path_;
     std::uint64_t pos_ = 0;
     std::uint32_t mem_align_ = 512, io_align_ = 512;
-    std::uint32_t ops_ = 0; // awaitables in flight
+    op_node* ops_ = nullptr; // operations in flight (a circular list), for close() to stop
     bool direct_ = false;
     bool seq_busy_ = false; // a sequential operation is in flight
 };

@@ -7,9 +7,14 @@
 #include <coring/thread/to_thread.hpp>
 
 #include <liburing.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <coroutine>
 #include <cstddef>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -31,13 +36,19 @@ inline constexpr std::size_t max_rw_count = 0x7ffff000;
 
 /// One file or filesystem operation: an io_uring operation when the running kernel has the opcode, otherwise the
 /// same work done by a blocking system call on the loop's worker pool (pitfalls: probe, then fall back). Either way
-/// its state lives in the awaiting frame and cancellation behaves as for to_thread() or any io_uring operation.
+/// its state lives in the awaiting frame and cancellation behaves as for an io_uring operation: one that completed
+/// anyway returns its result.
 ///
 /// `Derived` provides, besides io_op's prep() (and step(), which by default keeps the single CQE's res):
 ///   bool uses_ring(const event_loop&) const noexcept   whether the kernel can do it (probed opcodes);
 ///   int blocking() noexcept                             the fallback, on a worker thread: what the CQE would say
 ///                                                        (a result, or -errno);
 /// and calls result() in its await_resume.
+///
+/// On the pool, a call that may block for ever (a read from an empty pipe) waits in wait_ready() first, which stop()
+/// (a file's close) and the task's cancellation interrupt: a thread blocked in read(2) could not be woken, and its
+/// descriptor could not be closed under it (pitfalls G-3). A job still queued when stopped never touches its
+/// descriptor.
 template <class Derived>
 class fs_op : public io_op<Derived> {
 public:
@@ -51,7 +62,15 @@ public:
         auto& self = static_cast<Derived&>(*this);
         if (self.uses_ring(event_loop::current())) return io_op<Derived>::await_suspend(h);
         fallback_.emplace(std::in_place, blocking_call{&self});
-        return fallback_->await_suspend(h);
+        pool_ctx_ = context_of(h);
+        if (!fallback_->await_suspend(h)) return false;
+        // Stand in front of the job's own cancellation, to wake the worker before to_thread decides what to do.
+        interrupt_.self = this;
+        if (pool_ctx_ && pool_ctx_->point) {
+            job_point_ = pool_ctx_->point;
+            pool_ctx_->point = &interrupt_;
+        }
+        return true;
     }
 
     bool step(int res) noexcept {
@@ -61,23 +80,111 @@ public:
 
 protected:
     /// The operation's result or -errno. Throws cancelled_error when the task was cancelled and the operation
-    /// stopped for it (a completion that won the race is returned).
+    /// stopped for it (a completion that won the race is returned). After stop(), a stopped operation says -ECANCELED.
     int result() {
-        if (fallback_) return fallback_->await_resume();
+        if (fallback_) {
+            const bool requested = pool_ctx_ && pool_ctx_->requested;
+            int r;
+            try {
+                r = fallback_->await_resume();
+            } catch (const cancelled_error&) {
+                if (requested) throw;
+                return -ECANCELED; // withdrawn by stop(), not by the task's cancellation
+            }
+            if (r == -ECANCELED && requested && stopped()) throw cancelled_error();
+            return r;
+        }
         if (this->cancelled()) throw cancelled_error();
         return res_;
     }
     /// Whether the worker pool did the work.
     [[nodiscard]] bool fell_back() const noexcept { return fallback_.has_value(); }
 
+    /// Ends the operation early (its file was closed): cancels it in the kernel, or wakes or withdraws it on the pool.
+    /// It still ends through its own completion, with -ECANCELED if it was stopped in time. Loop thread.
+    void stop() noexcept {
+        if (fallback_) return interrupt();
+        cancel_point* c = this;
+        c->on_cancel(c);
+    }
+
+    /// Worker thread, inside blocking(): waits until `fd` is ready for `events` (POLLIN, POLLOUT) or the operation is
+    /// stopped. 0 when ready (the call that follows will not block for long), -ECANCELED when stopped.
+    int wait_ready(int fd, short events) noexcept {
+        int wake;
+        {
+            std::lock_guard<std::mutex> lock(pool_stop_.mutex);
+            if (pool_stop_.stopped) return -ECANCELED;
+            wake = ::eventfd(0, EFD_CLOEXEC);
+            if (wake < 0) return 0; // out of descriptors: block in the call itself, uninterruptible as before
+            pool_stop_.wake = wake;
+        }
+        pollfd p[2] = {{fd, events, 0}, {wake, POLLIN, 0}};
+        while (::poll(p, 2, -1) < 0 && errno == EINTR) {}
+        {
+            std::lock_guard<std::mutex> lock(pool_stop_.mutex);
+            pool_stop_.wake = -1;
+        }
+        ::close(wake);
+        return p[1].revents ? -ECANCELED : 0;
+    }
+    /// Worker thread: whether the operation was stopped (a loop of several calls ends early).
+    [[nodiscard]] bool stopped() noexcept {
+        std::lock_guard<std::mutex> lock(pool_stop_.mutex);
+        return pool_stop_.stopped;
+    }
+
     int res_ = -ECANCELED; // the CQE's res (ring path)
 
 private:
     struct blocking_call {
         Derived* self;
-        int operator()() const noexcept { return self->blocking(); }
+        int operator()() const noexcept {
+            {
+                std::lock_guard<std::mutex> lock(self->pool_stop_.mutex);
+                if (self->pool_stop_.stopped) return -ECANCELED; // stopped while queued: leave the descriptor alone
+                self->pool_stop_.started = true;
+            }
+            return self->blocking();
+        }
     };
+
+    /// Between the loop thread (stop) and the worker (blocking_call, wait_ready).
+    struct pool_stop {
+        std::mutex mutex;
+        bool stopped = false; // stop() or a cancellation came
+        bool started = false; // a worker began the call
+        int wake = -1;        // the eventfd wait_ready polls, while it does
+    };
+
+    /// Loop thread: the task was cancelled, or stop(). A job not begun is withdrawn by to_thread's own cancellation
+    /// (or, taken by a worker meanwhile, returns at once); a running one is woken if it waits in wait_ready and ends
+    /// with its own result, so that bytes it already moved are not thrown away.
+    void interrupt() noexcept {
+        bool started;
+        {
+            std::lock_guard<std::mutex> lock(pool_stop_.mutex);
+            pool_stop_.stopped = true;
+            started = pool_stop_.started;
+            if (pool_stop_.wake >= 0) (void)::eventfd_write(pool_stop_.wake, 1);
+        }
+        if (!started && job_point_) {
+            cancel_point* job = std::exchange(job_point_, nullptr);
+            job->on_cancel(job);
+        }
+    }
+
+    /// What the awaiting chain's cancellation calls on the pool path.
+    struct interrupter : cancel_point {
+        fs_op* self = nullptr;
+    };
+    static void on_interrupt(cancel_point* c) noexcept { static_cast<interrupter*>(c)->self->interrupt(); }
+
     std::optional<to_thread_awaitable<blocking_call>> fallback_;
+    pool_stop pool_stop_;
+    cancel_context* pool_ctx_ = nullptr; // the awaiting chain's, on the pool path
+    cancel_point* job_point_ = nullptr;  // the job's own cancellation, which interrupt_ stands in front of
+    interrupter interrupt_{{&on_interrupt}, nullptr};
 };
 
 } // namespace coring::detail
