@@ -1367,6 +1367,22 @@ TEST_CASE("http client - a pooled connection with unread bytes is not reused, wi
     }
 }
 
+TEST_CASE("http client - trailer fields of a chunked response never become headers", "[http][client]") {
+    // A trailer that repeats a framing field or claims authority must not be read as a header (issue 10).
+    const std::string chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Admin\r\n\r\n"
+                                "2\r\nok\r\n0\r\nX-Admin: yes\r\nContent-Length: 99\r\n\r\n";
+    with_raw_server({{chunked}, {ok_response}}, [](client& c, std::string base, raw_log& log) -> task<> {
+        client_response r = co_await get(c, base, "/trailers");
+        CHECK(r.status == 200);
+        CHECK(r.body == "ok");
+        CHECK(!r.headers.contains("X-Admin"));
+        CHECK(!r.headers.contains("Content-Length"));
+        r = co_await get(c, base, "/after"); // the connection is still in step
+        CHECK(r.body == "ok");
+        CHECK(log.accepted == 1);
+    });
+}
+
 TEST_CASE("http client - a 408 that crosses a request on a reused connection: GET is retried, POST is not",
           "[http][client]") {
     // The server's idle timeout fires as the request arrives: it answers 408 and closes. RFC 9110 15.5.9 lets the
