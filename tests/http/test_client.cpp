@@ -1377,7 +1377,11 @@ TEST_CASE("http client - trailer fields of a chunked response never become heade
         CHECK(r.body == "ok");
         CHECK(!r.headers.contains("X-Admin"));
         CHECK(!r.headers.contains("Content-Length"));
+        // ... but they are there, apart, for a caller that wants them.
+        CHECK(r.trailers.get_or("X-Admin", "") == "yes");
+        CHECK(r.trailers.get_or("Content-Length", "") == "99");
         r = co_await get(c, base, "/after"); // the connection is still in step
+        CHECK(r.trailers.empty());
         CHECK(r.body == "ok");
         CHECK(log.accepted == 1);
     });

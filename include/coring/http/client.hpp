@@ -138,6 +138,9 @@ struct client_response {
     http::headers headers; ///< in arrival order
     std::string body;      ///< the whole body (empty for HEAD, 204, 304)
     http::url url;         ///< the URL that answered: the last one after redirects
+    /// Trailer fields after a chunked body, kept apart from `headers`: a trailer can claim anything a header can
+    /// (RFC 9110 section 6.5), so it is never merged.
+    http::headers trailers;
 
     /// The standard reason phrase of the status ("Not Found"; llhttp does not hand over the one received).
     [[nodiscard]] std::string_view reason() const noexcept { return reason_phrase(status); }
@@ -380,6 +383,7 @@ struct client_exchange {
     std::chrono::milliseconds total{0};                                  // the timeout it came from, for messages
 
     http::headers headers;                // of the response
+    http::headers trailers;               // of a chunked response, once its body ended
     std::string body;                     // parsed body bytes; [body_pos, size) not handed out yet
     std::size_t body_pos = 0;             // how much of body read() has handed out
     std::optional<message_parser> parser; // bound to headers and body; a fresh one per hop
@@ -565,6 +569,7 @@ inline task<bool> client_send_and_read_head(client_exchange& x, const client_req
     x.body.clear();
     x.body_pos = 0;
     x.parser.emplace(x.headers, x.body, x.pool->limits);
+    x.parser->set_trailers(x.trailers);
     message_parser& p = *x.parser;
     p.expect_no_body(x.head);
     bool status_known = false; // the status line of the message being parsed has been fed
@@ -832,6 +837,8 @@ public:
     [[nodiscard]] const http::headers& headers() const noexcept { return x_->headers; }
     /// The URL that answered (after redirects).
     [[nodiscard]] const http::url& url() const noexcept { return x_->current; }
+    /// Trailer fields of a chunked response, apart from headers(); complete once done().
+    [[nodiscard]] const http::headers& trailers() const noexcept { return x_->trailers; }
     /// Whether the whole body has been read (read() returns 0 from now on).
     [[nodiscard]] bool done() const noexcept { return !x_ || (x_->done && x_->body_pos == x_->body.size()); }
 
@@ -1016,6 +1023,7 @@ inline task<client_response> client_fetch(std::shared_ptr<detail::client_pool> p
     r.status = x.status;
     r.version_minor = x.version_minor;
     r.headers = std::move(x.headers);
+    r.trailers = std::move(x.trailers);
     r.url = std::move(x.current);
     co_return r;
 }
