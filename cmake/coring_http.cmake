@@ -61,4 +61,10 @@ target_sources(
               FILES
               ${CORING_HTTP_HEADERS})
 target_link_libraries(coring_http INTERFACE coring::coring ${_coring_llhttp_target})
+# HTTPS: with coring::tls, the client fetches https:// URLs and the server serves TLS (CORING_HTTP_TLS tells the
+# headers; a build without CMake defines it itself and links OpenSSL).
+if(CORING_TLS_FOUND)
+    target_link_libraries(coring_http INTERFACE coring::tls)
+    target_compile_definitions(coring_http INTERFACE CORING_HTTP_TLS=1)
+endif()
 set(CORING_HTTP_FOUND TRUE)

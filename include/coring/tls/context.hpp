@@ -1,0 +1,200 @@
+#pragma once
+
+#include <coring/detail/str_cat.hpp>
+#include <coring/tls/error.hpp>
+
+#include <openssl/bio.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <filesystem>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+namespace coring::tls {
+
+class stream;
+
+/// The settings a TLS connection is made with (OpenSSL's SSL_CTX): what to trust, what to present, which
+/// application protocols to offer. Make one per kind of connection and share it: copies are cheap and refer to the
+/// same settings, and every stream keeps its context alive.
+///
+///     auto ctx = coring::tls::context::client();                  // system trust store, verification on
+///     auto s = co_await coring::tls::stream::connect(ctx, "example.com", 443);
+///
+///     auto srv = coring::tls::context::server("cert.pem", "key.pem");
+///     auto s = co_await coring::tls::stream::accept(srv, co_await listener.accept());
+///
+/// Clients verify the peer's certificate chain against the system's trust store (or load_ca()'s), check that it
+/// names the host connected to, and send that name as SNI: OpenSSL does none of that by default. Both sides speak
+/// TLS 1.2 or 1.3, refuse renegotiation, and release their record buffers while a connection is idle.
+class context {
+public:
+    /// A client context: the system trust store (OpenSSL's default verify paths), peer verification and host name
+    /// checking on, TLS 1.2 at least.
+    [[nodiscard]] static context client() {
+        context c(TLS_client_method(), false);
+        if (SSL_CTX_set_default_verify_paths(c.ctx()) != 1) detail::fail_setup("loading the system trust store");
+        SSL_CTX_set_verify(c.ctx(), SSL_VERIFY_PEER, nullptr);
+        return c;
+    }
+
+    /// A server context presenting the certificate chain in `cert_chain_pem` (leaf first) with its private key.
+    /// Session resumption with tickets is on. Throws tls::error naming the file and OpenSSL's reason.
+    [[nodiscard]] static context server(const std::filesystem::path& cert_chain_pem,
+                                        const std::filesystem::path& key_pem) {
+        context c(TLS_server_method(), true);
+        c.use_certificate(cert_chain_pem, key_pem);
+        return c;
+    }
+    /// A server context from PEM text held in memory (the chain, leaf first, and the key).
+    [[nodiscard]] static context server_from_memory(std::string_view cert_chain_pem, std::string_view key_pem) {
+        context c(TLS_server_method(), true);
+        c.use_certificate_pem(cert_chain_pem, key_pem);
+        return c;
+    }
+
+    /// Trusts the CA certificates in `path`, a PEM file or an OpenSSL hashed directory, besides those trusted
+    /// already. Throws tls::error naming the path.
+    context& load_ca(const std::filesystem::path& path) {
+        std::error_code ec;
+        const bool dir = std::filesystem::is_directory(path, ec);
+        const std::string p = path.string();
+        if (SSL_CTX_load_verify_locations(ctx(), dir ? nullptr : p.c_str(), dir ? p.c_str() : nullptr) != 1)
+            detail::fail_setup(coring::detail::str_cat("loading CA certificates from ", p));
+        if (!st_->server) SSL_CTX_set_verify(ctx(), SSL_VERIFY_PEER, nullptr);
+        return *this;
+    }
+
+    /// Presents this certificate chain (PEM, leaf first) and key: a server's identity, or a client certificate.
+    context& use_certificate(const std::filesystem::path& cert_chain_pem, const std::filesystem::path& key_pem) {
+        const std::string cert = cert_chain_pem.string(), key = key_pem.string();
+        if (SSL_CTX_use_certificate_chain_file(ctx(), cert.c_str()) != 1)
+            detail::fail_setup(coring::detail::str_cat("loading the certificate chain ", cert));
+        if (SSL_CTX_use_PrivateKey_file(ctx(), key.c_str(), SSL_FILETYPE_PEM) != 1)
+            detail::fail_setup(coring::detail::str_cat("loading the private key ", key));
+        if (SSL_CTX_check_private_key(ctx()) != 1)
+            detail::fail_setup(coring::detail::str_cat("the private key ", key, " does not match ", cert));
+        return *this;
+    }
+    /// use_certificate() from PEM text in memory.
+    context& use_certificate_pem(std::string_view cert_chain_pem, std::string_view key_pem) {
+        std::unique_ptr<BIO, decltype(&BIO_free)> certs(
+            BIO_new_mem_buf(cert_chain_pem.data(), static_cast<int>(cert_chain_pem.size())), &BIO_free);
+        if (!certs) detail::fail_setup("reading the certificate chain");
+        std::unique_ptr<X509, decltype(&X509_free)> leaf(PEM_read_bio_X509_AUX(certs.get(), nullptr, nullptr, nullptr),
+                                                         &X509_free);
+        if (!leaf || SSL_CTX_use_certificate(ctx(), leaf.get()) != 1)
+            detail::fail_setup("reading the certificate chain (no PEM certificate)");
+        SSL_CTX_clear_chain_certs(ctx());
+        while (X509* extra = PEM_read_bio_X509(certs.get(), nullptr, nullptr, nullptr))
+            if (SSL_CTX_add0_chain_cert(ctx(), extra) != 1) { // takes ownership on success only
+                X509_free(extra);
+                detail::fail_setup("adding a chain certificate");
+            }
+        ERR_clear_error(); // the loop ends on a "no start line" error: the end of the PEM text
+        std::unique_ptr<BIO, decltype(&BIO_free)> keys(BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())),
+                                                       &BIO_free);
+        std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
+            keys ? PEM_read_bio_PrivateKey(keys.get(), nullptr, nullptr, nullptr) : nullptr, &EVP_PKEY_free);
+        if (!key || SSL_CTX_use_PrivateKey(ctx(), key.get()) != 1) detail::fail_setup("reading the private key");
+        if (SSL_CTX_check_private_key(ctx()) != 1) detail::fail_setup("the private key does not match the certificate");
+        return *this;
+    }
+
+    /// The application protocols (ALPN), most preferred first: a client offers them; a server picks the first of its
+    /// own list that the client offers (and carries on without ALPN when there is none in common).
+    context& set_alpn(std::vector<std::string> protocols) {
+        std::string wire;
+        for (const std::string& p : protocols) {
+            if (p.empty() || p.size() > 255)
+                throw std::invalid_argument("coring: tls: an ALPN protocol name must have 1 to 255 bytes");
+            wire += static_cast<char>(p.size());
+            wire += p;
+        }
+        st_->alpn_wire = std::move(wire);
+        if (st_->server) {
+            SSL_CTX_set_alpn_select_cb(ctx(), &select_alpn, st_.get());
+        } else if (SSL_CTX_set_alpn_protos(ctx(), reinterpret_cast<const unsigned char*>(st_->alpn_wire.data()),
+                                           static_cast<unsigned>(st_->alpn_wire.size())) != 0) {
+            detail::fail_setup("setting the ALPN protocols");
+        }
+        return *this;
+    }
+    context& set_alpn(std::initializer_list<std::string_view> protocols) {
+        std::vector<std::string> v;
+        for (std::string_view p : protocols) v.emplace_back(p);
+        return set_alpn(std::move(v));
+    }
+
+    /// Turns certificate verification and the host name check off, for tests against self-signed servers only: the
+    /// connection is then encrypted to whoever answers, an attacker included. The name says so on purpose.
+    context& insecure_skip_verification() noexcept {
+        SSL_CTX_set_verify(ctx(), SSL_VERIFY_NONE, nullptr);
+        st_->verify = false;
+        return *this;
+    }
+    /// A server asks clients for a certificate signed by a CA it trusts (load_ca()) and refuses those without one.
+    context& require_client_certificate() noexcept {
+        SSL_CTX_set_verify(ctx(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+        return *this;
+    }
+
+    /// Whether peers are verified (clients: certificate and host name).
+    [[nodiscard]] bool verifies() const noexcept { return st_->verify; }
+    /// Whether this is a server context.
+    [[nodiscard]] bool is_server() const noexcept { return st_->server; }
+    /// OpenSSL's SSL_CTX, for settings coring does not wrap (cipher lists, curves, session caches).
+    [[nodiscard]] SSL_CTX* native_handle() const noexcept { return st_->ctx; }
+
+private:
+    friend class stream;
+
+    struct state {
+        SSL_CTX* ctx = nullptr;
+        std::string alpn_wire; // length-prefixed names, the format of the ALPN extension
+        bool server = false;
+        bool verify = true;
+        ~state() { SSL_CTX_free(ctx); }
+    };
+
+    context(const SSL_METHOD* method, bool server) : st_(std::make_shared<state>()) {
+        st_->server = server;
+        st_->ctx = SSL_CTX_new(method);
+        if (!st_->ctx) detail::fail_setup("creating a context");
+        SSL_CTX_set_min_proto_version(ctx(), TLS1_2_VERSION);
+        // Renegotiation is a known source of attacks and of deadlocks in event loops; TLS 1.3 has none.
+        SSL_CTX_set_options(ctx(), SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+        // An idle connection gives its 34 KiB of record buffers back (they come back with the next record).
+        SSL_CTX_set_mode(ctx(), SSL_MODE_RELEASE_BUFFERS);
+        if (server) {
+            // Resumption: stateless tickets (OpenSSL's default) and the session cache, under one id context.
+            static constexpr unsigned char id[] = "coring";
+            SSL_CTX_set_session_id_context(ctx(), id, sizeof id - 1);
+        }
+    }
+
+    SSL_CTX* ctx() const noexcept { return st_->ctx; }
+
+    static int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+                           unsigned inlen, void* arg) noexcept {
+        const auto* st = static_cast<const state*>(arg);
+        unsigned char* chosen = nullptr;
+        // Server preference: the first of ours that the client offers.
+        if (SSL_select_next_proto(&chosen, outlen, reinterpret_cast<const unsigned char*>(st->alpn_wire.data()),
+                                  static_cast<unsigned>(st->alpn_wire.size()), in,
+                                  inlen) != OPENSSL_NPN_NEGOTIATED)
+            return SSL_TLSEXT_ERR_NOACK;
+        *out = chosen;
+        return SSL_TLSEXT_ERR_OK;
+    }
+
+    std::shared_ptr<state> st_;
+};
+
+} // namespace coring::tls
