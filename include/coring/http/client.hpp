@@ -4,6 +4,7 @@
 #include <coring/detail/timer_queue.hpp>
 #include <coring/error.hpp>
 #include <coring/http/detail/parser.hpp>
+#include <coring/http/json.hpp>
 #include <coring/http/message.hpp>
 #include <coring/http/url.hpp>
 #include <coring/net/tcp.hpp>
@@ -146,6 +147,18 @@ struct client_response {
     [[nodiscard]] std::string_view reason() const noexcept { return reason_phrase(status); }
     /// Whether the status is below 400 (aiohttp's ok).
     [[nodiscard]] bool ok() const noexcept { return status > 0 && status < 400; }
+#if CORING_HTTP_HAS_JSON
+    /// The body parsed as JSON (aiohttp's `await response.json()`), whatever the status and the Content-Type (unlike
+    /// aiohttp, which raises ContentTypeError unless it is application/json: a body that parses is taken). Throws
+    /// json_error naming the URL, status and Content-Type, with nlohmann/json's reason and the byte position, when it
+    /// is not valid JSON (an empty body included). Only with nlohmann/json (see <coring/http/json.hpp>);
+    /// `json<nlohmann::ordered_json>()` keeps the order of object keys.
+    template <class Json = nlohmann::json>
+        requires detail::nlohmann_json_type<Json>
+    [[nodiscard]] Json json() const {
+        return detail::json_parse_response<Json>(body, url, status, headers.get_or("Content-Type", ""));
+    }
+#endif
 };
 
 namespace detail {
@@ -904,6 +917,19 @@ public:
         x.body_pos = 0;
         co_return all;
     }
+
+#if CORING_HTTP_HAS_JSON
+    /// The rest of the body (read_all()) parsed as JSON, as client_response::json(): throws json_error naming the URL
+    /// when it is not valid JSON, and what read_all() throws. Only with nlohmann/json (see <coring/http/json.hpp>).
+    template <class Json = nlohmann::json>
+        requires detail::nlohmann_json_type<Json>
+    [[nodiscard]] task<Json> json() {
+        task<std::string> reading = read_all();
+        const std::string text = co_await std::move(reading);
+        co_return detail::json_parse_response<Json>(text, x_->current, x_->status,
+                                                    x_->headers.get_or("Content-Type", ""));
+    }
+#endif
 
     /// Gives up on the rest of the body: the connection is closed now (not pooled). Reads then return 0.
     void close() noexcept {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <coring/config.hpp>
+#include <coring/http/json.hpp>
 #include <coring/task/task.hpp>
 
 #include <algorithm>
@@ -322,6 +323,15 @@ struct request {
     }
     /// The first value of a query parameter, percent-decoded ('+' is a space), if present.
     [[nodiscard]] std::optional<std::string> query_param(std::string_view name) const;
+#if CORING_HTTP_HAS_JSON
+    /// The body parsed as JSON (aiohttp's `await request.json()`), whatever the Content-Type says. Throws
+    /// request_json_error (reason and byte position) when it is not valid JSON, an empty body included: a handler
+    /// that lets it escape answers 400 Bad Request. Only with nlohmann/json (see <coring/http/json.hpp>);
+    /// `json<nlohmann::ordered_json>()` keeps the order of object keys.
+    template <class Json = nlohmann::json>
+        requires detail::nlohmann_json_type<Json>
+    [[nodiscard]] Json json() const { return detail::json_parse_request<Json>(body, method, target); }
+#endif
 };
 
 class body_writer;
@@ -345,12 +355,30 @@ struct response {
         r.headers.add("Content-Type", "text/plain; charset=utf-8");
         return r;
     }
-    /// application/json (the body is sent as given).
+    /// application/json, the body sent as given: text that is JSON already (`response::json(R"({"ok": true})")`).
     static response json(std::string body_text, int status_code = 200) {
         response r(status_code, std::move(body_text));
         r.headers.add("Content-Type", "application/json");
         return r;
     }
+    /// application/json from text that is JSON already (a string literal is text, never a JSON string value).
+    static response json(const char* body_text, int status_code = 200) {
+        return json(body_text ? std::string(body_text) : std::string(), status_code); // null: `json({})`, empty
+    }
+    /// application/json from text that is JSON already.
+    static response json(std::string_view body_text, int status_code = 200) {
+        return json(std::string(body_text), status_code);
+    }
+#if CORING_HTTP_HAS_JSON
+    /// application/json from a value, serialized compactly (`response::json({{"ok", true}})`, UTF-8 as it is). Throws
+    /// nlohmann::json::type_error (so the client gets a 500) when a string in it is not valid UTF-8. Only with
+    /// nlohmann/json (see <coring/http/json.hpp>).
+    static response json(const nlohmann::json& value, int status_code = 200) { return json(value.dump(), status_code); }
+    /// application/json from another nlohmann::basic_json (nlohmann::ordered_json keeps its keys' order).
+    template <class Json>
+        requires detail::other_nlohmann_json_type<Json>
+    static response json(const Json& value, int status_code = 200) { return json(value.dump(), status_code); }
+#endif
     /// text/html; charset=utf-8.
     static response html(std::string body_text, int status_code = 200) {
         response r(status_code, std::move(body_text));

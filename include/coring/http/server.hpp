@@ -1,8 +1,10 @@
 #pragma once
 
+#include <coring/detail/str_cat.hpp>
 #include <coring/detail/timer_queue.hpp>
 #include <coring/error.hpp>
 #include <coring/http/detail/parser.hpp>
+#include <coring/http/json.hpp>
 #include <coring/http/message.hpp>
 #include <coring/http/router.hpp>
 #include <coring/net/address.hpp>
@@ -45,7 +47,8 @@ struct server_options {
     std::chrono::milliseconds idle_timeout{60'000};
     /// The Server header ("" for none).
     std::string server_name = "coring";
-    /// Called with a request whose handler threw (the client gets a 500). Empty means one line on stderr.
+    /// Called with a request whose handler threw (the client gets a 500; a request_json_error from request::json()
+    /// is a 400 instead and is not reported). Empty means one line on stderr.
     std::function<void(const request&, std::exception_ptr)> on_handler_error{};
 };
 
@@ -107,6 +110,8 @@ inline std::string_view http_date() noexcept {
 /// request bodies with Content-Length or chunked; `Expect: 100-continue` (answered when the handler is about to
 /// need the body, i.e. at once, unless a limit refuses it first); HEAD served by GET routes; responses sized or
 /// streamed (chunked). Requests are parsed by llhttp in strict mode. Limits and timeouts come from server_options.
+/// A handler that throws answers 500 (server_options::on_handler_error hears of it), except for a
+/// request_json_error, which request::json() throws for a body that is not JSON: 400 with nlohmann/json's reason.
 ///
 /// shutdown() stops accepting, closes idle connections at once, lets requests in progress finish (their responses
 /// say "Connection: close"), and after `grace` cancels whatever is left. The server must outlive serve().
@@ -297,6 +302,9 @@ private:
                         check_response(res);
                     } catch (const cancelled_error&) {
                         throw;
+                    } catch (const request_json_error& e) {
+                        // request::json() on a body that is not JSON: the client's mistake, not a handler failure.
+                        res = response::text(coring::detail::str_cat("Bad Request: ", e.reason(), "\n"), 400);
                     } catch (...) {
                         failure = std::current_exception();
                     }
