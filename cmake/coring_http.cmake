@@ -1,4 +1,5 @@
-# Defines coring::http (see the top-level CMakeLists.txt). Sets CORING_HTTP_FOUND.
+# Defines coring::http (see the top-level CMakeLists.txt). Sets CORING_HTTP_FOUND, and CORING_HTTP_WITH_JSON when
+# coring::http links nlohmann/json.
 include(GNUInstallDirs)
 set(CORING_HTTP_FOUND FALSE)
 set(CORING_LLHTTP_INCLUDE_DIR
@@ -68,3 +69,22 @@ if(CORING_TLS_FOUND)
     target_compile_definitions(coring_http INTERFACE CORING_HTTP_TLS=1)
 endif()
 set(CORING_HTTP_FOUND TRUE)
+
+# JSON bodies (<coring/http/json.hpp>): the headers find <nlohmann/json.hpp> by themselves (__has_include), so a
+# consumer without CMake gets them too. Here, nlohmann/json's CMake package, when found, is linked so that its include
+# directory reaches coring's users wherever it is installed; CORING_JSON=OFF defines CORING_NO_JSON for them instead.
+option(CORING_JSON "Give coring::http its JSON calls through nlohmann/json when it is found (OFF: CORING_NO_JSON)" ON)
+set(CORING_HTTP_WITH_JSON FALSE)
+if(CORING_JSON)
+    find_package(nlohmann_json 3 QUIET)
+    if(nlohmann_json_FOUND)
+        target_link_libraries(coring_http INTERFACE nlohmann_json::nlohmann_json)
+        set(CORING_HTTP_WITH_JSON TRUE)
+        message(STATUS "coring: coring::http uses nlohmann/json ${nlohmann_json_VERSION} (${nlohmann_json_DIR})")
+    else()
+        message(STATUS "coring: nlohmann/json's CMake package not found: coring::http's JSON calls exist only where "
+                       "<nlohmann/json.hpp> is on the include path (apt-get install nlohmann-json3-dev)")
+    endif()
+else()
+    target_compile_definitions(coring_http INTERFACE CORING_NO_JSON)
+endif()
