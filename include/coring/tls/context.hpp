@@ -4,6 +4,7 @@
 #include <coring/tls/error.hpp>
 
 #include <openssl/bio.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -11,6 +12,7 @@
 #include <filesystem>
 #include <initializer_list>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -76,8 +78,12 @@ public:
         const std::string cert = cert_chain_pem.string(), key = key_pem.string();
         if (SSL_CTX_use_certificate_chain_file(ctx(), cert.c_str()) != 1)
             detail::fail_setup(coring::detail::str_cat("loading the certificate chain ", cert));
-        if (SSL_CTX_use_PrivateKey_file(ctx(), key.c_str(), SSL_FILETYPE_PEM) != 1)
+        if (SSL_CTX_use_PrivateKey_file(ctx(), key.c_str(), SSL_FILETYPE_PEM) != 1) {
+            // OpenSSL checks the key against the certificate as it loads it: say which two files disagree.
+            if (key_mismatch())
+                detail::fail_setup(coring::detail::str_cat("the private key ", key, " does not match ", cert));
             detail::fail_setup(coring::detail::str_cat("loading the private key ", key));
+        }
         if (SSL_CTX_check_private_key(ctx()) != 1)
             detail::fail_setup(coring::detail::str_cat("the private key ", key, " does not match ", cert));
         return *this;
@@ -98,11 +104,14 @@ public:
                 detail::fail_setup("adding a chain certificate");
             }
         ERR_clear_error(); // the loop ends on a "no start line" error: the end of the PEM text
-        std::unique_ptr<BIO, decltype(&BIO_free)> keys(BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())),
-                                                       &BIO_free);
+        std::unique_ptr<BIO, decltype(&BIO_free)> keys(
+            BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())), &BIO_free);
         std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
             keys ? PEM_read_bio_PrivateKey(keys.get(), nullptr, nullptr, nullptr) : nullptr, &EVP_PKEY_free);
-        if (!key || SSL_CTX_use_PrivateKey(ctx(), key.get()) != 1) detail::fail_setup("reading the private key");
+        if (!key) detail::fail_setup("reading the private key");
+        if (SSL_CTX_use_PrivateKey(ctx(), key.get()) != 1)
+            detail::fail_setup(key_mismatch() ? "the private key does not match the certificate"
+                                              : "using the private key");
         if (SSL_CTX_check_private_key(ctx()) != 1) detail::fail_setup("the private key does not match the certificate");
         return *this;
     }
@@ -181,14 +190,19 @@ private:
 
     SSL_CTX* ctx() const noexcept { return st_->ctx; }
 
+    /// Whether the last OpenSSL error is a key that does not match the certificate (left queued for the message).
+    static bool key_mismatch() noexcept {
+        const unsigned long e = ERR_peek_last_error();
+        return ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH;
+    }
+
     static int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
                            unsigned inlen, void* arg) noexcept {
         const auto* st = static_cast<const state*>(arg);
         unsigned char* chosen = nullptr;
         // Server preference: the first of ours that the client offers.
         if (SSL_select_next_proto(&chosen, outlen, reinterpret_cast<const unsigned char*>(st->alpn_wire.data()),
-                                  static_cast<unsigned>(st->alpn_wire.size()), in,
-                                  inlen) != OPENSSL_NPN_NEGOTIATED)
+                                  static_cast<unsigned>(st->alpn_wire.size()), in, inlen) != OPENSSL_NPN_NEGOTIATED)
             return SSL_TLSEXT_ERR_NOACK;
         *out = chosen;
         return SSL_TLSEXT_ERR_OK;
