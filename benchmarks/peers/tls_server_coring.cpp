@@ -9,9 +9,9 @@
 //              ("...\r\n\r\n") arrives, a one-line HTTP/1.0 answer; then close_notify and close. A client that just
 //              closes after the handshake is fine too.
 //   bulk       one big response per connection: reads the request head, answers "HTTP/1.1 200 OK" with a
-//              Content-Length and the contents of --file PATH (read through coring::file, 256 KiB at a time), or --bytes
-//              N of generated data, then closes. The cipher suite is whatever the client allows (the script asks for
-//              TLS_AES_128_GCM_SHA256).
+//              Content-Length and the contents of --file PATH (read through coring::file, 256 KiB at a time), or
+//              --bytes N of generated data, then closes. The cipher suite is whatever the client allows (the script
+//              asks for TLS_AES_128_GCM_SHA256).
 //   idle       holds every connection after the handshake with a read pending, as a keep-alive server waiting for
 //              the next request does; the script reads this process's VmRSS before and after opening many.
 // Errors of single connections (a client that resets, or ends without close_notify) are counted, not printed; on
@@ -113,9 +113,15 @@ coring::task<> connection(coring::tls::context ctx, coring::tcp_stream conn, con
     try {
         coring::tls::stream s = co_await coring::tls::stream::accept(ctx, std::move(conn));
         switch (cfg.m) {
-        case mode::handshake: co_await handshake_only(s); break;
-        case mode::bulk: co_await bulk(s, cfg); break;
-        case mode::idle: co_await idle(s); break;
+        case mode::handshake:
+            co_await handshake_only(s);
+            break;
+        case mode::bulk:
+            co_await bulk(s, cfg);
+            break;
+        case mode::idle:
+            co_await idle(s);
+            break;
         }
         co_await s.close();
         ok = true;
@@ -141,8 +147,7 @@ coring::task<> serve(const config& cfg, counters& c) {
             conn.set_nodelay(true);
             connections.spawn(connection(ctx, std::move(conn), cfg, c));
         }
-    } catch (const coring::cancelled_error&) {
-    }
+    } catch (const coring::cancelled_error&) {}
     co_await connections.join();
 }
 
