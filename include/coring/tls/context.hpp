@@ -73,6 +73,26 @@ public:
         return *this;
     }
 
+    /// Trusts the CA certificates in `pem` (PEM text in memory, one or more), besides those trusted already. Throws
+    /// tls::error when it holds no certificate.
+    context& load_ca_pem(std::string_view pem) {
+        std::unique_ptr<BIO, decltype(&BIO_free)> in(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())),
+                                                     &BIO_free);
+        if (!in) detail::fail_setup("reading CA certificates from memory");
+        X509_STORE* store = SSL_CTX_get_cert_store(ctx());
+        int added = 0;
+        while (X509* ca = PEM_read_bio_X509(in.get(), nullptr, nullptr, nullptr)) {
+            const int ok = X509_STORE_add_cert(store, ca); // takes a reference of its own
+            X509_free(ca);
+            if (ok != 1) detail::fail_setup("adding a CA certificate from memory");
+            ++added;
+        }
+        ERR_clear_error(); // the loop ends on a "no start line" error: the end of the PEM text
+        if (added == 0) throw error("coring: tls: loading CA certificates from memory: no PEM certificate");
+        if (!st_->server) SSL_CTX_set_verify(ctx(), SSL_VERIFY_PEER, nullptr);
+        return *this;
+    }
+
     /// Presents this certificate chain (PEM, leaf first) and key: a server's identity, or a client certificate.
     context& use_certificate(const std::filesystem::path& cert_chain_pem, const std::filesystem::path& key_pem) {
         const std::string cert = cert_chain_pem.string(), key = key_pem.string();
@@ -154,6 +174,8 @@ public:
         return *this;
     }
 
+    /// Whether set_alpn() gave this context application protocols to offer (a client) or choose from (a server).
+    [[nodiscard]] bool has_alpn() const noexcept { return !st_->alpn_wire.empty(); }
     /// Whether peers are verified (clients: certificate and host name).
     [[nodiscard]] bool verifies() const noexcept { return st_->verify; }
     /// Whether this is a server context.
