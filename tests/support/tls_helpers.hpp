@@ -69,6 +69,17 @@ inline int tls_connection_count(int normal, [[maybe_unused]] int sanitized) {
 #endif
 }
 
+/// Awaits `t` and returns the what() of the std::logic_error it threw, empty if none (Catch's macros must not hold a
+/// co_await).
+inline coring::task<std::string> logic_error_of(coring::task<> t) {
+    try {
+        co_await std::move(t);
+    } catch (const std::logic_error& e) {
+        co_return e.what();
+    }
+    co_return std::string();
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released: a child binds it next).
 inline std::uint16_t free_port() {
     auto l = coring::tcp_listener::bind(coring::address::parse("127.0.0.1:0"));

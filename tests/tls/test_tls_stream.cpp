@@ -131,7 +131,8 @@ TEST_CASE("tls::stream - shutdown() ends one direction; the other still carries 
         auto p = co_await tls_connect_pair(client_ctx(), server_ctx());
         co_await p.client.write_all("request\n");
         co_await p.client.shutdown();
-        CHECK_THROWS_AS(co_await p.client.write_all("more"), std::logic_error);
+        const std::string refused = co_await coring_test::logic_error_of(p.client.write_all("more"));
+        CHECK_FALSE(refused.empty());
         const std::string req = co_await p.server.read_until("\n");
         CHECK(req == "request\n");
         char c;

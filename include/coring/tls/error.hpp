@@ -31,10 +31,13 @@ public:
 namespace detail {
 
 /// OpenSSL's reasons queued on this thread, most recent last, joined by "; " (and the queue emptied). Adds the
-/// certificate verification result when the handshake failed on it.
+/// certificate verification result when the handshake failed on it (only then: a connection that skips verification
+/// has a failed result too, which says nothing about a later error).
 inline std::string openssl_reason(const SSL* ssl = nullptr) {
     std::string out;
+    bool verify_failed = false;
     while (const unsigned long e = ERR_get_error()) {
+        if (ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED) verify_failed = true;
         const char* r = ERR_reason_error_string(e);
         char buf[256];
         if (!r) {
@@ -44,7 +47,7 @@ inline std::string openssl_reason(const SSL* ssl = nullptr) {
         if (!out.empty()) out += "; ";
         out += r;
     }
-    if (ssl) {
+    if (ssl && verify_failed) {
         const long v = SSL_get_verify_result(ssl);
         if (v != X509_V_OK) {
             if (!out.empty()) out += ": ";

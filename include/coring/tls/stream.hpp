@@ -11,11 +11,10 @@
 #include <coring/tls/context.hpp>
 #include <coring/tls/error.hpp>
 
+#include <arpa/inet.h>
 #include <openssl/bio.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
-
-#include <arpa/inet.h>
 
 #include <algorithm>
 #include <chrono>
@@ -94,6 +93,7 @@ public:
     task<> handshake() {
         state& st = get();
         if (st.handshaken) co_return;
+        if (st.failed) throw error(st.failure); // OpenSSL's state after a fatal error is not one to resume
         std::string failure;
         for (;;) {
             ERR_clear_error();
@@ -124,6 +124,7 @@ public:
             } catch (...) {}
             (void)sent;
             st.failed = true;
+            st.failure = failure;
             throw error(failure);
         }
         st.handshaken = true;
@@ -140,8 +141,20 @@ public:
         ERR_clear_error();
         const int r = SSL_write(st.ssl, data.data(), static_cast<int>(n));
         if (r <= 0)
-            throw error(coring::detail::str_cat("coring: tls write to ", st.peer, ": ", detail::openssl_reason(st.ssl)));
-        co_await flush(st);
+            throw error(
+                coring::detail::str_cat("coring: tls write to ", st.peer, ": ", detail::openssl_reason(st.ssl)));
+        // The records are made: from here on the bytes count as written whatever happens to this call. A write
+        // cancelled now (waiting behind another task's write, or while sending) cannot say how much of them the peer
+        // will get, so the stream stops writing rather than let the caller send them twice.
+        bool sent = false;
+        try {
+            co_await flush(st);
+            sent = true;
+        } catch (...) {
+            st.write_broken = true;
+            throw;
+        }
+        (void)sent;
         co_return static_cast<std::size_t>(r);
     }
     /// write() from bytes.
@@ -229,14 +242,15 @@ private:
         BIO* rbio = nullptr; // ciphertext in: what the socket received (owned by ssl)
         BIO* wbio = nullptr; // ciphertext out: what the socket must send (owned by ssl)
         std::string peer;
-        std::string out;                // ciphertext being sent
-        std::unique_ptr<char[]> in;     // ciphertext received, one record's worth at a time
-        mutex writing;                  // one ciphertext write in flight
-        bool handshaken = false;        // the handshake completed
-        bool failed = false;            // the handshake failed
-        bool peer_closed = false;       // close_notify arrived
-        bool sent_close = false;        // close_notify was queued
-        bool write_broken = false;      // a write was interrupted mid-record
+        std::string out;            // ciphertext being sent
+        std::unique_ptr<char[]> in; // ciphertext received, one record's worth at a time
+        mutex writing;              // one ciphertext write in flight
+        std::string failure;        // what the failed handshake threw, for later calls
+        bool handshaken = false;    // the handshake completed
+        bool failed = false;        // the handshake failed
+        bool peer_closed = false;   // close_notify arrived
+        bool sent_close = false;    // close_notify was queued
+        bool write_broken = false;  // a write was interrupted mid-record
         ~state() { SSL_free(ssl); }
     };
     static constexpr std::size_t in_size = 16 * 1024 + 512; // a full TLS record and its overhead
@@ -286,10 +300,12 @@ private:
     }
     void check_writable(const state& st) const {
         if (st.write_broken)
-            throw std::logic_error(coring::detail::str_cat(
-                "coring: tls write to ", st.peer, ": an earlier write was interrupted mid-record; the stream cannot write"));
+            throw std::logic_error(
+                coring::detail::str_cat("coring: tls write to ", st.peer,
+                                        ": an earlier write was interrupted mid-record; the stream cannot write"));
         if (!st.handshaken) throw std::logic_error("coring: tls write before the handshake");
-        if (st.sent_close) throw std::logic_error(coring::detail::str_cat("coring: tls write to ", st.peer, " after shutdown"));
+        if (st.sent_close)
+            throw std::logic_error(coring::detail::str_cat("coring: tls write to ", st.peer, " after shutdown"));
     }
 
     /// Sends whatever OpenSSL has queued, one ciphertext write at a time, in the order it was produced.
@@ -312,6 +328,31 @@ private:
             (void)ok;
         }
         if (st.out.capacity() > 64 * 1024) std::string().swap(st.out); // bulk writes do not pin their buffer
+    }
+
+    /// What a read sends before it waits: the records OpenSSL queued while reading (a KeyUpdate answer, a
+    /// no_renegotiation alert), and only those. Never waits for the write lock: a task holding it sends everything
+    /// queued before it lets go (flush() loops until OpenSSL's output is empty), so the records go out in order either
+    /// way. A read that waited behind a write blocked on a peer that does not read, or that sent that write's bulk,
+    /// could deadlock two peers that both write before they read.
+    task<> flush_from_read(state& st) {
+        if (BIO_ctrl_pending(st.wbio) == 0) co_return;
+        mutex::guard g = st.writing.try_lock();
+        if (!g) co_return;
+        const std::size_t pending = BIO_ctrl_pending(st.wbio);
+        std::string out(pending, '\0');
+        const int got = BIO_read(st.wbio, out.data(), static_cast<int>(pending));
+        if (got <= 0) co_return;
+        out.resize(static_cast<std::size_t>(got));
+        bool ok = false;
+        try {
+            co_await st.sock.write_all(out);
+            ok = true;
+        } catch (...) {
+            st.write_broken = true; // part of a record may be out
+            throw;
+        }
+        (void)ok;
     }
 
     /// One receive of ciphertext into OpenSSL's input; 0 at the end of the TCP stream.
@@ -337,8 +378,9 @@ private:
                 co_return 0;
             }
             if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
-                throw error(coring::detail::str_cat("coring: tls read from ", st.peer, ": ", detail::openssl_reason(st.ssl)));
-            co_await flush(st); // answers the peer may be waiting for (a key update) before waiting for it
+                throw error(
+                    coring::detail::str_cat("coring: tls read from ", st.peer, ": ", detail::openssl_reason(st.ssl)));
+            co_await flush_from_read(st); // answers the peer may wait for (a key update), before waiting for it
             if (e == SSL_ERROR_WANT_READ) {
                 const std::size_t n = co_await receive(st);
                 if (n == 0)
