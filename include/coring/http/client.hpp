@@ -1,5 +1,6 @@
 #pragma once
 
+#include <coring/detail/inner_awaiter.hpp>
 #include <coring/detail/str_cat.hpp>
 #include <coring/detail/timer_queue.hpp>
 #include <coring/error.hpp>
@@ -11,6 +12,11 @@
 #include <coring/sync/semaphore.hpp>
 #include <coring/task/task.hpp>
 #include <coring/time/timeout.hpp>
+#if CORING_HTTP_TLS
+#include <coring/tls/context.hpp>
+#include <coring/tls/error.hpp>
+#include <coring/tls/stream.hpp>
+#endif
 
 #include <sys/socket.h>
 
@@ -18,6 +24,7 @@
 #include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <coroutine>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -30,6 +37,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -123,6 +131,21 @@ struct client_options {
     /// Cookie2) after a redirect to another origin, and never body fields (Content-Type, ...) after a redirect that
     /// turned the request into a GET without body. A "Connection: close" here keeps connections out of the pool.
     http::headers default_headers = default_client_headers();
+#if CORING_HTTP_TLS
+    /// The TLS settings of https:// connections: whom to trust, whether to verify. Empty (the default): a context
+    /// shared by every client of the process, tls::context::client() (the system trust store, certificate and host
+    /// name verification on), made at the first https:// request (loading the system store takes tens of
+    /// milliseconds, which a client that never speaks HTTPS does not pay). For a private CA:
+    ///
+    ///     coring::http::client_options o;
+    ///     o.tls = coring::tls::context::client();
+    ///     o.tls->load_ca("ca.pem");
+    ///
+    /// and, for tests against a self-signed server only, `o.tls->insecure_skip_verification()`. The client offers
+    /// ALPN "http/1.1"; on a context given here without ALPN protocols of its own, it sets that on the context (which
+    /// its copies share). Only with coring::tls (CORING_HTTP_TLS).
+    std::optional<coring::tls::context> tls{};
+#endif
 };
 
 /// Per-request overrides of client_options.
@@ -173,62 +196,184 @@ inline client_clock::time_point client_deadline(std::chrono::milliseconds d) noe
 
 // ---- the transport (TLS seam) ---------------------------------------------------------------------------------------
 
-/// One connection of a client to a server, and the only place where the client touches the network.
+#if CORING_HTTP_TLS
+using client_tls_context = coring::tls::context; ///< what an https:// connection is made with
+#else
+struct client_tls_context {}; ///< no TLS in this build: https:// URLs are refused before a connection is opened
+#endif
+
+/// The awaitable of one of two kinds of I/O, chosen at run time: a plain socket operation (awaited directly, no
+/// coroutine frame) or a TLS one (a task). Lets client_connection branch on its scheme without turning the plain
+/// path into a coroutine per read. Its result is the plain one's, or void when the two disagree (write_all()).
+template <class Plain, class Secure>
+class [[nodiscard]] client_either {
+    using plain_awaiter = coring::detail::inner_awaiter<Plain>;
+    using secure_awaiter = coring::detail::inner_awaiter<Secure>;
+    using plain_result = typename plain_awaiter::result_type;
+    using secure_result = typename secure_awaiter::result_type;
+    using result = std::conditional_t<std::is_same_v<plain_result, secure_result>, plain_result, void>;
+
+public:
+    /// The plain operation.
+    explicit client_either(Plain&& p) : plain_(std::in_place, std::move(p)) {}
+    /// The TLS operation.
+    explicit client_either(Secure&& s) : secure_(std::in_place, std::move(s)) {}
+
+    bool await_ready() { return plain_ ? plain_->get().await_ready() : secure_->get().await_ready(); }
+    template <class P>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) {
+        return plain_ ? forward(plain_->get(), h) : forward(secure_->get(), h);
+    }
+    result await_resume() {
+        if constexpr (std::is_void_v<result>) {
+            if (plain_) plain_->get().await_resume();
+            else secure_->get().await_resume();
+        } else {
+            if (plain_) return plain_->get().await_resume();
+            return secure_->get().await_resume();
+        }
+    }
+
+private:
+    /// The inner awaiter's await_suspend, whatever it returns, as a handle to resume (symmetric transfer).
+    template <class A, class P>
+    static std::coroutine_handle<> forward(A& a, std::coroutine_handle<P> h) {
+        using R = decltype(a.await_suspend(h));
+        if constexpr (std::is_void_v<R>) {
+            a.await_suspend(h);
+            return std::noop_coroutine();
+        } else if constexpr (std::is_same_v<R, bool>) {
+            if (a.await_suspend(h)) return std::noop_coroutine();
+            return h;
+        } else {
+            return a.await_suspend(h);
+        }
+    }
+
+    std::optional<plain_awaiter> plain_;   // engaged for a plain connection
+    std::optional<secure_awaiter> secure_; // engaged for a TLS connection
+};
+
+/// One connection of a client to a server, and the only place where the client touches the network: a tcp_stream
+/// for http://, a tls::stream over one for https:// (chosen by the URL's scheme in open()). The request logic
+/// (client_exchange and below, the pool, redirects) only calls these members, whatever the scheme.
 ///
-/// TLS seam: an https:// connection will be this class over a TLS stream instead of a tcp_stream (the handshake in
-/// open(), records in read_some() and the writes, close_notify in close(), usable() asking the TLS layer), chosen
-/// from the URL's scheme. The request logic (client_exchange and below, the pool, redirects) only calls these members
-/// and stays as it is; client_open() is where https:// is refused today.
+/// The plain path stays as it was: each I/O call returns the socket's own awaitable (no coroutine frame per read);
+/// only TLS calls are tasks. A TLS connection is verified in open() (SNI and the certificate's name from the URL's
+/// host, ALPN "http/1.1"), sends close_notify in close(), and is usable() or drained() when OpenSSL holds nothing
+/// unread either.
+///
+/// TLS truncation: a server that ends the TCP stream without close_notify makes a TLS read throw tls::truncated. The
+/// client never reads past a response whose own framing is complete (Content-Length reached, the last chunk), so that
+/// case cannot arise for those; for a response delimited by the end of the connection (no length, not chunked), the
+/// end is only trusted with close_notify: without it the request fails with tls::truncated naming the URL, since an
+/// attacker could have cut the body short. read_some() reports such an end as 0 and records it (cut_short()), so
+/// that a reused connection that the server closed is handled by the retry rule as on plain HTTP.
 class client_connection {
 public:
-    /// The input buffer's size: one recv's worth; the response parser takes it whole each time.
+    /// The input buffer's size: one recv's worth (and a TLS record's plaintext); the response parser takes it whole.
     static constexpr std::size_t buffer_size = 16 * 1024;
 
     /// Not connected yet (open() connects); the input buffer is allocated once here, for the connection's life.
     client_connection() : in_(new char[buffer_size]) {}
 
-    /// Connects to `u`'s host and port (resolving the name), with `deadline` for the whole attempt.
-    static task<std::unique_ptr<client_connection>> open(const url& u, client_clock::time_point deadline) {
+    /// Connects to `u`'s host and port (resolving the name), with `deadline` for the whole attempt; for https://, the
+    /// TLS handshake with `tls` as well (null for http://).
+    static task<std::unique_ptr<client_connection>> open(const url& u, client_clock::time_point deadline,
+                                                         [[maybe_unused]] const client_tls_context* tls) {
         auto c = std::make_unique<client_connection>();
         task<tcp_stream> connecting = tcp_stream::connect(u.host, u.port);
-        c->s_ = co_await timeout_at(deadline, std::move(connecting));
-        c->s_.set_nodelay(true); // a request is written whole; Nagle would hold back a body sent after its head
+        tcp_stream s = co_await timeout_at(deadline, std::move(connecting));
+        s.set_nodelay(true); // a request is written whole; Nagle would hold back a body sent after its head
+        c->fd_ = s.native_handle();
+#if CORING_HTTP_TLS
+        if (tls) {
+            task<coring::tls::stream> handshaking = coring::tls::stream::connect(*tls, std::move(s), u.host);
+            c->t_ = co_await timeout_at(deadline, std::move(handshaking));
+            c->secure_ = true;
+            co_return c;
+        }
+#endif
+        c->s_ = std::move(s);
         co_return c;
     }
 
-    /// Reads what is available into `buf` (0 at the end of the stream), by `deadline`.
-    [[nodiscard]] auto read_some(std::span<char> buf, client_clock::time_point deadline) noexcept {
+    /// Reads what is available into `buf` (0 at the end of the stream, or a TLS end without close_notify: see
+    /// cut_short()), by `deadline`.
+    [[nodiscard]] auto read_some(std::span<char> buf, client_clock::time_point deadline) {
+#if CORING_HTTP_TLS
+        using either = client_either<decltype(timeout_at(deadline, s_.read(buf))),
+                                     decltype(timeout_at(deadline, read_secure(buf)))>;
+        if (secure_) return either(timeout_at(deadline, read_secure(buf)));
+        return either(timeout_at(deadline, s_.read(buf)));
+#else
         return timeout_at(deadline, s_.read(buf));
+#endif
     }
     /// Sends a prefix of `data` (at least a byte) by `deadline`; returns how much.
-    [[nodiscard]] auto write_some(std::string_view data, client_clock::time_point deadline) noexcept {
+    [[nodiscard]] auto write_some(std::string_view data, client_clock::time_point deadline) {
+#if CORING_HTTP_TLS
+        using either = client_either<decltype(timeout_at(deadline, s_.write(data))),
+                                     decltype(timeout_at(deadline, t_.write(data)))>;
+        if (secure_) return either(timeout_at(deadline, t_.write(data)));
+        return either(timeout_at(deadline, s_.write(data)));
+#else
         return timeout_at(deadline, s_.write(data));
+#endif
     }
     /// Sends all of `data` by `deadline`.
-    [[nodiscard]] auto write_all(std::string_view data, client_clock::time_point deadline) noexcept {
+    [[nodiscard]] auto write_all(std::string_view data, client_clock::time_point deadline) {
+#if CORING_HTTP_TLS
+        using either = client_either<decltype(timeout_at(deadline, s_.write_all(data))),
+                                     decltype(timeout_at(deadline, t_.write_all(data)))>;
+        if (secure_) return either(timeout_at(deadline, t_.write_all(data)));
+        return either(timeout_at(deadline, s_.write_all(data)));
+#else
         return timeout_at(deadline, s_.write_all(data));
+#endif
     }
-    /// Closes the connection (through io_uring; the destructor closes synchronously instead).
-    [[nodiscard]] auto close() noexcept { return s_.close(); }
+    /// Closes the connection (through io_uring; the destructor closes synchronously instead); a TLS one sends
+    /// close_notify first (for at most a second).
+    [[nodiscard]] auto close() {
+#if CORING_HTTP_TLS
+        using either = client_either<decltype(s_.close()), decltype(t_.close())>;
+        if (secure_) return either(t_.close());
+        return either(s_.close());
+#else
+        return s_.close();
+#endif
+    }
 
     /// Whether the stream holds nothing the client has not read: no byte it took in ahead of a read and no end or
-    /// error it saw. A multishot receive (loop_options::multishot_streams) stays armed on an idle connection and moves
-    /// whatever arrives into the stream, where a peek at the socket no longer sees it. No system call.
-    [[nodiscard]] bool drained() const noexcept { return s_.buffered() == 0 && !s_.receive_ended(); }
+    /// error it saw (for TLS: no decrypted byte, record or ciphertext waiting in OpenSSL either). A multishot receive
+    /// (loop_options::multishot_streams) stays armed on an idle connection and moves whatever arrives into the
+    /// stream, where a peek at the socket no longer sees it. No system call.
+    [[nodiscard]] bool drained() const noexcept {
+#if CORING_HTTP_TLS
+        if (secure_) return !t_.has_pending_input() && !cut_short_;
+#endif
+        return s_.buffered() == 0 && !s_.receive_ended();
+    }
 
     /// Whether an idle connection can carry a request: the server has neither closed it nor sent anything
-    /// unsolicited (a 408 before closing, say), whether that is still in the socket or already in the stream. One
-    /// non-blocking peek: it catches the common case of a server that timed the connection out long ago, so that it
-    /// is not even tried; the race with a close in flight is left to the retry rule.
+    /// unsolicited (a 408 before closing, a close_notify), whether that is still in the socket or already in the
+    /// stream. One non-blocking peek: it catches the common case of a server that timed the connection out long ago,
+    /// so that it is not even tried; the race with a close in flight is left to the retry rule.
     [[nodiscard]] bool usable() const noexcept {
         if (!drained()) return false;
         char b;
         for (;;) {
-            const ssize_t r = ::recv(s_.native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+            const ssize_t r = ::recv(fd_, &b, 1, MSG_PEEK | MSG_DONTWAIT);
             if (r < 0 && errno == EINTR) continue;
             return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
         }
     }
+
+    /// Whether the connection is TLS (https://).
+    [[nodiscard]] bool secure() const noexcept { return secure_; }
+    /// The tls::truncated of a TLS read that met the end of the TCP stream without close_notify (read_some() returned
+    /// 0 for it), or null.
+    [[nodiscard]] std::exception_ptr cut_short() const noexcept { return cut_short_; }
 
     /// The input buffer; unparsed bytes are [begin, end).
     [[nodiscard]] char* buffer() noexcept { return in_.get(); }
@@ -239,14 +384,31 @@ public:
     std::size_t responses = 0;             ///< complete responses it carried (more than 0: a reused connection)
 
 private:
-    tcp_stream s_;               // the seam: a TLS stream takes its place for https://
-    std::unique_ptr<char[]> in_; // received bytes; allocated once per connection, not per request
+#if CORING_HTTP_TLS
+    /// A TLS read; an end without close_notify reads as 0 and is kept in cut_short_ for the caller to judge.
+    task<std::size_t> read_secure(std::span<char> buf) {
+        std::size_t n = 0;
+        try {
+            n = co_await t_.read(buf);
+        } catch (const coring::tls::truncated&) {
+            cut_short_ = std::current_exception();
+        }
+        co_return n;
+    }
+
+    coring::tls::stream t_; // the connection of an https:// URL (s_ is then empty)
+#endif
+    tcp_stream s_;                 // the connection of an http:// URL
+    std::unique_ptr<char[]> in_;   // received bytes; allocated once per connection, not per request
+    std::exception_ptr cut_short_; // a TLS end without close_notify that read_some() reported as 0
+    int fd_ = -1;                  // the socket, for usable()'s peek
+    bool secure_ = false;          // t_ is the connection
 };
 
 // ---- the pool -------------------------------------------------------------------------------------------------------
 
-/// The pool's key for `u`: its origin, "http://host:port". The scheme is part of it so that a connection of one
-/// scheme is never handed to a request of the other (http://h:443 and https://h, once TLS arrives).
+/// The pool's key for `u`: its origin, "http://host:port" or "https://host:port". The scheme is part of it so that a
+/// connection of one scheme is never handed to a request of the other (http://h:443 and https://h).
 inline std::string client_pool_key(const url& u) { return coring::detail::str_cat(u.scheme, "://", u.endpoint()); }
 
 /// The connections of one origin (scheme, host and port).
@@ -303,6 +465,27 @@ struct client_pool {
         c->idle_since = now;
         h.idle.push_back(std::move(c));
     }
+
+#if CORING_HTTP_TLS
+    /// The context of https:// connections: client_options::tls, or the process's default when it is empty; ALPN
+    /// "http/1.1" offered unless the context offers protocols of its own.
+    const coring::tls::context& tls_context() {
+        if (!opts.tls) opts.tls = default_tls();
+        else if (!tls_checked && !opts.tls->has_alpn()) opts.tls->set_alpn({"http/1.1"});
+        tls_checked = true;
+        return *opts.tls;
+    }
+    /// The default client context, made once per process (loading the system trust store is slow) and shared.
+    static const coring::tls::context& default_tls() {
+        static const coring::tls::context ctx = [] {
+            coring::tls::context c = coring::tls::context::client();
+            c.set_alpn({"http/1.1"});
+            return c;
+        }();
+        return ctx;
+    }
+    bool tls_checked = false; ///< tls_context() has looked at client_options::tls's ALPN
+#endif
 
     /// Closes every idle connection (synchronously) and refuses new requests.
     void shut() noexcept {
@@ -532,7 +715,11 @@ inline task<> client_acquire(client_exchange& x, bool fresh) {
     std::unique_ptr<client_connection> c;
     bool connect_late = false;
     try {
-        task<std::unique_ptr<client_connection>> connecting = client_connection::open(x.current, by);
+        const client_tls_context* tls = nullptr;
+#if CORING_HTTP_TLS
+        if (x.current.scheme == "https") tls = &x.pool->tls_context();
+#endif
+        task<std::unique_ptr<client_connection>> connecting = client_connection::open(x.current, by, tls);
         c = co_await std::move(connecting);
     } catch (const coring::timeout_error&) {
         if (by >= x.deadline) throw; // the request's own timeout: reported as such
@@ -652,6 +839,9 @@ inline task<> client_pump(client_exchange& x) {
             if (n == 0) {
                 c.begin = c.end = 0;
                 if (p.finish() == parse_state::message_done) { // a body delimited by the end of the connection
+                    // Over TLS, only an end announced with close_notify delimits it: an attacker can end the TCP
+                    // stream anywhere (tls::truncated, named by the caller).
+                    if (std::exception_ptr cut = c.cut_short()) std::rethrow_exception(cut);
                     client_complete(x);
                     co_return;
                 }
@@ -754,9 +944,12 @@ inline task<> client_run_exchange(client_exchange& x, client_request_spec& s, bo
     for (std::size_t redirects = 0;;) {
         x.where = x.current.to_string();
         x.method = s.method;
-        if (x.current.scheme != "http") // the TLS seam: a client_connection over TLS goes here
-            throw std::invalid_argument(coring::detail::str_cat("coring: http: ", s.method, " ", x.where,
-                                                                ": HTTPS is not supported yet (only http:// URLs)"));
+#if !CORING_HTTP_TLS
+        if (x.current.scheme != "http")
+            throw std::invalid_argument(coring::detail::str_cat(
+                "coring: http: ", s.method, " ", x.where,
+                ": HTTPS needs coring::http built with OpenSSL (coring::tls, CORING_HTTP_TLS)"));
+#endif
         x.head = s.method == "HEAD";
         x.done = false;
         task<> hop = client_run_hop(x, s);
@@ -804,6 +997,17 @@ inline task<> client_run_exchange(client_exchange& x, client_request_spec& s, bo
         throw http::client_timeout_error(x.where, coring::detail::str_cat("coring: http: ", x.method, " ", x.where,
                                                                           ": timed out after ",
                                                                           std::to_string(x.total.count()), " ms"));
+#if CORING_HTTP_TLS
+    } catch (const coring::tls::error& e) {
+        // "coring: tls handshake with h:443: certificate verify failed: ..." becomes "coring: http: GET https://h/:
+        // tls handshake with h:443: ...", of the same type (tls::truncated stays one).
+        std::string_view what = e.what();
+        if (what.starts_with("coring: http: ")) throw;
+        if (what.starts_with("coring: ")) what.remove_prefix(8);
+        std::string named = coring::detail::str_cat("coring: http: ", x.method, " ", x.where, ": ", what);
+        if (dynamic_cast<const coring::tls::truncated*>(&e)) throw coring::tls::truncated(std::move(named));
+        throw coring::tls::error(std::move(named));
+#endif
     } catch (const std::system_error& e) {
         std::string_view what = e.what();
         if (what.starts_with("coring: http: ")) throw;
@@ -1061,15 +1265,21 @@ inline task<client_response> client_fetch(std::shared_ptr<detail::client_pool> p
 /// An HTTP/1.1 client with a connection pool (aiohttp's ClientSession).
 ///
 ///     coring::http::client c;
-///     coring::http::client_response r = co_await c.get("http://example.com/");
+///     coring::http::client_response r = co_await c.get("https://example.com/");
 ///     std::cout << r.status << " " << r.body.size() << "\n";
 ///
-/// Connections are kept per host:port and reused (keep-alive) for later requests, up to max_idle_per_host idle ones
-/// for at most idle_lifetime each; many requests may run at once, each on a connection of its own (at most
-/// max_connections_per_host per host; more wait). A connection goes back to the pool only after its response was
-/// read completely and when both sides allow it: no "Connection: close", not HTTP/1.0 without keep-alive, not a body
-/// delimited by the end of the connection, nothing unexpected after the response. A failed or cancelled request
-/// closes its connection.
+/// https:// URLs (with coring::tls, CORING_HTTP_TLS) are fetched over TLS, verified by default against the system's
+/// trust store with the URL's host as SNI and as the name the certificate must carry (client_options::tls for a
+/// private CA or, in tests only, no verification); the handshake counts against connect_timeout. A TLS connection
+/// whose server ends it without close_notify is accepted once the response's own framing (Content-Length, the last
+/// chunk) is complete, but a response delimited by the end of the connection then fails with tls::truncated.
+///
+/// Connections are kept per origin (scheme, host and port) and reused (keep-alive) for later requests, up to
+/// max_idle_per_host idle ones for at most idle_lifetime each; many requests may run at once, each on a connection of
+/// its own (at most max_connections_per_host per host; more wait). A connection goes back to the pool only after its
+/// response was read completely and when both sides allow it: no "Connection: close", not HTTP/1.0 without keep-alive,
+/// not a body delimited by the end of the connection, nothing unexpected after the response. A failed or cancelled
+/// request closes its connection.
 ///
 /// A server may close an idle connection at any moment. Before a pooled connection is used, the client checks that
 /// the server has neither closed it nor sent anything on it since (a 408, say, whether still in the socket or already
@@ -1086,18 +1296,21 @@ inline task<client_response> client_fetch(std::shared_ptr<detail::client_pool> p
 /// After a redirect to another origin (scheme, host or port; "http://a" and "http://a:80" are one origin), the
 /// credentials (Authorization, Proxy-Authorization, Cookie, Cookie2), from the request or from default_headers, are
 /// not sent for the rest of the chain, and a Host header given with the request is replaced by the new host's.
-/// Redirects to other schemes than http are refused (std::invalid_argument).
+/// Redirects may go from http:// to https:// and back (the scheme is part of the origin: credentials stay behind);
+/// other schemes are refused (std::invalid_argument).
 ///
-/// Requests: the method is uppercased; a Host header (with the port when it is not 80) unless the request has one;
-/// the default headers (User-Agent: coring) unless overridden; Content-Length for a body, and "Content-Length: 0"
-/// for a POST, PUT or PATCH without one; Content-Length and Transfer-Encoding given by the caller or in the default
-/// headers are ignored (the client frames the body). Header names must be tokens and values free of CR, LF and NUL
-/// (std::invalid_argument).
+/// Requests: the method is uppercased; a Host header (with the port when it is not the scheme's default) unless the
+/// request has one; the default headers (User-Agent: coring) unless overridden; Content-Length for a body, and
+/// "Content-Length: 0" for a POST, PUT or PATCH without one; Content-Length and Transfer-Encoding given by the caller
+/// or in the default headers are ignored (the client frames the body). Header names must be tokens and values free of
+/// CR, LF and NUL (std::invalid_argument).
 ///
 /// Errors name the method and URL: malformed responses are protocol_error, timeouts http::client_timeout_error (a
-/// coring::timeout_error), connection failures std::system_error with the errno, bad URLs std::invalid_argument;
-/// https:// URLs are refused (std::invalid_argument) until TLS arrives. A status such as 404 or 500 is a response,
-/// not an error. cancelled_error passes unchanged.
+/// coring::timeout_error), connection failures std::system_error with the errno, TLS failures tls::error with
+/// OpenSSL's reason ("coring: http: GET https://h/: tls handshake with h:443: certificate verify failed: ..."), an
+/// end without close_notify of a body delimited by the end of the connection tls::truncated, bad URLs
+/// std::invalid_argument (https:// too in a build without TLS). A status such as 404 or 500 is a response, not an
+/// error. cancelled_error passes unchanged.
 ///
 /// Loop thread only. Requests and streams keep what they need of the client alive, so the client may be destroyed
 /// while they run (their connections are then closed instead of pooled).

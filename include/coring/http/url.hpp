@@ -204,7 +204,8 @@ inline url url::parse(std::string_view text) {
     u.scheme.clear();
     for (std::size_t i = 0; i < slen; ++i) u.scheme += detail::url_lower(text[i]);
     if (u.scheme != "http" && u.scheme != "https")
-        throw detail::url_error(whole, coring::detail::str_cat("unsupported scheme \"", u.scheme, "\" (only http)"));
+        throw detail::url_error(whole,
+                                coring::detail::str_cat("unsupported scheme \"", u.scheme, "\" (only http and https)"));
     u.port = u.default_port();
     text.remove_prefix(slen + 3);
 
