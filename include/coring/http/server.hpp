@@ -14,6 +14,10 @@
 #include <coring/task/spawn.hpp>
 #include <coring/task/task.hpp>
 #include <coring/time/timeout.hpp>
+#if CORING_HTTP_TLS
+#include <coring/tls/context.hpp>
+#include <coring/tls/stream.hpp>
+#endif
 
 #include <chrono>
 #include <cstdio>
@@ -22,6 +26,7 @@
 #include <functional>
 #include <list>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -56,25 +61,39 @@ struct server_options {
 class body_writer {
 public:
     /// Sends `data` as one chunk (nothing for empty data, which would end the body). Throws std::system_error when
-    /// the client went away.
+    /// the client went away (tls::error over TLS).
     task<> write(std::string_view data) {
         if (data.empty()) co_return;
+        std::string_view out = data;
         if (chunked_) {
             char head[24];
             const int n = std::snprintf(head, sizeof head, "%zx\r\n", data.size());
             buf_.assign(head, static_cast<std::size_t>(n));
             buf_.append(data);
             buf_.append("\r\n");
-            co_await s_->write_all(buf_);
+            out = buf_;
+        }
+        if (tcp_) {
+            co_await tcp_->write_all(out);
         } else {
-            co_await s_->write_all(data);
+            task<> writing = other_write_(other_, out);
+            co_await std::move(writing);
         }
     }
 
 private:
     friend class server;
-    body_writer(tcp_stream& s, bool chunked) noexcept : s_(&s), chunked_(chunked) {}
-    tcp_stream* s_;
+    /// A writer to a plain TCP connection: its own awaitable, no type erasure.
+    body_writer(tcp_stream& s, bool chunked) noexcept : tcp_(&s), chunked_(chunked) {}
+    /// A writer to any other stream (a tls::stream) whose write_all(std::string_view) returns task<>.
+    template <class S>
+    body_writer(S& s, bool chunked) noexcept
+        : other_(&s),
+          other_write_([](void* p, std::string_view d) -> task<> { return static_cast<S*>(p)->write_all(d); }),
+          chunked_(chunked) {}
+    tcp_stream* tcp_ = nullptr;                                // the connection, when it is plain TCP
+    void* other_ = nullptr;                                    // else the stream
+    task<> (*other_write_)(void*, std::string_view) = nullptr; // and its write_all
     bool chunked_;
     std::string buf_;
 };
@@ -113,6 +132,11 @@ inline std::string_view http_date() noexcept {
 /// A handler that throws answers 500 (server_options::on_handler_error hears of it), except for a
 /// request_json_error, which request::json() throws for a body that is not JSON: 400 with nlohmann/json's reason.
 ///
+/// HTTPS (with coring::tls, CORING_HTTP_TLS): `co_await app.serve(listener, tls::context::server("cert.pem",
+/// "key.pem"))` or `app.listen(address, ctx)`; each connection does the TLS handshake in its own task (within
+/// header_timeout), then the same request loop over the tls::stream; HTTP/1.1 over ALPN. The request loop, the body
+/// writer and the lingering close are templates over the stream type: the plain path has no indirection per read.
+///
 /// shutdown() stops accepting, closes idle connections at once, lets requests in progress finish (their responses
 /// say "Connection: close"), and after `grace` cancels whatever is left. The server must outlive serve().
 class server {
@@ -138,6 +162,51 @@ public:
     task<> serve(tcp_listener& listener) {
         if (serving_) throw std::logic_error("coring: http::server::serve called twice");
         serving_ = true; // stopped_ stays as it is: a shutdown() that came before serve() still counts
+#if CORING_HTTP_TLS
+        tls_.reset();
+#endif
+        co_await run(listener);
+    }
+
+#if CORING_HTTP_TLS
+    /// Serves HTTPS: as serve(listener), each connection beginning with the TLS handshake (a server context:
+    /// tls::context::server(cert, key)). The handshake runs in the connection's own task, within
+    /// server_options::header_timeout (a client that stalls it is dropped, without a response), and a failed one
+    /// closes the connection silently. HTTP/1.1 over ALPN: a context without ALPN protocols of its own gets
+    /// {"http/1.1"} (set on it, and so on its copies), so that clients offering h2 and http/1.1 pick http/1.1; a
+    /// connection that agreed on another protocol through the context's own list (h2, say) is closed after the
+    /// handshake, since this server speaks HTTP/1.1 only. Only with coring::tls (CORING_HTTP_TLS).
+    task<> serve(tcp_listener& listener, tls::context ctx) {
+        if (serving_) throw std::logic_error("coring: http::server::serve called twice");
+        if (!ctx.is_server())
+            throw std::invalid_argument("coring: http::server::serve needs a server tls::context (context::server)");
+        serving_ = true;
+        if (!ctx.has_alpn()) ctx.set_alpn({"http/1.1"});
+        tls_.emplace(std::move(ctx));
+        co_await run(listener);
+    }
+
+    /// Binds `at` and serves HTTPS until shutdown() (see serve(listener, ctx)).
+    task<> listen(address at, tls::context ctx, const listen_options& options = {}) {
+        tcp_listener l = tcp_listener::bind(at, options);
+        local_ = l.local_address();
+        task<> serving = serve(l, std::move(ctx));
+        co_await std::move(serving);
+    }
+
+    /// Serves one TLS connection whose handshake is done (tls::stream::accept) until it ends, as serve_stream(tcp).
+    task<> serve_stream(tls::stream s) {
+        while (!conns_.empty() && conns_.front().finished) conns_.pop_front();
+        conns_.emplace_back();
+        conn& c = conns_.back();
+        ++live_;
+        co_await connection(std::move(s), c);
+    }
+#endif
+
+private:
+    /// serve()'s body: the accept loop until shutdown(), then the graceful stop.
+    task<> run(tcp_listener& listener) {
         auto acceptor = spawn(accept_loop(listener));
         co_await stopped_.wait(); // set by shutdown()
         acceptor.cancel();
@@ -164,6 +233,7 @@ public:
         serving_ = false;
     }
 
+public:
     /// Binds `at` and serves until shutdown(). The bound address (port 0 picks one) is local_address() once
     /// serving has begun.
     task<> listen(address at, const listen_options& options = {}) {
@@ -216,25 +286,70 @@ private:
             conns_.emplace_back();
             conn& c = conns_.back();
             ++live_;
+#if CORING_HTTP_TLS
+            if (tls_) {
+                c.h = spawn(tls_connection(std::move(s), c, *tls_));
+                continue;
+            }
+#endif
             c.h = spawn(connection(std::move(s), c));
         }
     }
 
-    task<> connection(tcp_stream s, conn& c) {
-        struct ended {
-            server* self;
-            conn* c;
-            ~ended() {
-                c->finished = true;
-                if (--self->live_ == 0 && self->closing_) self->drained_.set();
-            }
-        } guard{this, &c};
+    /// Marks a connection's record finished when its task ends (and the server drained when it was the last one).
+    struct conn_end {
+        server* self;
+        conn* c;
+        bool armed = true;
+        ~conn_end() {
+            if (!armed) return;
+            c->finished = true;
+            if (--self->live_ == 0 && self->closing_) self->drained_.set();
+        }
+    };
+
+#if CORING_HTTP_TLS
+    /// An accepted HTTPS connection: the handshake (within header_timeout, counted as idle so that a shutdown ends
+    /// it at once), then connection() over the TLS stream.
+    task<> tls_connection(tcp_stream s, conn& c, tls::context ctx) {
+        conn_end guard{this, &c};
+        tls::stream t;
+        bool ok = false;
+        try {
+            task<tls::stream> handshaking = tls::stream::accept(std::move(ctx), std::move(s));
+            t = co_await timeout(opts_.header_timeout, std::move(handshaking));
+            ok = true;
+        } catch (...) {
+            // A failed, stalled or cancelled handshake: nothing to answer (the TLS layer sent its alert).
+        }
+        if (!ok) co_return;
+        const std::string_view proto = t.alpn();
+        if (!proto.empty() && proto != "http/1.1" && proto != "http/1.0") {
+            try {
+                co_await shield(t.close());
+            } catch (...) {}
+            co_return;
+        }
+        task<> serving = connection(std::move(t), c);
+        guard.armed = false; // connection() marks the end now
+        co_await std::move(serving);
+    }
+#endif
+
+    template <class S>
+    task<> connection(S s, conn& c) {
+        conn_end guard{this, &c};
         bool linger = false;
         try {
             linger = co_await serve_connection(s, c);
         } catch (const cancelled_error&) {
         } catch (const std::system_error&) {
             // The client reset or vanished: nothing to answer.
+#if CORING_HTTP_TLS
+        } catch (const tls::error&) {
+            // A TLS client that ended without close_notify (tls::truncated: most do, between requests), or sent a
+            // record that does not decrypt: nothing to answer either.
+#endif
         }
         try {
             if (linger) co_await shield(lingering_close(s));
@@ -245,7 +360,8 @@ private:
     /// Closing a socket that still has unread input makes the kernel send a reset, which can destroy the response
     /// before the client has read it. So, when the server ends a connection, it half-closes, then reads and drops
     /// what the client still sends, for a short while (nginx's lingering close).
-    static task<> lingering_close(tcp_stream& s) {
+    template <class S>
+    static task<> lingering_close(S& s) {
         co_await s.shutdown();
         char sink[4096];
         const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
@@ -264,7 +380,8 @@ private:
 
     /// Serves requests until the connection should end; true when the server ends it (then it lingers), false when
     /// the client did.
-    task<bool> serve_connection(tcp_stream& s, conn& c) {
+    template <class S>
+    task<bool> serve_connection(S& s, conn& c) {
         const detail::parse_limits limits{opts_.max_target, opts_.max_header_bytes, opts_.max_headers, opts_.max_body};
         request req;
         detail::message_parser parser(req, limits);
@@ -500,6 +617,9 @@ private:
     std::chrono::milliseconds grace_{10'000};
     bool serving_ = false;
     bool closing_ = false;
+#if CORING_HTTP_TLS
+    std::optional<tls::context> tls_; // serve(listener, ctx): each accepted connection does the handshake first
+#endif
 };
 
 } // namespace coring::http
