@@ -54,7 +54,7 @@ inline coring::task<tls_pair> tls_connect_pair(coring::tls::context client_ctx, 
 
 /// How many connections a "many connections" test makes: CORING_TLS_CONNECTIONS, else `normal`, or `sanitized`
 /// under AddressSanitizer or ThreadSanitizer.
-inline int tls_connection_count(int normal, [[maybe_unused]] int sanitized) {
+inline int tls_connection_count([[maybe_unused]] int normal, [[maybe_unused]] int sanitized) {
     if (const char* e = std::getenv("CORING_TLS_CONNECTIONS")) return std::max(1, std::atoi(e));
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
     return sanitized;
