@@ -18,8 +18,10 @@ also holds nginx's prefix (config, pid, logs) and the 1 GiB file; it is removed 
              tls_server_coring bulk --file, and from `openssl s_server -WWW`.
   idle       memory per idle TLS connection: a Python asyncio ssl client opens N connections (TLS 1.3, ECDSA) and
              holds them; the server's VmRSS (nginx: its worker) after, minus before (after a warm-up), over N.
-  wrk        HTTPS keep-alive hello world: `wrk -t1 -c64 -d{S}s https://127.0.0.1:P/` against nginx and against
-             coring's `hello_server --tls CERT KEY ADDRESS` (--hello; the row is skipped without it).
+  wrk        HTTPS keep-alive hello world: `wrk -t1 -c64 -d{S}s https://127.0.0.1:P/` against nginx, against
+             benchmarks/peers/http_tls_hello_coring (coring::http's app.serve(listener, tls_ctx), "Hello, World!" as
+             text/plain like nginx's; --https, found beside --coring by default) and against the example
+             `hello_server --tls CERT KEY ADDRESS` (--hello; its row is skipped without it).
 
 Each measurement records the server's CPU time (/proc/PID/stat utime+stime; nginx: the worker) and reports it per
 operation, and how busy CPU 0 was with anything else meanwhile (`other@cpu0`: CPU 0's busy time from /proc/stat
@@ -387,6 +389,7 @@ def load():
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--coring", required=True, help="path to tls_server_coring (a release build)")
+    ap.add_argument("--https", help="path to http_tls_hello_coring (default: beside --coring)")
     ap.add_argument("--hello", help="path to examples/http/hello_server built with --tls support (wrk row)")
     ap.add_argument("--seconds", type=int, default=3, help="seconds per s_time and wrk run")
     ap.add_argument("--reps", type=int, default=2, help="repetitions (medians are shown)")
@@ -488,15 +491,20 @@ def main():
         if "wrk" in only:
             crt, key = certs["ecdsa"]
             order = [("nginx", nginx, nports["ecdsa"])]
+            https = args.https or os.path.join(os.path.dirname(coring_bin), "http_tls_hello_coring")
+            if os.path.exists(https):
+                port = free_port()
+                order.append(("coring", start("coring-https", [os.path.abspath(https), crt, key, str(port)], port),
+                              port))
             if args.hello:
                 port = free_port()
                 try:
-                    order.append(("coring", start("coring-hello", [os.path.abspath(args.hello), "--tls", crt, key,
-                                                                   f"127.0.0.1:{port}"], port), port))
+                    order.append(("hello_server", start("coring-hello", [os.path.abspath(args.hello), "--tls", crt,
+                                                                         key, f"127.0.0.1:{port}"], port), port))
                 except RuntimeError as e:
                     hello_note = f"coring hello_server --tls did not start: {e}"
             else:
-                hello_note = "coring: no --hello given (hello_server --tls), row skipped"
+                hello_note = "hello_server: no --hello given (examples/http/hello_server --tls), row skipped"
             for rep in range(args.reps):
                 for who, srv, port in (order if rep % 2 == 0 else list(reversed(order))):
                     print(f"[rep {rep + 1}/{args.reps}] wrk {who}", file=sys.stderr)
@@ -565,7 +573,7 @@ def main():
         print()
         rows = []
         n_r, n_u = med(results, ("wrk", "nginx"), "rps"), med(results, ("wrk", "nginx"), "us_op")
-        for who in ("nginx", "coring"):
+        for who in ("nginx", "coring", "hello_server"):
             if ("wrk", who) not in results:
                 continue
             r, u = med(results, ("wrk", who), "rps"), med(results, ("wrk", who), "us_op")
