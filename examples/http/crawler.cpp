@@ -1,14 +1,21 @@
 // Fetch many URLs with a bounded number in flight, reporting progress and totals (the seeds' "many requests at once").
 //
-//   crawler [--concurrency N] URL...     fetch the given http:// URLs
-//   crawler [--concurrency N] --local P  start a local site of P pages (each linking to nothing, 2-20 KiB, some
-//                                        slow, some missing) and fetch all of it: runs anywhere, no network needed
+//   crawler [--concurrency N] URL...     fetch the given http:// and https:// URLs (https verified against the
+//                                        system's trust store)
+//   crawler [--concurrency N] --local P [--tls]
+//                                        start a local site of P pages (each linking to nothing, 2-20 KiB, some
+//                                        slow, some missing) and fetch all of it: runs anywhere, no network needed;
+//                                        --tls: the site speaks HTTPS, with a certificate from a CA made in memory at
+//                                        start-up that the crawler trusts (demo_pki.hpp)
 //
 // Defaults: --concurrency 16, --local 500. Each URL is fetched once; the program prints a progress line every 10% and
 // at the end the count by status, the bytes, the time and the requests per second. A failed fetch (refused, timed
 // out, malformed answer) is reported on stderr with its URL and counted; it never stops the crawl.
 #include <coring/coring.hpp>
 #include <coring/http.hpp>
+#if CORING_HTTP_TLS
+#include "demo_pki.hpp"
+#endif
 
 #include <chrono>
 #include <cstdio>
@@ -16,13 +23,16 @@
 #include <cstring>
 #include <exception>
 #include <map>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 using coring::task;
 using coring::http::request;
 using coring::http::response;
 using clk = std::chrono::steady_clock;
+using join_handle = coring::join_handle<void>;
 
 namespace {
 
@@ -54,10 +64,9 @@ task<> fetch_one(coring::http::client& c, coring::semaphore& slots, std::string 
     }
 }
 
-task<totals> crawl(std::vector<std::string> urls, std::size_t concurrency) {
-    coring::http::client_options o;
+task<totals> crawl(std::vector<std::string> urls, std::size_t concurrency, coring::http::client_options o) {
     o.timeout = std::chrono::seconds(10);
-    coring::http::client c(o);
+    coring::http::client c(std::move(o));
     coring::semaphore slots(static_cast<std::ptrdiff_t>(concurrency));
     totals t;
     t.total = urls.size();
@@ -80,19 +89,31 @@ void add_site(coring::http::server& app) {
     });
 }
 
-task<totals> main_task(std::vector<std::string> urls, std::size_t concurrency, std::size_t local_pages) {
-    if (local_pages == 0) co_return co_await crawl(std::move(urls), concurrency);
+task<totals> main_task(std::vector<std::string> urls, std::size_t concurrency, std::size_t local_pages, bool tls) {
+    coring::http::client_options options;
+    if (local_pages == 0) co_return co_await crawl(std::move(urls), concurrency, std::move(options));
     coring::http::server app;
     add_site(app);
     auto listener = coring::tcp_listener::bind(coring::address::parse("127.0.0.1:0"));
-    const std::string base = "http://" + listener.local_address().to_string();
+    const std::string base = (tls ? "https://" : "http://") + listener.local_address().to_string();
     std::printf("local site of %zu pages on %s\n", local_pages, base.c_str());
-    auto serving = coring::spawn(app.serve(listener));
+    std::optional<join_handle> serving;
+#if CORING_HTTP_TLS
+    if (tls) {
+        // A CA made just now signs the site's certificate; the crawler trusts that CA (and the system's).
+        const demo::pki pki = demo::make_pki();
+        options.tls = coring::tls::context::client();
+        options.tls->load_ca_pem(pki.ca_cert);
+        serving.emplace(
+            coring::spawn(app.serve(listener, coring::tls::context::server_from_memory(pki.leaf_cert, pki.leaf_key))));
+    }
+#endif
+    if (!serving) serving.emplace(coring::spawn(app.serve(listener)));
     for (std::size_t i = 0; i < local_pages; ++i) urls.push_back(base + "/page/" + std::to_string(i));
-    task<totals> crawling = crawl(std::move(urls), concurrency);
+    task<totals> crawling = crawl(std::move(urls), concurrency, std::move(options));
     totals t = co_await std::move(crawling);
     app.shutdown();
-    co_await serving;
+    co_await *serving;
     co_return t;
 }
 
@@ -109,6 +130,7 @@ bool parse_count(const char* s, std::size_t& out) {
 int main(int argc, char** argv) {
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
     std::size_t concurrency = 16, local_pages = 0;
+    bool tls = false;
     std::vector<std::string> urls;
     for (int i = 1; i < argc; ++i) {
         if (std::strcmp(argv[i], "--concurrency") == 0 && i + 1 < argc) {
@@ -121,17 +143,28 @@ int main(int argc, char** argv) {
                 std::fprintf(stderr, "crawler: --local needs a number of pages from 1 to 1000000\n");
                 return 2;
             }
+        } else if (std::strcmp(argv[i], "--tls") == 0) {
+#if CORING_HTTP_TLS
+            tls = true;
+#else
+            std::fprintf(stderr, "crawler: --tls: this build has no TLS (coring::tls needs OpenSSL 3)\n");
+            return 2;
+#endif
         } else if (argv[i][0] == '-') {
-            std::fprintf(stderr, "usage: crawler [--concurrency N] (URL... | --local PAGES)\n");
+            std::fprintf(stderr, "usage: crawler [--concurrency N] (URL... | --local PAGES [--tls])\n");
             return 2;
         } else {
             urls.emplace_back(argv[i]);
         }
     }
     if (urls.empty() && local_pages == 0) local_pages = 500;
+    if (tls && local_pages == 0) {
+        std::fprintf(stderr, "crawler: --tls is for the local site (--local PAGES); https:// URLs need no option\n");
+        return 2;
+    }
     try {
         const auto t0 = clk::now();
-        const totals t = coring::run(main_task(std::move(urls), concurrency, local_pages));
+        const totals t = coring::run(main_task(std::move(urls), concurrency, local_pages, tls));
         const double s = std::chrono::duration<double>(clk::now() - t0).count();
         std::printf("\nfetched %zu URLs in %.3f s (%.0f requests/s, %zu in flight at most), %.1f MiB\n", t.total, s,
                     static_cast<double>(t.total) / s, concurrency, static_cast<double>(t.bytes) / (1024.0 * 1024.0));
