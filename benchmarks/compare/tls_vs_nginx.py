@@ -266,7 +266,7 @@ def start_nginx(tmp, certs, html):
 def negotiated(port):
     """What s_client agrees on (protocol, suite, signature, key exchange), for the header."""
     r = gen(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-brief"], 10, input="")
-    keep = ("Protocol version", "Ciphersuite", "Peer signature type", "Server Temp Key")
+    keep = ("Protocol version", "Ciphersuite", "Signature type", "Server Temp Key")
     got = {}
     for line in r.stderr.splitlines():
         k, _, v = line.partition(":")
@@ -432,7 +432,6 @@ def main():
             make_file(os.path.join(html, "1g.bin"), size)
         nginx, nports = start_nginx(tmp, certs, html)
         servers.append(nginx)
-        print(f"negotiated (s_client -brief): nginx   {negotiated(nports['ecdsa'])}", file=sys.stderr)
 
         if "handshake" in only:
             cports = {}
@@ -441,7 +440,9 @@ def main():
                 cports[name] = free_port()
                 cor[name] = start(f"coring-hs-{name}", [coring_bin, "handshake", crt, key, str(cports[name])],
                                   cports[name])
-            print(f"negotiated (s_client -brief): coring  {negotiated(cports['ecdsa'])}", file=sys.stderr)
+            for name in certs:
+                print(f"negotiated (s_client -brief), {name}: nginx  {negotiated(nports[name])}", file=sys.stderr)
+                print(f"negotiated (s_client -brief), {name}: coring {negotiated(cports[name])}", file=sys.stderr)
             cases = [(c, reuse) for c in certs for reuse in (False, True)]
             for rep in range(args.reps):
                 for cert, reuse in cases:
