@@ -8,6 +8,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <memory>
 #include <optional>
 #include <string>
@@ -214,5 +218,128 @@ TEST_CASE("listener close - a udp socket closed or destroyed under a pending rec
             }(destroy));
         }
     }
+    CHECK(coring_test::open_fds() == fds);
+}
+
+// ---- the descriptor's number is not reused under an operation that names it (review of issue 10) ---------------
+
+// An operation's SQE is prepared when it is awaited but reaches the kernel only at the loop's next io_uring_enter.
+// Two tasks that run in the same turn: the first starts a send or an accept, the second closes the socket and opens
+// another, which takes the lowest free descriptor number. Closing the descriptor at once let the stale SQE run on the
+// new socket: the datagram left through it, the accept took its client.
+
+TEST_CASE("listener close - a send started in the same turn as the close never leaves through a socket opened after",
+          "[net][udp][listener_close]") {
+    const int fds = coring_test::open_fds();
+    coring::run([]() -> task<> {
+        auto rx = coring::udp_socket::bind(address::parse("127.0.0.1:0"));
+        const address rx_at = rx.local_address();
+        std::optional<coring::udp_socket> a(coring::udp_socket::bind(address::parse("127.0.0.1:0")));
+        const address a_at = a->local_address();
+        std::optional<coring::udp_socket> b;
+        address b_at;
+        std::string sent;
+        auto sender = coring::spawn([](coring::udp_socket& s, address to, std::string& out) -> task<> {
+            try {
+                const std::size_t n = co_await s.send_to("from A", to);
+                out = "sent " + std::to_string(n);
+            } catch (const std::system_error& e) {
+                out = e.what();
+            }
+        }(*a, rx_at, sent));
+        auto closer = coring::spawn([](std::optional<coring::udp_socket>& first,
+                                       std::optional<coring::udp_socket>& second, address& second_at) -> task<> {
+            first->close();
+            second.emplace(coring::udp_socket::bind(address::parse("127.0.0.1:0")));
+            second_at = second->local_address();
+            co_return;
+        }(a, b, b_at));
+        char buf[16];
+        auto got = co_await coring::timeout(2s, rx.recv_from(std::span(buf)));
+        co_await sender;
+        co_await closer;
+        INFO("sender: " << sent << "; A " << a_at.to_string() << ", B " << b_at.to_string() << ", from "
+                        << got.from.to_string());
+        CHECK(std::string(buf, got.bytes) == "from A");
+        CHECK(got.from == a_at);
+        CHECK_FALSE(got.from == b_at);
+        // B works, through its own port.
+        const std::size_t n = co_await b->send_to("from B", rx_at);
+        CHECK(n == 6);
+        auto got_b = co_await coring::timeout(2s, rx.recv_from(std::span(buf)));
+        CHECK(got_b.from == b_at);
+    }());
+    CHECK(coring_test::open_fds() == fds);
+}
+
+TEST_CASE("listener close - an accept started in the same turn as the close never takes a later listener's client",
+          "[net][tcp][listener_close]") {
+    const int fds = coring_test::open_fds();
+    coring::run([]() -> task<> {
+        std::optional<coring::tcp_listener> a(coring::tcp_listener::bind(address::parse("127.0.0.1:0")));
+        std::optional<coring::tcp_listener> b;
+        int client = -1;
+        std::string what;
+        auto pending = coring::spawn(accept_outcome(*a, &what));
+        auto closer = coring::spawn([](std::optional<coring::tcp_listener>& first,
+                                       std::optional<coring::tcp_listener>& second, int& c) -> task<> {
+            first->close();
+            second.emplace(coring::tcp_listener::bind(address::parse("127.0.0.1:0")));
+            // A client of B, connected at once (the loopback handshake completes in the kernel, into B's backlog).
+            c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            const address at = second->local_address();
+            (void)::connect(c, at.data(), at.size());
+            co_return;
+        }(a, b, client));
+        const int r = co_await outcome_within(std::move(pending));
+        co_await closer;
+        INFO(what);
+        CHECK(r == ECANCELED);
+        // B's client waits in B's backlog, not taken by the closed listener's accept.
+        bool b_accepted = false;
+        try {
+            auto s = co_await coring::timeout(1s, b->accept());
+            b_accepted = true;
+        } catch (const coring::timeout_error&) {}
+        CHECK(b_accepted);
+        ::close(client);
+    }());
+    CHECK(coring_test::open_fds() == fds);
+}
+
+TEST_CASE("listener close - with operations in flight the descriptor is closed by the last of them, not under them",
+          "[net][udp][tcp][listener_close]") {
+    const int fds = coring_test::open_fds();
+    coring::run([]() -> task<> {
+        auto u = coring::udp_socket::bind(address::parse("127.0.0.1:0"));
+        auto l = coring::tcp_listener::bind(address::parse("127.0.0.1:0"));
+        const int ufd = u.native_handle();
+        const int lfd = l.native_handle();
+        auto r1 = coring::spawn([](coring::udp_socket& s) -> task<int> {
+            char buf[8];
+            try {
+                (void)co_await s.recv_from(std::span(buf));
+                co_return 0;
+            } catch (const std::system_error& e) {
+                co_return e.code().value();
+            }
+        }(u));
+        auto r2 = coring::spawn(accept_outcome(l, nullptr));
+        co_await coring::sleep(20ms);
+        u.close();
+        l.close();
+        CHECK(u.native_handle() == -1);
+        CHECK(l.native_handle() == -1);
+        // Still open (held for the cancelled operations), so not reusable by another open yet.
+        CHECK(::fcntl(ufd, F_GETFD) != -1);
+        CHECK(::fcntl(lfd, F_GETFD) != -1);
+        const int e1 = co_await outcome_within(std::move(r1));
+        const int e2 = co_await outcome_within(std::move(r2));
+        CHECK(e1 == ECANCELED);
+        CHECK(e2 == ECANCELED);
+        // Closed once they have ended.
+        CHECK(::fcntl(ufd, F_GETFD) == -1);
+        CHECK(::fcntl(lfd, F_GETFD) == -1);
+    }());
     CHECK(coring_test::open_fds() == fds);
 }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <coring/detail/fd_ops.hpp>
 #include <coring/detail/io_op.hpp>
 #include <coring/detail/timer_queue.hpp>
 #include <coring/error.hpp>
@@ -9,6 +10,7 @@
 
 #include <liburing.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -64,25 +66,28 @@ public:
     /// still returned. The kernel lets go of the socket once they have ended: an abstract Unix name is free from then
     /// on. Closing twice is harmless. Loop thread only.
     ///
-    /// With accepts in flight the socket is also shut down (shutdown(2)), because the kernel holds it until their
-    /// cancellations complete: a descriptor dup()ed from native_handle() stops listening with it.
+    /// With accepts in flight the socket is shut down (shutdown(2)) at once, and its descriptor is closed when the
+    /// last of them has ended, not before: an accept started in the same turn reaches the kernel only at the loop's
+    /// next io_uring_enter, and must not find the number taken by a socket opened meanwhile. Without accepts in
+    /// flight the descriptor is closed at once. The shutdown acts on the socket, not on this descriptor: a copy of
+    /// it made with dup(), or inherited across fork() (the workers of a pre-fork server), stops listening too.
     void close() noexcept {
-        if (!ops_.empty() && fd_) ::shutdown(fd_.get(), SHUT_RDWR);
-        ops_.stop_all();
-        fd_.reset();
+        if (!ops_.empty()) ::shutdown(fd_.get(), SHUT_RDWR);
+        if (ops_.hand_over(this)) (void)fd_.release(); // the last accept to end closes it
+        else fd_.reset();
     }
 
     /// The awaitable of accept().
     class [[nodiscard]] accept_awaitable : public detail::io_op<accept_awaitable>,
                                            detail::timer_node,
-                                           detail::socket_op<basic_listener> {
+                                           detail::fd_op<basic_listener> {
     public:
         explicit accept_awaitable(basic_listener& l) noexcept
-            : detail::timer_node{{}, &on_backoff_over}, detail::socket_op<basic_listener>(&l, &stop) {}
+            : detail::timer_node{{}, &on_backoff_over}, detail::fd_op<basic_listener>(&l, &stop) {}
         accept_awaitable(const accept_awaitable& o) noexcept
             : detail::io_op<accept_awaitable>(o),
               detail::timer_node{{}, &on_backoff_over},
-              detail::socket_op<basic_listener>(o) {}
+              detail::fd_op<basic_listener>(o) {}
         ~accept_awaitable() {
             if (linked()) detail::current_loop->remove_timer(this);
         }
@@ -93,17 +98,18 @@ public:
         }
         template <class P>
         bool await_suspend(std::coroutine_handle<P> h) {
+            this->fd_ = listener()->fd_.get(); // the SQE names it, whatever becomes of the listener
             if (!detail::io_op<accept_awaitable>::await_suspend(h)) return false;
             this->enter(listener()->ops_);
             return true;
         }
         void prep(io_uring_sqe* sqe) noexcept {
             len_ = address::capacity();
-            io_uring_prep_accept(sqe, listener()->fd_.get(), peer_.data(), &len_, SOCK_CLOEXEC | SOCK_NONBLOCK);
+            io_uring_prep_accept(sqe, this->fd_, peer_.data(), &len_, SOCK_CLOEXEC | SOCK_NONBLOCK);
         }
         bool step(int res) noexcept {
             if (res >= 0) {
-                fd_ = res;
+                conn_ = res;
                 peer_.resize(len_);
                 return true;
             }
@@ -132,7 +138,8 @@ public:
         /// The accepted connection.
         Stream await_resume() {
             this->leave();
-            if (fd_ >= 0) return Stream(fd_, peer_); // accepted, even if cancelled or closed since: never leak it (B-4)
+            if (conn_ >= 0)
+                return Stream(conn_, peer_); // accepted, even if cancelled or closed since: never leak it (B-4)
             if (this->cancelled() && !stopped_parked_) throw cancelled_error();
             if (this->orphaned()) throw detail::closed_error("accept on a closed listener");
             if (this->cancelled()) throw cancelled_error();
@@ -143,7 +150,7 @@ public:
         basic_listener* listener() const noexcept { return this->owner(); }
         static void on_backoff_over(detail::timer_node* n) noexcept { static_cast<accept_awaitable*>(n)->unpark(); }
         /// The listener closes: cancel the accept in the kernel, or end its back-off wait.
-        static void stop(detail::socket_op<basic_listener>* op) noexcept {
+        static void stop(detail::fd_op<basic_listener>* op, basic_listener*) noexcept {
             auto* self = static_cast<accept_awaitable*>(op);
             self->stopped_parked_ = self->linked();
             detail::cancel_point* c = self;
@@ -152,7 +159,7 @@ public:
 
         address peer_;
         socklen_t len_ = 0; // written by the kernel
-        int fd_ = -1;
+        int conn_ = -1;     // the accepted connection
         int err_ = 0;
         bool stopped_parked_ = false; // close() ended the back-off wait (io_op then says cancelled())
         std::chrono::milliseconds backoff_{0};
@@ -189,7 +196,11 @@ private:
     }
 
     detail::clock::time_point last_warning_{};
-    detail::socket_op_list<basic_listener> ops_; // accepts in flight, for close() to stop
+    friend class detail::fd_op<basic_listener>;
+    /// Called by the last accept in flight to end after close() handed it the descriptor.
+    static void close_handed_fd(int fd) noexcept { ::close(fd); }
+
+    detail::fd_op_list<basic_listener> ops_; // accepts in flight, for close() to stop
 };
 
 } // namespace coring

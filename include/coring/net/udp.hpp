@@ -1,5 +1,6 @@
 #pragma once
 
+#include <coring/detail/fd_ops.hpp>
 #include <coring/detail/io_op.hpp>
 #include <coring/error.hpp>
 #include <coring/net/address.hpp>
@@ -8,6 +9,7 @@
 #include <liburing.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <coroutine>
 #include <cstddef>
@@ -66,16 +68,16 @@ public:
     }
 
     /// The awaitable of send_to() and send().
-    class [[nodiscard]] send_awaitable : public detail::io_op<send_awaitable>, detail::socket_op<udp_socket> {
+    class [[nodiscard]] send_awaitable : public detail::io_op<send_awaitable>, detail::fd_op<udp_socket> {
     public:
         send_awaitable(udp_socket& s, std::span<const std::byte> buf, const address* to) noexcept
-            : detail::socket_op<udp_socket>(&s, &stop), to_(to ? *to : address{}), to_given_(to != nullptr) {
+            : detail::fd_op<udp_socket>(&s, &stop), to_(to ? *to : address{}), to_given_(to != nullptr) {
             iov_.iov_base = const_cast<std::byte*>(buf.data());
             iov_.iov_len = buf.size();
         }
         send_awaitable(const send_awaitable& o) noexcept
             : detail::io_op<send_awaitable>(o),
-              detail::socket_op<udp_socket>(o),
+              detail::fd_op<udp_socket>(o),
               iov_(o.iov_),
               to_(o.to_),
               to_given_(o.to_given_) {}
@@ -85,6 +87,7 @@ public:
         }
         template <class P>
         bool await_suspend(std::coroutine_handle<P> h) {
+            this->fd_ = this->owner()->fd_.get(); // the SQE names it, whatever becomes of the socket
             if (!detail::io_op<send_awaitable>::await_suspend(h)) return false;
             this->enter(this->owner()->ops_);
             return true;
@@ -97,7 +100,7 @@ public:
                 msg_.msg_name = to_.data();
                 msg_.msg_namelen = to_.size();
             }
-            io_uring_prep_sendmsg(sqe, this->owner()->fd_.get(), &msg_, MSG_NOSIGNAL);
+            io_uring_prep_sendmsg(sqe, this->fd_, &msg_, MSG_NOSIGNAL);
         }
         bool step(int res) noexcept {
             if (res >= 0) n_ = static_cast<std::size_t>(res);
@@ -114,7 +117,7 @@ public:
         }
 
     private:
-        static void stop(detail::socket_op<udp_socket>* op) noexcept {
+        static void stop(detail::fd_op<udp_socket>* op, udp_socket*) noexcept {
             detail::cancel_point* c = static_cast<send_awaitable*>(op);
             c->on_cancel(c);
         }
@@ -141,20 +144,21 @@ public:
     [[nodiscard]] send_awaitable send(std::string_view s) noexcept { return send(std::as_bytes(std::span(s))); }
 
     /// The awaitable of recv_from() and recv().
-    class [[nodiscard]] recv_awaitable : public detail::io_op<recv_awaitable>, detail::socket_op<udp_socket> {
+    class [[nodiscard]] recv_awaitable : public detail::io_op<recv_awaitable>, detail::fd_op<udp_socket> {
     public:
-        recv_awaitable(udp_socket& s, std::span<std::byte> buf) noexcept : detail::socket_op<udp_socket>(&s, &stop) {
+        recv_awaitable(udp_socket& s, std::span<std::byte> buf) noexcept : detail::fd_op<udp_socket>(&s, &stop) {
             iov_.iov_base = buf.data();
             iov_.iov_len = buf.size();
         }
         recv_awaitable(const recv_awaitable& o) noexcept
-            : detail::io_op<recv_awaitable>(o), detail::socket_op<udp_socket>(o), iov_(o.iov_) {}
+            : detail::io_op<recv_awaitable>(o), detail::fd_op<udp_socket>(o), iov_(o.iov_) {}
         bool await_ready() const {
             if (!this->owner() || !this->owner()->fd_) throw std::logic_error("coring: recv on a closed udp_socket");
             return false;
         }
         template <class P>
         bool await_suspend(std::coroutine_handle<P> h) {
+            this->fd_ = this->owner()->fd_.get();
             if (!detail::io_op<recv_awaitable>::await_suspend(h)) return false;
             this->enter(this->owner()->ops_);
             return true;
@@ -165,7 +169,7 @@ public:
             msg_.msg_iovlen = 1;
             msg_.msg_name = from_.data();
             msg_.msg_namelen = address::capacity();
-            io_uring_prep_recvmsg(sqe, this->owner()->fd_.get(), &msg_, 0);
+            io_uring_prep_recvmsg(sqe, this->fd_, &msg_, 0);
         }
         bool step(int res) noexcept {
             if (res >= 0) {
@@ -186,7 +190,7 @@ public:
         }
 
     private:
-        static void stop(detail::socket_op<udp_socket>* op) noexcept {
+        static void stop(detail::fd_op<udp_socket>* op, udp_socket*) noexcept {
             detail::cancel_point* c = static_cast<recv_awaitable*>(op);
             c->on_cancel(c);
         }
@@ -216,11 +220,13 @@ public:
     [[nodiscard]] int native_handle() const noexcept { return fd_.get(); }
     /// Closes the socket. Sends and receives other tasks have in flight end with std::system_error (ECANCELED, "recv
     /// on a closed udp_socket") at the loop's next turn, unless they completed first (a datagram that arrived is
-    /// returned); the kernel lets go of the socket, and so of its port, once they have ended. Closing twice is
-    /// harmless. Loop thread only.
+    /// returned, a send that went out is counted); the descriptor is closed when the last of them has ended, not
+    /// before (an operation started in the same turn reaches the kernel only at the loop's next io_uring_enter, and
+    /// must not find the number taken by a socket opened meanwhile), and with it the port is free again. Without
+    /// operations in flight the descriptor is closed at once. Closing twice is harmless. Loop thread only.
     void close() noexcept {
-        ops_.stop_all();
-        fd_.reset();
+        if (ops_.hand_over(this)) (void)fd_.release(); // the last operation to end closes it
+        else fd_.reset();
     }
     /// SO_BROADCAST.
     void set_broadcast(bool on) {
@@ -234,9 +240,13 @@ private:
         return s;
     }
 
+    friend class detail::fd_op<udp_socket>;
+    /// Called by the last operation in flight to end after close() handed it the descriptor.
+    static void close_handed_fd(int fd) noexcept { ::close(fd); }
+
     detail::unique_fd fd_;
     address peer_;
-    detail::socket_op_list<udp_socket> ops_; // sends and receives in flight, for close() to stop
+    detail::fd_op_list<udp_socket> ops_; // sends and receives in flight, for close() to stop
 };
 
 } // namespace coring
