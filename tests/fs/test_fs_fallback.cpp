@@ -13,10 +13,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <string>
 #include <system_error>
+#include <vector>
 
 using namespace std::chrono_literals;
 using coring::file;
@@ -256,3 +258,143 @@ TEST_CASE("fs fallback - close() stops reads running on a worker and reads still
 }
 
 } // namespace
+
+TEST_CASE("fs fallback - a write blocked on a full FIFO and cancelled by a timeout is a timeout_error",
+          "[fs][fallback][close]") {
+    temp_dir dir;
+    const std::string p = dir / "fifo";
+    REQUIRE(::mkfifo(p.c_str(), 0600) == 0);
+    const int fds = coring_test::open_fds();
+    for (const bool all : {false, true}) {
+        SECTION(all ? "write_all" : "write") {
+            coring::event_loop loop(without_file_opcodes());
+            loop.run([](std::string path, bool whole) -> task<> {
+                file f = co_await file::open(path, open_mode::read | open_mode::write);
+                REQUIRE(::fcntl(f.native_handle(), F_SETPIPE_SZ, 4096) >= 0);
+                const std::string fill(4096, 'x');
+                co_await f.write_all(fill); // the FIFO is full now
+                bool done = false;
+                auto watchdog = coring::spawn(unblock_after(path, 2000ms, done));
+                const std::string more(100, 'y');
+                std::string outcome = "returned";
+                try {
+                    if (whole) (void)co_await coring::timeout(50ms, f.write_all(more));
+                    else (void)co_await coring::timeout(50ms, f.write(more));
+                } catch (const coring::timeout_error&) {
+                    outcome = "timeout_error";
+                } catch (const coring::cancelled_error&) {
+                    outcome = "cancelled_error";
+                } catch (const std::system_error& e) {
+                    outcome = e.what();
+                }
+                done = true;
+                co_await watchdog;
+                CHECK(outcome == "timeout_error");
+                CHECK(f.position() == 4096); // nothing more was written
+                co_await f.close();
+            }(p, all));
+        }
+    }
+    CHECK(coring_test::open_fds() == fds);
+}
+
+namespace {
+
+/// As unblock_after, for readers and writers: drains the FIFO and writes to it until `done`.
+task<> unblock_both_after(std::string fifo, std::chrono::milliseconds delay, const bool& done) {
+    for (auto waited = 0ms; waited < delay && !done; waited += 5ms) co_await coring::sleep(5ms);
+    const int fd = ::open(fifo.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    char sink[65536];
+    while (!done) {
+        while (::read(fd, sink, sizeof sink) > 0) {}
+        (void)!::write(fd, "unblock!", 8);
+        co_await coring::sleep(5ms);
+    }
+    ::close(fd);
+}
+
+/// Four positional reads of one empty FIFO, or four 4096-byte writes to a full one, each on its own worker; then one
+/// byte written (or 4096 drained) from outside, which can wake every worker's poll but satisfies only one call; then
+/// close(). The others must not be left blocked in read(2) or write(2), where close() cannot reach them. Which worker
+/// wins, and whether the losers' polls saw the readiness, is up to the scheduler: `rounds` rounds, until one fails.
+task<> several_on_one_fifo(std::string path, bool writers, int rounds) {
+    constexpr int ops = 4;
+    for (int round = 0; round < rounds; ++round) {
+        file f = co_await file::open(path, open_mode::read | open_mode::write);
+        REQUIRE(::fcntl(f.native_handle(), F_SETPIPE_SZ, 4096) >= 0);
+        const std::string page(4096, 'x');
+        if (writers) co_await f.write_all(page); // full
+        const int other = ::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+        REQUIRE(other >= 0);
+        bool done = false;
+        auto watchdog = coring::spawn(unblock_both_after(path, 500ms, done));
+        struct end {
+            bool ended = false;
+            std::string what;
+        };
+        std::vector<end> ends(ops);
+        auto op = [](file& fl, bool write, const std::string& data, end& out) -> task<> {
+            char buf[16];
+            try {
+                std::size_t n = 0;
+                if (write) n = co_await fl.write_at(data, 0);
+                else n = co_await fl.read_at(std::span(buf), 0);
+                out.what = "did " + std::to_string(n);
+            } catch (const std::system_error& e) {
+                out.what = e.what();
+            }
+            out.ended = true;
+        };
+        std::vector<coring::join_handle<void>> handles;
+        for (auto& e : ends) handles.push_back(coring::spawn(op(f, writers, page, e)));
+        co_await coring::sleep(20ms); // every worker waits for the FIFO
+        if (writers) {
+            char sink[4096];
+            CHECK(::read(other, sink, sizeof sink) == 4096); // room for one page
+        } else {
+            CHECK(::write(other, "1", 1) == 1); // one byte
+        }
+        co_await coring::sleep(20ms);
+        co_await f.close();
+        const auto all_ended = [&ends] {
+            return std::all_of(ends.begin(), ends.end(), [](const end& e) { return e.ended; });
+        };
+        for (int i = 0; i < 60 && !all_ended(); ++i) co_await coring::sleep(5ms);
+        const bool stopped = all_ended();              // within 300 ms of the close, before the watchdog
+        for (auto& h : handles) co_await std::move(h); // the watchdog unblocks any left after 500 ms
+        done = true;
+        co_await watchdog;
+        ::close(other);
+        const std::string did = writers ? "did 4096" : "did 1";
+        const std::string closed = "coring: " + std::string(writers ? "write " : "read ") + path +
+                                   " (the file was closed): Operation canceled";
+        const auto winners = std::count_if(ends.begin(), ends.end(), [&](const end& e) { return e.what == did; });
+        const auto stopped_ones =
+            std::count_if(ends.begin(), ends.end(), [&](const end& e) { return e.what == closed; });
+        INFO("round " << round << ": " << ends[0].what << " | " << ends[1].what << " | " << ends[2].what << " | "
+                      << ends[3].what);
+        CHECK(stopped);
+        CHECK(winners == 1);
+        CHECK(stopped_ones == ops - 1);
+        if (!stopped || winners != 1) break;
+    }
+}
+
+} // namespace
+
+TEST_CASE("fs fallback - several workers on one FIFO: those that lose the readiness never block in the call",
+          "[fs][fallback][close]") {
+    temp_dir dir;
+    const std::string p = dir / "fifo";
+    REQUIRE(::mkfifo(p.c_str(), 0600) == 0);
+    const int fds = coring_test::open_fds();
+    for (const bool writers : {false, true}) {
+        SECTION(writers ? "writes" : "reads") {
+            coring::loop_options o = without_file_opcodes();
+            o.worker_threads = 4;
+            coring::event_loop loop(o);
+            loop.run(several_on_one_fifo(p, writers, 40));
+        }
+    }
+    CHECK(coring_test::open_fds() == fds);
+}

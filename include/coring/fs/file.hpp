@@ -1,5 +1,6 @@
 #pragma once
 
+#include <coring/detail/fd_ops.hpp>
 #include <coring/detail/op.hpp>
 #include <coring/fs/detail/fs_op.hpp>
 #include <coring/fs/detail/path_arg.hpp>
@@ -11,6 +12,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -63,7 +65,7 @@ public:
           io_align_(o.io_align_),
           direct_(o.direct_),
           seq_busy_(std::exchange(o.seq_busy_, false)) {
-        take_ops(o);
+        ops_.take(o.ops_, this);
     }
     /// Closes this file first (stopping its operations in flight, as close() does), then takes `o` and its own.
     file& operator=(file&& o) noexcept {
@@ -76,7 +78,7 @@ public:
             io_align_ = o.io_align_;
             direct_ = o.direct_;
             seq_busy_ = std::exchange(o.seq_busy_, false);
-            take_ops(o);
+            ops_.take(o.ops_, this);
         }
         return *this;
     }
@@ -181,35 +183,13 @@ public:
     // ---- reading and writing ----------------------------------------------------------------------------------
 
 private:
-    /// The part of an operation in flight that lets close() stop it. A file lists its operations in a circular list;
-    /// close() orphans them (f_ becomes null) and stops each, and the list lives on among them, each holding the
-    /// descriptor: the last one to end closes it.
-    struct op_node {
-        using halt_fn = void (*)(op_node*) noexcept;
-        op_node(file* f, halt_fn h) noexcept : f_(f), halt(h) {}
-        op_node(const op_node&) = delete;
-        op_node& operator=(const op_node&) = delete;
-        ~op_node() { leave(); }
+    /// The part of an operation in flight that lets close() stop it (detail::fd_op, shared with the sockets): close()
+    /// orphans the operations and stops each, and they hold the descriptor among themselves: the last one to end
+    /// closes it.
+    struct op_node : detail::fd_op<file> {
+        op_node(file* f, stop_fn h) noexcept : detail::fd_op<file>(f, h) {}
+        op_node(const op_node& o) noexcept : detail::fd_op<file>(o) {}
 
-        /// Unlists the operation (idempotent): it has ended. The last of a closed file's closes its descriptor.
-        void leave() noexcept {
-            if (!next) return;
-            const bool alone = next == this;
-            if (!alone) {
-                prev->next = next;
-                next->prev = prev;
-            }
-            if (f_ && f_->ops_ == this) f_->ops_ = alone ? nullptr : next;
-            prev = next = nullptr;
-            if (orphaned && alone) close_fd(fd_);
-        }
-
-        file* f_;                // null once the file was closed or destroyed under the operation
-        halt_fn halt;            // stops it early (called once, by the file's close)
-        op_node* prev = nullptr; // the circular list; next is null when not listed
-        op_node* next = nullptr;
-        int fd_ = -1; // the descriptor, read when the operation starts
-        bool orphaned = false;
         std::string closed_path; // the file's path, for the error, once the file is gone
     };
 
@@ -219,7 +199,7 @@ public:
     class file_op : public detail::fs_op<Derived>, protected op_node {
     public:
         explicit file_op(file& f) noexcept : op_node(&f, &halt_thunk) {}
-        file_op(const file_op& o) noexcept : detail::fs_op<Derived>(o), op_node(o.f_, &halt_thunk) { fd_ = o.fd_; }
+        file_op(const file_op& o) noexcept : detail::fs_op<Derived>(o), op_node(o) {}
 
         template <class P>
         bool await_suspend(std::coroutine_handle<P> h) {
@@ -230,7 +210,7 @@ public:
                 static_cast<Derived*>(this)->abandon();
                 throw;
             }
-            if (suspended) f_->link(this);
+            if (suspended) this->enter(the_file()->ops_);
             return suspended;
         }
 
@@ -243,11 +223,13 @@ public:
             this->leave();
             return this->result();
         }
+        /// The file; null once it was closed or destroyed under the operation.
+        [[nodiscard]] file* the_file() const noexcept { return this->owner(); }
         /// The file's path, also once it is gone.
-        [[nodiscard]] const std::string& path() const noexcept { return f_ ? f_->path_ : closed_path; }
+        [[nodiscard]] const std::string& path() const noexcept { return the_file() ? the_file()->path_ : closed_path; }
         /// Whether an error means the file was closed under the operation.
         [[nodiscard]] bool closed_under(int err) const noexcept {
-            return orphaned && (err == ECANCELED || err == EINTR);
+            return this->orphaned() && (err == ECANCELED || err == EINTR);
         }
         /// Throws the error of `op` that failed with errno `err`.
         [[noreturn]] void fail(int err, const char* op) const {
@@ -256,7 +238,14 @@ public:
         }
 
     private:
-        static void halt_thunk(op_node* n) noexcept { static_cast<file_op*>(n)->stop(); }
+        static void halt_thunk(detail::fd_op<file>* n, file* former) noexcept {
+            auto* self = static_cast<file_op*>(static_cast<op_node*>(n));
+            try {
+                self->closed_path = former->path_;
+            } catch (...) { // out of memory: the error will name no path
+            }
+            self->stop();
+        }
     };
 
     /// The awaitable of read_at() and read(): one read; the bytes read, 0 at the end of the file.
@@ -265,20 +254,21 @@ public:
         read_awaitable(file& f, std::span<std::byte> buf, std::uint64_t offset, bool sequential)
             : file_op<read_awaitable>(f), buf_(buf), off_(offset), seq_(sequential) {}
         bool await_ready() {
-            fd_ = f_->usable_fd("read");
+            fd_ = the_file()->usable_fd("read");
             if (seq_) {
-                if (f_->seq_busy_) throw std::logic_error("coring: two concurrent sequential operations on one file");
-                f_->check_direct(buf_.data(), buf_.size(), f_->pos_, "read");
-                f_->seq_busy_ = true;
-                off_ = f_->pos_;
+                if (the_file()->seq_busy_)
+                    throw std::logic_error("coring: two concurrent sequential operations on one file");
+                the_file()->check_direct(buf_.data(), buf_.size(), the_file()->pos_, "read");
+                the_file()->seq_busy_ = true;
+                off_ = the_file()->pos_;
             } else {
-                f_->check_direct(buf_.data(), buf_.size(), off_, "read");
+                the_file()->check_direct(buf_.data(), buf_.size(), off_, "read");
             }
             ready_ = buf_.empty(); // nothing to read, nothing to wait for
             return ready_;
         }
         void abandon() noexcept {
-            if (seq_) f_->seq_busy_ = false;
+            if (seq_) the_file()->seq_busy_ = false;
         }
         bool uses_ring(const event_loop& loop) const noexcept { return loop.supports(IORING_OP_READ); }
         void prep(io_uring_sqe* sqe) noexcept {
@@ -287,24 +277,27 @@ public:
         }
         int blocking() noexcept {
             const std::size_t len = std::min(buf_.size(), detail::max_rw_count);
-            ssize_t n = ::pread(fd_, buf_.data(), len, static_cast<off_t>(off_));
-            if (n < 0 && errno == ESPIPE) { // a pipe or FIFO: no offsets, and a read may wait for ever
-                if (const int w = this->wait_ready(fd_, POLLIN); w < 0) return w;
-                n = ::read(fd_, buf_.data(), len);
-            }
-            return n < 0 ? -errno : static_cast<int>(n);
+            const ssize_t n = ::pread(fd_, buf_.data(), len, static_cast<off_t>(off_));
+            if (n >= 0) return static_cast<int>(n);
+            if (errno != ESPIPE) return -errno;
+            // A pipe or FIFO: no offsets, and a read may wait for ever.
+            iovec iov{buf_.data(), len};
+            return this->pipe_io(fd_, POLLIN, [&iov](int fd, int flags, bool) noexcept {
+                const ssize_t r = ::preadv2(fd, &iov, 1, -1, flags);
+                return r < 0 ? -errno : static_cast<int>(r);
+            });
         }
         /// Bytes read (0 at the end of the file). Throws std::system_error naming the path, cancelled_error.
         std::size_t await_resume() {
             struct release {
                 read_awaitable* self;
                 ~release() {
-                    if (self->seq_ && self->f_) self->f_->seq_busy_ = false;
+                    if (self->seq_ && self->the_file()) self->the_file()->seq_busy_ = false;
                 }
             } guard{this};
             const int r = ready_ ? 0 : outcome();
             if (r < 0) fail(-r, "read");
-            if (seq_ && f_) f_->pos_ = off_ + static_cast<std::uint64_t>(r);
+            if (seq_ && the_file()) the_file()->pos_ = off_ + static_cast<std::uint64_t>(r);
             return static_cast<std::size_t>(r);
         }
 
@@ -322,20 +315,21 @@ public:
         write_awaitable(file& f, std::span<const std::byte> buf, std::uint64_t offset, bool sequential, bool all)
             : file_op<write_awaitable>(f), buf_(buf), off_(offset), seq_(sequential), all_(all) {}
         bool await_ready() {
-            fd_ = f_->usable_fd("write");
+            fd_ = the_file()->usable_fd("write");
             if (seq_) {
-                if (f_->seq_busy_) throw std::logic_error("coring: two concurrent sequential operations on one file");
-                f_->check_direct(buf_.data(), buf_.size(), f_->pos_, "write");
-                f_->seq_busy_ = true;
-                off_ = f_->pos_;
+                if (the_file()->seq_busy_)
+                    throw std::logic_error("coring: two concurrent sequential operations on one file");
+                the_file()->check_direct(buf_.data(), buf_.size(), the_file()->pos_, "write");
+                the_file()->seq_busy_ = true;
+                off_ = the_file()->pos_;
             } else {
-                f_->check_direct(buf_.data(), buf_.size(), off_, "write");
+                the_file()->check_direct(buf_.data(), buf_.size(), off_, "write");
             }
             ready_ = buf_.empty();
             return ready_;
         }
         void abandon() noexcept {
-            if (seq_) f_->seq_busy_ = false;
+            if (seq_) the_file()->seq_busy_ = false;
         }
         bool uses_ring(const event_loop& loop) const noexcept { return loop.supports(IORING_OP_WRITE); }
         void prep(io_uring_sqe* sqe) noexcept {
@@ -353,7 +347,7 @@ public:
             }
             done_ += static_cast<std::size_t>(res);
             if (!all_ || done_ == buf_.size()) return true;
-            if (orphaned) { // the file was closed: its descriptor must not be written to again
+            if (this->orphaned()) { // the file was closed: its descriptor must not be written to again
                 err_ = ECANCELED;
                 return true;
             }
@@ -365,25 +359,28 @@ public:
                     err_ = ECANCELED;
                     break;
                 }
-                std::size_t n = std::min(buf_.size() - done_, detail::max_rw_count);
+                const std::size_t n = std::min(buf_.size() - done_, detail::max_rw_count);
                 ssize_t r = ::pwrite(fd_, buf_.data() + done_, n, static_cast<off_t>(off_ + done_));
-                if (r < 0 && errno == ESPIPE) { // a pipe or FIFO: a write may wait for ever
-                    if (this->wait_ready(fd_, POLLOUT) < 0) {
-                        err_ = ECANCELED;
-                        break;
-                    }
-                    // Room for PIPE_BUF bytes is what POLLOUT promises: a longer write would block again.
-                    n = std::min<std::size_t>(n, PIPE_BUF);
-                    r = ::write(fd_, buf_.data() + done_, n);
+                if (r < 0) r = -errno;
+                if (r == -ESPIPE) { // a pipe or FIFO: a write may wait for ever
+                    const iovec iov{const_cast<std::byte*>(buf_.data() + done_), n};
+                    r = this->pipe_io(fd_, POLLOUT, [&iov](int fd, int flags, bool may_block) noexcept {
+                        iovec v = iov;
+                        // Room for PIPE_BUF bytes is what POLLOUT promises: a longer write could block again.
+                        if (may_block) v.iov_len = std::min<std::size_t>(v.iov_len, PIPE_BUF);
+                        const ssize_t w = ::pwritev2(fd, &v, 1, -1, flags);
+                        return w < 0 ? -errno : static_cast<int>(w);
+                    });
                 }
-                if (r < 0 && errno == EINTR) continue;
+                if (r == -EINTR) continue;
                 if (r <= 0) {
-                    err_ = r < 0 ? errno : EIO;
+                    err_ = r < 0 ? static_cast<int>(-r) : EIO;
                     break;
                 }
                 done_ += static_cast<std::size_t>(r);
             } while (all_ && done_ < buf_.size());
-            return 0;
+            // Stopped (a close, or the task's cancellation): say so as the result too, for result() to tell which.
+            return err_ == ECANCELED ? -ECANCELED : 0;
         }
         /// Bytes written. Throws std::system_error naming the path (after a partial write_all, the position has
         /// moved past what was written), cancelled_error.
@@ -391,9 +388,9 @@ public:
             struct release {
                 write_awaitable* self;
                 ~release() {
-                    if (!self->seq_ || !self->f_) return;
-                    self->f_->seq_busy_ = false;
-                    self->f_->pos_ = self->off_ + self->done_; // also after an error or a cancellation
+                    if (!self->seq_ || !self->the_file()) return;
+                    self->the_file()->seq_busy_ = false;
+                    self->the_file()->pos_ = self->off_ + self->done_; // also after an error or a cancellation
                 }
             } guard{this};
             if (ready_) return 0;
@@ -460,8 +457,11 @@ public:
     /// The awaitable of sync() and sync_data().
     class [[nodiscard]] sync_awaitable : public file_op<sync_awaitable> {
     public:
-        sync_awaitable(file& f, bool data_only) : file_op<sync_awaitable>(f), data_only_(data_only) {
-            fd_ = f.usable_fd("fsync");
+        sync_awaitable(file& f, bool data_only) noexcept : file_op<sync_awaitable>(f), data_only_(data_only) {}
+        /// The descriptor is the file's when awaited (a closed file is a std::logic_error), as for reads and writes.
+        bool await_ready() {
+            fd_ = the_file()->usable_fd(data_only_ ? "fdatasync" : "fsync");
+            return false;
         }
         bool uses_ring(const event_loop& loop) const noexcept { return loop.supports(IORING_OP_FSYNC); }
         void prep(io_uring_sqe* sqe) noexcept { io_uring_prep_fsync(sqe, fd_, data_only_ ? IORING_FSYNC_DATASYNC : 0); }
@@ -483,7 +483,12 @@ public:
     /// The awaitable of size().
     class [[nodiscard]] size_awaitable : public file_op<size_awaitable> {
     public:
-        explicit size_awaitable(file& f) : file_op<size_awaitable>(f) { fd_ = f.usable_fd("statx"); }
+        explicit size_awaitable(file& f) noexcept : file_op<size_awaitable>(f) {}
+        /// The descriptor is the file's when awaited (a closed file is a std::logic_error), as for reads and writes.
+        bool await_ready() {
+            fd_ = the_file()->usable_fd("statx");
+            return false;
+        }
         bool uses_ring(const event_loop& loop) const noexcept { return loop.supports(IORING_OP_STATX); }
         void prep(io_uring_sqe* sqe) noexcept { io_uring_prep_statx(sqe, fd_, "", AT_EMPTY_PATH, STATX_SIZE, &stx_); }
         int blocking() noexcept { return ::statx(fd_, "", AT_EMPTY_PATH, STATX_SIZE, &stx_) == 0 ? 0 : -errno; }
@@ -513,7 +518,7 @@ public:
             if (f_->fd_ < 0) return true; // closing twice is harmless
             path_ = f_->path_;            // the file may be gone when the close ends
             // With operations in flight the last of them closes the descriptor, once nothing can use it.
-            if (f_->stop_ops()) {
+            if (f_->hand_over_ops()) {
                 f_->fd_ = -1;
                 return true;
             }
@@ -591,7 +596,7 @@ private:
 
     /// Closes the descriptor, stopping the operations in flight first; with any, the last of them closes it.
     void close_detached() noexcept {
-        const bool handed_over = stop_ops();
+        const bool handed_over = hand_over_ops();
         if (fd_ < 0) return;
         const int fd = std::exchange(fd_, -1);
         if (!handed_over) close_fd(fd);
@@ -604,51 +609,16 @@ private:
         ::close(fd);
     }
 
-    /// Lists an operation that went to the kernel or the pool.
-    void link(op_node* n) noexcept {
-        if (!ops_) {
-            n->prev = n->next = n;
-            ops_ = n;
-            return;
-        }
-        n->next = ops_;
-        n->prev = ops_->prev;
-        ops_->prev->next = n;
-        ops_->prev = n;
-    }
-
     /// Orphans and stops every operation in flight; true when there was any (they now hold the descriptor).
-    bool stop_ops() noexcept {
-        op_node* const head = std::exchange(ops_, nullptr);
-        if (!head) return false;
+    bool hand_over_ops() noexcept {
+        if (ops_.empty()) return false;
         seq_busy_ = false;
-        op_node* n = head;
-        do {
-            n->f_ = nullptr;
-            n->orphaned = true;
-            try {
-                n->closed_path = path_;
-            } catch (...) { // out of memory: the error will name no path
-            }
-            n = n->next;
-        } while (n != head);
-        // Stopping never unlinks (an operation unlists itself when its awaiter resumes), so the walk is safe.
-        do {
-            n->halt(n);
-            n = n->next;
-        } while (n != head);
-        return true;
+        return ops_.hand_over(this);
     }
 
-    void take_ops(file& o) noexcept {
-        ops_ = std::exchange(o.ops_, nullptr);
-        if (!ops_) return;
-        op_node* n = ops_;
-        do {
-            n->f_ = this;
-            n = n->next;
-        } while (n != ops_);
-    }
+    friend class detail::fd_op<file>;
+    /// Called by the last operation in flight to end after close() handed it the descriptor.
+    static void close_handed_fd(int fd) noexcept { close_fd(fd); }
 
     int usable_fd(const char* op) const {
         if (fd_ < 0) throw std::logic_error(detail::str_cat("coring: ", op, " on a closed file"));
@@ -670,7 +640,7 @@ private:
     std::string path_;
     std::uint64_t pos_ = 0;
     std::uint32_t mem_align_ = 512, io_align_ = 512;
-    op_node* ops_ = nullptr; // operations in flight (a circular list), for close() to stop
+    detail::fd_op_list<file> ops_; // operations in flight, for close() to stop
     bool direct_ = false;
     bool seq_busy_ = false; // a sequential operation is in flight
 };

@@ -6,14 +6,17 @@
 #include <coring/runtime/event_loop.hpp>
 #include <coring/thread/to_thread.hpp>
 
+#include <fcntl.h>
 #include <liburing.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <coroutine>
 #include <cstddef>
+#include <cstdio>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -45,10 +48,10 @@ inline constexpr std::size_t max_rw_count = 0x7ffff000;
 ///                                                        (a result, or -errno);
 /// and calls result() in its await_resume.
 ///
-/// On the pool, a call that may block for ever (a read from an empty pipe) waits in wait_ready() first, which stop()
-/// (a file's close) and the task's cancellation interrupt: a thread blocked in read(2) could not be woken, and its
-/// descriptor could not be closed under it (pitfalls G-3). A job still queued when stopped never touches its
-/// descriptor.
+/// On the pool, a call that may block for ever (a read from an empty pipe) is made non-blocking (pipe_io()) and waits
+/// in wait_ready() between attempts, which stop() (a file's close) and the task's cancellation interrupt: a thread
+/// blocked in read(2) could not be woken, and its descriptor could not be closed under it (pitfalls G-3). A job still
+/// queued when stopped never touches its descriptor.
 template <class Derived>
 class fs_op : public io_op<Derived> {
 public:
@@ -108,16 +111,63 @@ protected:
         c->on_cancel(c);
     }
 
+    /// Worker thread, inside blocking(): one read or write of a pipe, a FIFO or another file without offsets, which
+    /// may wait for ever for its other end. `call(fd, flags, may_block)` makes the system call (preadv2 or pwritev2
+    /// at offset -1 with `flags`) and returns its result or -errno; `events` is POLLIN for a read, POLLOUT for a
+    /// write. Returns the call's result, or -ECANCELED when the operation was stopped before it could be made.
+    ///
+    /// The call never blocks: readiness seen by a poll can be taken by someone else before the call (another read of
+    /// the same FIFO on another worker, another process), and a thread blocked in the call could not be woken. So it
+    /// is made with RWF_NOWAIT and goes back to wait_ready() on EAGAIN. Where the kernel refuses RWF_NOWAIT (FIFOs,
+    /// which open without FMODE_NOWAIT; pipes before Linux 6.4) the call goes through a non-blocking opening of the
+    /// same pipe (/proc/self/fd/N with O_NONBLOCK, closed after the call; O_NONBLOCK on `fd` itself would change
+    /// every other user of the open file). Where that fails too (no /proc; a FIFO opened for writing whose readers are
+    /// all gone), the call is made after wait_ready(), as before: it may then block if the readiness is taken first
+    /// (`may_block` is true, for the caller to stay within what the readiness promises).
+    template <class Call>
+    int pipe_io(int fd, short events, Call call) noexcept {
+        int own = -1;       // the non-blocking opening, where RWF_NOWAIT is refused
+        bool nowait = true; // RWF_NOWAIT on fd itself
+        int r;
+        for (;;) {
+            if (nowait) {
+                r = call(fd, RWF_NOWAIT, false);
+                if (r == -EOPNOTSUPP || r == -ENOSYS) {
+                    nowait = false;
+                    own = reopen_nonblocking(fd, events);
+                    if (own >= 0) continue;
+                    r = wait_ready(fd, events);
+                    if (r == 0) r = call(fd, 0, true);
+                    break;
+                }
+            } else {
+                r = call(own, 0, false);
+            }
+            if (r == -EINTR) continue;
+            if (r != -EAGAIN) break;
+            if (const int w = wait_ready(fd, events); w < 0) {
+                r = w;
+                break;
+            }
+        }
+        if (own >= 0) ::close(own);
+        return r;
+    }
+
     /// Worker thread, inside blocking(): waits until `fd` is ready for `events` (POLLIN, POLLOUT) or the operation is
-    /// stopped. 0 when ready (the call that follows will not block for long), -ECANCELED when stopped.
+    /// stopped. 0 when ready (a call that follows may still find nothing: see pipe_io), -ECANCELED when stopped.
     int wait_ready(int fd, short events) noexcept {
         int wake;
         {
             std::lock_guard<std::mutex> lock(pool_stop_.mutex);
             if (pool_stop_.stopped) return -ECANCELED;
             wake = ::eventfd(0, EFD_CLOEXEC);
-            if (wake < 0) return 0; // out of descriptors: block in the call itself, uninterruptible as before
             pool_stop_.wake = wake;
+        }
+        if (wake < 0) { // out of descriptors: wait for fd alone, uninterruptible (but never spinning)
+            pollfd p{fd, events, 0};
+            while (::poll(&p, 1, -1) < 0 && errno == EINTR) {}
+            return 0;
         }
         pollfd p[2] = {{fd, events, 0}, {wake, POLLIN, 0}};
         while (::poll(p, 2, -1) < 0 && errno == EINTR) {}
@@ -137,6 +187,15 @@ protected:
     int res_ = -ECANCELED; // the CQE's res (ring path)
 
 private:
+    /// A non-blocking opening of the pipe or FIFO that `fd` is, for `events` (POLLIN: read, POLLOUT: write); -1 when
+    /// none can be had.
+    static int reopen_nonblocking(int fd, short events) noexcept {
+        char path[32];
+        std::snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        const int mode = events & POLLOUT ? O_WRONLY : O_RDONLY;
+        return ::open(path, mode | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    }
+
     struct blocking_call {
         Derived* self;
         int operator()() const noexcept {
