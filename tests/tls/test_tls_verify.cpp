@@ -164,3 +164,28 @@ TEST_CASE("tls verify - a server requiring a client certificate refuses a client
         }
     }(&c));
 }
+
+TEST_CASE("tls verify - a later error on a connection that skipped verification does not blame the certificate",
+          "[tls][verify]") {
+    // OpenSSL keeps the failed verification result of a connection that skipped verification; it used to be added to
+    // every error's reason ("...: bad record mac: self-signed certificate").
+    coring::run([]() -> task<> {
+        auto cctx = coring::tls::context::client();
+        cctx.insecure_skip_verification();
+        auto p = co_await coring_test::tls_connect_pair(cctx,
+                                                        coring_test::test_server_context(tls_certs::get().self_signed));
+        // An application-data record that does not decrypt, written under the TLS layer.
+        co_await p.server.socket().write_all(std::string_view("\x17\x03\x03\x00\x20"
+                                                              "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                                                              37));
+        std::string what;
+        try {
+            (void)co_await p.client.read_until("\n");
+        } catch (const coring::tls::error& e) {
+            what = e.what();
+        }
+        INFO(what);
+        CHECK(what.find("coring: tls read from localhost:") == 0);
+        CHECK(what.find("self-signed") == std::string::npos);
+    }());
+}

@@ -39,13 +39,17 @@ namespace coring::tls {
 ///
 /// OpenSSL encrypts and decrypts in memory (two memory BIOs); the ciphertext moves through the socket's own io_uring
 /// receives and sends, so no socket call blocks and nothing polls for readiness. One ciphertext write is in flight
-/// at a time: a read that must answer the peer (a handshake step, a key update) waits for a write in progress.
+/// at a time, in the order OpenSSL made the records: what a read must send (a handshake step, an alert) it sends
+/// itself when no write is in progress, and otherwise leaves to that write, which sends everything queued before it
+/// lets go; a read never waits behind a write.
 ///
 /// Cancellation and timeouts lose nothing: a read is cancelled only while it waits for ciphertext, before anything
-/// is decrypted, and read_exact() and read_until() keep what they had gathered. A write cancelled while its records
-/// are being sent may have sent part of one: the stream can no longer write (std::logic_error), since the peer
-/// could not decrypt what follows. close() sends close_notify (for at most a second) and closes the socket. A peer
-/// that ends the TCP stream without close_notify makes reads throw tls::truncated, not return 0.
+/// is decrypted, and read_exact() and read_until() keep what they had gathered. A write cancelled once it has encrypted
+/// its bytes (while it sends them, or waits behind another write) may have sent part of a record, and its records stay
+/// queued ahead of anything written later: the stream can no longer write (std::logic_error), since neither the
+/// caller nor the peer could tell what was sent. (OpenSSL 3.0 answers a peer's KeyUpdate with this side's next write.)
+/// close() sends close_notify (for at most a second) and closes the socket. A peer that ends the TCP stream without
+/// close_notify makes reads throw tls::truncated, not return 0.
 ///
 /// Used on the loop's thread; one read and one write may be in flight at once. Movable (its state is on the heap,
 /// one allocation per connection).
