@@ -10,12 +10,15 @@
 
 #include <fcntl.h>
 #include <liburing.h>
+#include <poll.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -397,4 +400,40 @@ TEST_CASE("fs fallback - several workers on one FIFO: those that lose the readin
         }
     }
     CHECK(coring_test::open_fds() == fds);
+}
+
+TEST_CASE("fs fallback - a pty master on the worker pool is read and written itself, never a reopened copy",
+          "[fs][fallback]") {
+    // Reopening /proc/self/fd/N (how the pool makes a FIFO call non-blocking) runs the device's open() again: for
+    // /dev/ptmx that is a new pty, so the bytes waiting on this one were never read and writes went elsewhere.
+    const int m = ::posix_openpt(O_RDWR | O_NOCTTY);
+    REQUIRE(m >= 0);
+    REQUIRE(::grantpt(m) == 0);
+    REQUIRE(::unlockpt(m) == 0);
+    const int s = ::open(::ptsname(m), O_RDWR | O_NOCTTY | O_CLOEXEC);
+    REQUIRE(s >= 0);
+    termios t{};
+    REQUIRE(::tcgetattr(s, &t) == 0);
+    ::cfmakeraw(&t);
+    REQUIRE(::tcsetattr(s, TCSANOW, &t) == 0);
+    REQUIRE(::write(s, "hello", 5) == 5); // waiting on the master
+    coring::event_loop loop(without_file_opcodes());
+    std::string got, echoed;
+    loop.run([](int m, int s, std::string& got, std::string& echoed) -> task<> {
+        file f(m, "ptmx");
+        char buf[16];
+        const std::size_t n = co_await coring::timeout(2s, f.read_at(std::span(buf), 0));
+        got.assign(buf, n);
+        const std::size_t w = co_await coring::timeout(2s, f.write_at(std::string_view("world"), 0));
+        CHECK(w == 5);
+        pollfd pf{s, POLLIN, 0};
+        if (::poll(&pf, 1, 2000) > 0) {
+            const ssize_t k = ::read(s, buf, sizeof buf);
+            if (k > 0) echoed.assign(buf, static_cast<std::size_t>(k));
+        }
+        co_await f.close();
+    }(m, s, got, echoed));
+    ::close(s);
+    CHECK(got == "hello");
+    CHECK(echoed == "world");
 }

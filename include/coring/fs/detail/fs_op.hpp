@@ -10,6 +10,7 @@
 #include <liburing.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -190,10 +191,23 @@ private:
     /// A non-blocking opening of the pipe or FIFO that `fd` is, for `events` (POLLIN: read, POLLOUT: write); -1 when
     /// none can be had.
     static int reopen_nonblocking(int fd, short events) noexcept {
+        // Only a FIFO: opening /proc/self/fd/N runs the object's open() again, which for a device (a pty master,
+        // evdev, tun) makes a new object, not a second door to this one. Checked again after the open, by inode.
+        struct stat before {};
+        if (::fstat(fd, &before) != 0 || !S_ISFIFO(before.st_mode)) return -1;
         char path[32];
         std::snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
         const int mode = events & POLLOUT ? O_WRONLY : O_RDONLY;
-        return ::open(path, mode | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+        const int flags = ::fcntl(fd, F_GETFL);
+        const int direct = flags >= 0 ? (flags & O_DIRECT) : 0; // a packet-mode pipe stays one
+        const int own = ::open(path, mode | direct | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+        if (own < 0) return -1;
+        struct stat after {};
+        if (::fstat(own, &after) != 0 || after.st_dev != before.st_dev || after.st_ino != before.st_ino) {
+            ::close(own);
+            return -1;
+        }
+        return own;
     }
 
     struct blocking_call {
