@@ -99,6 +99,9 @@ private:
             self->cancelled_ = true;
             return self->finish();
         }
+        // An operation its loop leaked on purpose (still in the kernel when the loop's drain gave up) may be
+        // cancelled later by its owner's destructor: the loop is gone then, and there is nothing left to ask.
+        if (self->loop_ != current_loop) return;
         self->loop_->cancel(self);
     }
 
