@@ -1,6 +1,8 @@
 // The HTTP client workload of benchmarks/compare/http_client_vs_aiohttp.py: CONNS tasks share one coring::http::client
 // and each fetches URL again and again (keep-alive, one request in flight per task) for SECONDS; prints the rate.
-//   http_client_coring URL CONNS SECONDS
+//   http_client_coring [--cacert CA.pem] URL CONNS SECONDS
+// --cacert: for https:// URLs, trust the CA certificate(s) in CA.pem instead of the system store (needs coring::http
+// built with coring::tls, CORING_HTTP_TLS).
 // Prints: requests=... seconds=... rps=... errors=...
 #include <coring/coring.hpp>
 #include <coring/http.hpp>
@@ -9,7 +11,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace {
@@ -42,10 +46,18 @@ coring::task<> stopper(counters& n, double seconds) {
     n.stop = true;
 }
 
-coring::task<> measure(std::string url, long conns, double seconds) {
+coring::task<> measure(std::string url, long conns, double seconds, std::string cacert) {
     coring::http::client_options o;
     o.max_connections_per_host = static_cast<std::size_t>(conns);
     o.max_idle_per_host = static_cast<std::size_t>(conns);
+#if CORING_HTTP_TLS
+    if (!cacert.empty()) {
+        o.tls = coring::tls::context::client();
+        o.tls->load_ca(cacert);
+    }
+#else
+    if (!cacert.empty()) throw std::runtime_error("--cacert: built without TLS (CORING_HTTP_TLS)");
+#endif
     coring::http::client c(o);
     counters n;
     {
@@ -70,18 +82,24 @@ coring::task<> measure(std::string url, long conns, double seconds) {
 } // namespace
 
 int main(int argc, char** argv) {
-    if (argc < 4) {
-        std::fprintf(stderr, "usage: %s URL CONNS SECONDS\n", argv[0]);
+    std::string cacert;
+    std::vector<char*> pos;
+    for (int i = 1; i < argc; ++i) {
+        if (std::string_view(argv[i]) == "--cacert" && i + 1 < argc) cacert = argv[++i];
+        else pos.push_back(argv[i]);
+    }
+    if (pos.size() != 3) {
+        std::fprintf(stderr, "usage: %s [--cacert CA.pem] URL CONNS SECONDS\n", argv[0]);
         return 2;
     }
-    const long conns = std::strtol(argv[2], nullptr, 10);
-    const double seconds = std::strtod(argv[3], nullptr);
+    const long conns = std::strtol(pos[1], nullptr, 10);
+    const double seconds = std::strtod(pos[2], nullptr);
     if (conns <= 0 || conns > 10000 || seconds <= 0) {
         std::fprintf(stderr, "http_client_coring: bad CONNS or SECONDS\n");
         return 2;
     }
     try {
-        coring::run(measure(argv[1], conns, seconds));
+        coring::run(measure(pos[0], conns, seconds, std::move(cacert)));
     } catch (const std::exception& e) {
         std::fprintf(stderr, "http_client_coring: %s\n", e.what());
         return 1;
