@@ -9,13 +9,19 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <algorithm>
+#include <ctime>
 #include <filesystem>
 #include <initializer_list>
+#include <iterator>
+#include <list>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <unordered_map>
 #include <vector>
 
 namespace coring::tls {
@@ -35,6 +41,10 @@ class stream;
 /// Clients verify the peer's certificate chain against the system's trust store (or load_ca()'s), check that it
 /// names the host connected to, and send that name as SNI: OpenSSL does none of that by default. Both sides speak
 /// TLS 1.2 or 1.3, refuse renegotiation, and release their record buffers while a connection is idle.
+///
+/// Client contexts resume sessions: the tickets a server sends are kept per peer ("host:port", the name the
+/// certificate was checked against, so a session is never offered to another name) and the next connection to that
+/// peer resumes with the newest one, skipping the key exchange and the certificate check. See set_session_cache().
 class context {
 public:
     /// A client context: the system trust store (OpenSSL's default verify paths), peer verification and host name
@@ -174,6 +184,28 @@ public:
         return *this;
     }
 
+    /// Client session resumption, on by default: the sessions (TLS 1.3 tickets, TLS 1.2 sessions) servers give this
+    /// context's connections are kept per peer "host:port" (the name sent as SNI and checked in the certificate, with
+    /// the port; "name@unix:/path" over Unix-domain sockets), at most 2 per peer, the newest, and at most 1,000 in
+    /// all (the least recently stored go first); stream::connect() to the same peer and name offers the newest one.
+    /// A TLS 1.3 ticket is used once (RFC 8446 C.4: a ticket reused would link the connections): it leaves the cache
+    /// when offered, and the server sends fresh ones on the resumed connection. A TLS 1.2 session goes back after a
+    /// resumed handshake. Tickets arrive after the handshake, with the first records read: a connection that reads
+    /// nothing leaves none. false turns it off and drops what is kept. Shared by the copies of this context and safe
+    /// to use from loops on several threads (a mutex guards it; OpenSSL stores a ticket from inside the SSL_read or
+    /// handshake step that received it, on the thread of the stream's loop). No effect on a server context.
+    context& set_session_cache(bool on) {
+        if (st_->server) return *this;
+        st_->sessions.set_enabled(on);
+        SSL_CTX_set_session_cache_mode(ctx(), on ? SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE
+                                                 : SSL_SESS_CACHE_OFF);
+        return *this;
+    }
+    /// Whether client sessions are kept for resumption (set_session_cache()).
+    [[nodiscard]] bool session_cache() const { return !st_->server && st_->sessions.enabled(); }
+    /// How many sessions the client session cache holds (all peers).
+    [[nodiscard]] std::size_t cached_sessions() const { return st_->sessions.size(); }
+
     /// Whether set_alpn() gave this context application protocols to offer (a client) or choose from (a server).
     [[nodiscard]] bool has_alpn() const noexcept { return !st_->alpn_wire.empty(); }
     /// Whether peers are verified (clients: certificate and host name).
@@ -186,11 +218,135 @@ public:
 private:
     friend class stream;
 
+    /// The client sessions kept for resumption, per peer key, newest last; LRU across keys by the time stored.
+    class client_sessions {
+    public:
+        static constexpr std::size_t per_key = 2;
+        static constexpr std::size_t total = 1000;
+
+        client_sessions() = default;
+        client_sessions(const client_sessions&) = delete;
+        client_sessions& operator=(const client_sessions&) = delete;
+        ~client_sessions() { clear(); }
+
+        /// Keeps `s` (takes the caller's reference) under `key`, dropping the oldest of that key or of all beyond the
+        /// bounds. Throws std::bad_alloc, in which case `s` is the caller's still.
+        void put(const std::string& key, SSL_SESSION* s) {
+            std::lock_guard lock(mu_);
+            if (!enabled_) {
+                SSL_SESSION_free(s);
+                return;
+            }
+            auto [it, fresh] = keys_.try_emplace(key);
+            try {
+                lru_.push_front(entry{&it->first, s});
+                it->second.push_back(lru_.begin());
+            } catch (...) {
+                if (!lru_.empty() && lru_.front().session == s) lru_.pop_front();
+                if (fresh) keys_.erase(it);
+                throw;
+            }
+            if (it->second.size() > per_key) drop(it->second.front());
+            while (lru_.size() > total) drop(std::prev(lru_.end()));
+        }
+
+        /// The newest unexpired session kept for `key`, taken out of the cache (the caller owns the reference), or
+        /// null.
+        SSL_SESSION* take(const std::string& key) {
+            std::lock_guard lock(mu_);
+            const auto found = keys_.find(key);
+            if (found == keys_.end()) return nullptr;
+            const auto now = static_cast<long>(std::time(nullptr));
+            SSL_SESSION* got = nullptr;
+            while (!got && !found->second.empty()) {
+                const auto e = found->second.back();
+                SSL_SESSION* s = e->session;
+                found->second.pop_back();
+                lru_.erase(e);
+                if (SSL_SESSION_is_resumable(s) == 1 && SSL_SESSION_get_time(s) + SSL_SESSION_get_timeout(s) > now)
+                    got = s;
+                else SSL_SESSION_free(s); // expired, or its connection failed
+            }
+            if (found->second.empty()) keys_.erase(found);
+            return got;
+        }
+
+        void set_enabled(bool on) {
+            std::lock_guard lock(mu_);
+            enabled_ = on;
+            if (!on) clear_locked();
+        }
+        bool enabled() const {
+            std::lock_guard lock(mu_);
+            return enabled_;
+        }
+        std::size_t size() const {
+            std::lock_guard lock(mu_);
+            return lru_.size();
+        }
+        void clear() {
+            std::lock_guard lock(mu_);
+            clear_locked();
+        }
+
+    private:
+        struct entry {
+            const std::string* key; // the key in keys_ (node-based: stable)
+            SSL_SESSION* session;
+        };
+        using entry_it = std::list<entry>::iterator;
+
+        void drop(entry_it e) {
+            const auto k = keys_.find(*e->key);
+            auto& v = k->second;
+            v.erase(std::find(v.begin(), v.end(), e));
+            SSL_SESSION_free(e->session);
+            lru_.erase(e);
+            if (v.empty()) keys_.erase(k);
+        }
+        void clear_locked() noexcept {
+            for (entry& e : lru_) SSL_SESSION_free(e.session);
+            lru_.clear();
+            keys_.clear();
+        }
+
+        mutable std::mutex mu_;
+        std::list<entry> lru_;                                        // newest first
+        std::unordered_map<std::string, std::vector<entry_it>> keys_; // per key, oldest first
+        bool enabled_ = true;
+    };
+
+    /// What a client connection tells the new-session callback (OpenSSL ex_data of its SSL): where to keep the
+    /// sessions it receives and under which key. Owned by the stream, which outlives its SSL.
+    struct session_slot {
+        client_sessions* cache = nullptr;
+        std::string key;
+    };
+    static int session_slot_index() {
+        static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+        return index;
+    }
+
+    /// OpenSSL's new-session callback (SSL_CTX_sess_set_new_cb), called inside the handshake step or SSL_read that
+    /// received a session: 1 keeps the reference it hands over.
+    static int on_new_session(SSL* ssl, SSL_SESSION* s) noexcept {
+        const int index = session_slot_index();
+        auto* slot = index < 0 ? nullptr : static_cast<session_slot*>(SSL_get_ex_data(ssl, index));
+        if (!slot || !slot->cache || SSL_SESSION_is_resumable(s) != 1) return 0;
+        try {
+            slot->cache->put(slot->key, s);
+        } catch (...) {
+            return 0; // not kept; OpenSSL drops its reference
+        }
+        return 1;
+    }
+
     struct state {
         SSL_CTX* ctx = nullptr;
         std::string alpn_wire; // length-prefixed names, the format of the ALPN extension
         bool server = false;
         bool verify = true;
+        client_sessions sessions; // clients: sessions to resume, per peer
         ~state() { SSL_CTX_free(ctx); }
     };
 
@@ -207,6 +363,11 @@ private:
             // Resumption: stateless tickets (OpenSSL's default) and the session cache, under one id context.
             static constexpr unsigned char id[] = "coring";
             SSL_CTX_set_session_id_context(ctx(), id, sizeof id - 1);
+        } else {
+            // Resumption: the sessions servers send are kept in state::sessions, not in OpenSSL's own cache (which a
+            // client never looks up by itself), and offered by stream::connect().
+            SSL_CTX_set_session_cache_mode(ctx(), SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+            SSL_CTX_sess_set_new_cb(ctx(), &on_new_session);
         }
     }
 

@@ -75,9 +75,15 @@ public:
     template <std::derived_from<coring::stream> S>
     [[nodiscard]] static task<stream> connect(context ctx, S s, std::string server_name) {
         if (ctx.is_server()) throw std::invalid_argument("coring: tls::stream::connect needs a client context");
-        const std::string label = coring::detail::str_cat(server_name, ":", std::to_string(s.peer_address().port()));
+        const address peer = s.peer_address();
+        const std::string label = coring::detail::str_cat(server_name, ":", std::to_string(peer.port()));
+        // The resumption key: the name the certificate is checked against and the port (the socket's path over
+        // Unix-domain sockets), so a session is only ever offered to the peer and name that made it.
+        std::string key =
+            peer.family() == AF_UNIX ? coring::detail::str_cat(server_name, "@", peer.to_string()) : label;
         stream t(std::move(ctx), std::move(s), label);
         t.set_peer_name(server_name);
+        t.offer_session(std::move(key));
         co_await t.handshake();
         co_return t;
     }
@@ -132,6 +138,7 @@ public:
             throw error(failure);
         }
         st.handshaken = true;
+        keep_tls12_session(st);
         co_await flush(st); // the last flight (and a server's session tickets)
     }
 
@@ -216,7 +223,8 @@ public:
     }
     /// "TLSv1.3", "TLSv1.2".
     [[nodiscard]] std::string_view version() const noexcept { return st_ ? SSL_get_version(st_->ssl) : ""; }
-    /// Whether the handshake resumed an earlier session (a ticket) instead of a full key exchange.
+    /// Whether the handshake resumed an earlier session (a ticket) instead of a full key exchange. Clients resume
+    /// by themselves when their context keeps sessions (context::set_session_cache(), on by default).
     [[nodiscard]] bool session_reused() const noexcept { return st_ && SSL_session_reused(st_->ssl) == 1; }
     /// Whether the peer has sent close_notify (reads return 0 from now on).
     [[nodiscard]] bool peer_closed() const noexcept { return st_ && st_->peer_closed; }
@@ -256,7 +264,15 @@ private:
         bool peer_closed = false;      // close_notify arrived
         bool sent_close = false;       // close_notify was queued
         bool write_broken = false;     // a write was interrupted mid-record
-        ~state() { SSL_free(ssl); }
+        context::session_slot session; // clients: where the sessions this connection receives are kept
+        ~state() {
+            // OpenSSL's SSL_free marks the session of a connection that sent no close_notify unresumable (SSL 3's
+            // rule, dropped by TLS 1.1, RFC 4346 7.2.1), and that session is the newest ticket the cache keeps: a
+            // client that drops a finished connection (the HTTP client's pool) must not lose it. Fatal errors still
+            // mark it (OpenSSL does so when it sends the alert).
+            if (ssl && session.cache && handshaken) SSL_set_shutdown(ssl, SSL_get_shutdown(ssl) | SSL_SENT_SHUTDOWN);
+            SSL_free(ssl); // before `session`, which the SSL's ex_data points to
+        }
     };
     static constexpr std::size_t in_size = 16 * 1024 + 512; // a full TLS record and its overhead
 
@@ -296,6 +312,41 @@ private:
                 detail::fail_setup("setting the IP address to verify");
         } else if (SSL_set1_host(st.ssl, name.c_str()) != 1) {
             detail::fail_setup("setting the host name to verify");
+        }
+    }
+
+    /// Client: offers the newest session the context keeps for `key` (taken out of the cache: a TLS 1.3 ticket is
+    /// used once) and has the sessions this connection receives kept under `key`.
+    void offer_session(std::string key) {
+        state& st = *st_;
+        if (!st.ctx->sessions.enabled()) return;
+        const int index = context::session_slot_index();
+        if (index < 0) return;
+        st.session.key = std::move(key);
+        st.session.cache = &st.ctx->sessions;
+        if (SSL_set_ex_data(st.ssl, index, &st.session) != 1) {
+            st.session.cache = nullptr;
+            return;
+        }
+        if (SSL_SESSION* s = st.ctx->sessions.take(st.session.key)) {
+            SSL_set_session(st.ssl, s); // takes a reference of its own; a session it cannot use means a full handshake
+            SSL_SESSION_free(s);
+        }
+    }
+    /// Client, after a handshake that resumed a TLS 1.2 session: the session goes back to the cache (OpenSSL calls
+    /// the new-session callback for full handshakes only, and a TLS 1.2 session may be resumed again).
+    static void keep_tls12_session(state& st) noexcept {
+        if (!st.session.cache || SSL_session_reused(st.ssl) != 1 || SSL_version(st.ssl) >= TLS1_3_VERSION) return;
+        SSL_SESSION* s = SSL_get1_session(st.ssl);
+        if (!s) return;
+        if (SSL_SESSION_is_resumable(s) != 1) {
+            SSL_SESSION_free(s);
+            return;
+        }
+        try {
+            st.session.cache->put(st.session.key, s);
+        } catch (...) {
+            SSL_SESSION_free(s);
         }
     }
 
