@@ -235,7 +235,9 @@ public:
     /// The socket underneath (its address, options; never read or write it directly).
     [[nodiscard]] coring::stream& socket() noexcept { return get().sock; }
     /// Whether decrypted bytes or records are waiting to be read (no system call): an idle connection with any is
-    /// not in the state a request/response protocol expects.
+    /// not in the state a request/response protocol expects. Records that carry no data count too: the session
+    /// tickets a TLS 1.3 server sends after the handshake, until a read takes them, and a key update that arrived
+    /// while the connection was idle.
     [[nodiscard]] bool has_pending_input() const noexcept {
         return st_ && (buffered() > 0 || SSL_pending(st_->ssl) > 0 || BIO_ctrl_pending(st_->rbio) > 0 ||
                        st_->sock.buffered() > 0 || st_->sock.receive_ended());
