@@ -170,6 +170,7 @@ def main():
                     if int(d["errors"]):
                         print(f"  {name}: {d['errors']} errors", file=sys.stderr)
                     res.setdefault((name, conns), []).append(float(d["rps"]))
+                    print(f"  {float(d['rps']):,.0f} requests/s", file=sys.stderr)
     finally:
         nginx.terminate()
         nginx.wait()
