@@ -130,8 +130,8 @@ private:
         co_return n;
     }
 
-    std::string buf_;         // read-ahead bytes: [begin_, size())
-    std::size_t begin_ = 0;   // first unread byte
+    std::string buf_;       // read-ahead bytes: [begin_, size())
+    std::size_t begin_ = 0; // first unread byte
     std::size_t limit_ = 64 * 1024;
 };
 
