@@ -287,7 +287,7 @@ task<> destructor_closes(const temp_dir& dir, int baseline) {
     CHECK(d.is_open());
 }
 
-TEST_CASE("file - the destructor closes without blocking; moves carry the descriptor; fd count back to baseline",
+TEST_CASE("file - the destructor closes without blocking, moves carry the descriptor, fd count back to baseline",
           "[fs][file]") {
     temp_dir dir;
     const int fds = coring_test::open_fds();
@@ -372,7 +372,7 @@ task<> fifo_read_with_timeout(const temp_dir& dir) {
     CHECK(std::string(buf, n) == "late bytes");
 }
 
-TEST_CASE("file - a FIFO read cancelled by a timeout; later bytes are read normally", "[fs][file]") {
+TEST_CASE("file - a FIFO read cancelled by a timeout, later bytes are read normally", "[fs][file]") {
     temp_dir dir;
     const int fds = coring_test::open_fds();
     for (const auto& s : coring_test::setups()) {
@@ -478,7 +478,7 @@ task<> direct_io(const temp_dir& dir, bool& skipped) {
     CHECK_THROWS_AS(coring::aligned_buffer(10, 3), std::invalid_argument);
 }
 
-TEST_CASE("file - open_mode::direct with aligned_buffer; misaligned transfers are a clear EINVAL", "[fs][file]") {
+TEST_CASE("file - open_mode::direct with aligned_buffer, misaligned transfers are a clear EINVAL", "[fs][file]") {
     temp_dir dir;
     bool skipped = false;
     coring::run(direct_io(dir, skipped));

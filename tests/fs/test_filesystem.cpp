@@ -58,7 +58,7 @@ task<> directories(const temp_dir& dir) {
     CHECK(not_a_dir.code == ENOENT);
 }
 
-TEST_CASE("filesystem - create_directory and remove_directory; EEXIST, ENOENT, ENOTEMPTY, EISDIR", "[fs][filesystem]") {
+TEST_CASE("filesystem - create_directory and remove_directory, EEXIST, ENOENT, ENOTEMPTY, EISDIR", "[fs][filesystem]") {
     temp_dir dir;
     coring::run(directories(dir));
 }
@@ -100,7 +100,7 @@ task<> renames_and_removes(const temp_dir& dir) {
     CHECK(exists(a));
 }
 
-TEST_CASE("filesystem - rename replaces, remove takes files and links; errors name both paths", "[fs][filesystem]") {
+TEST_CASE("filesystem - rename replaces, remove takes files and links, errors name both paths", "[fs][filesystem]") {
     temp_dir dir;
     coring::run(renames_and_removes(dir));
 }

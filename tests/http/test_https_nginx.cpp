@@ -346,7 +346,7 @@ task<> fetch_all(client& c, std::uint16_t port, std::uint16_t wrong_port) {
 } // namespace
 
 TEST_CASE("https nginx - coring's client fetches static files and return from nginx over TLS, one kept-alive "
-          "connection, http/1.1 over ALPN; a wrong host name is refused",
+          "connection, http/1.1 over ALPN, a wrong host name is refused",
           "[http][https][nginx]") {
     const std::string binary = nginx_binary();
     if (binary.empty()) {

@@ -268,7 +268,7 @@ TEST_CASE("http parser - responses: trailers apart, 204 with a length, HTTP/1.0 
     }
 }
 
-TEST_CASE("http parser - upgrades end the connection; 100-continue with a chunked body; finish and next between "
+TEST_CASE("http parser - upgrades end the connection, 100-continue with a chunked body, finish and next between "
           "messages",
           "[http][parser]") {
     for (const char* in : {"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",

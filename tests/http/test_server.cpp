@@ -157,7 +157,7 @@ TEST_CASE("http server - routing: literal paths, parameters, percent-decoding, q
     });
 }
 
-TEST_CASE("http server - request bodies with Content-Length and chunked (extensions, trailers); empty bodies",
+TEST_CASE("http server - request bodies with Content-Length and chunked (extensions, trailers), empty bodies",
           "[http][server]") {
     with_server([](coring::http::server&, coring::address at) -> task<> {
         raw_response r = co_await one(at, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world");
@@ -210,7 +210,7 @@ TEST_CASE("http server - responses: streamed chunked, HTTP/1.0 streamed until cl
     });
 }
 
-TEST_CASE("http server - keep-alive: many requests on one connection; HTTP/1.0 and Connection close end it",
+TEST_CASE("http server - keep-alive: many requests on one connection, HTTP/1.0 and Connection close end it",
           "[http][server]") {
     with_server([](coring::http::server& app, coring::address at) -> task<> {
         raw_client c = co_await raw_client::connect(at);
@@ -280,7 +280,7 @@ TEST_CASE("http server - pipelining: requests sent together are answered in orde
     });
 }
 
-TEST_CASE("http server - Expect 100-continue: the interim response comes before the body is sent; refused when too "
+TEST_CASE("http server - Expect 100-continue: the interim response comes before the body is sent, refused when too "
           "large",
           "[http][server]") {
     coring::http::server_options opts;
@@ -396,7 +396,7 @@ TEST_CASE("http server - request smuggling through a CR LF CR X header end gets 
     });
 }
 
-TEST_CASE("http server - chunked trailers reach the handler apart from the headers; a later request has none",
+TEST_CASE("http server - chunked trailers reach the handler apart from the headers, a later request has none",
           "[http][server]") {
     with_server([](coring::http::server&, coring::address at) -> task<> {
         raw_client c = co_await raw_client::connect(at);
@@ -503,7 +503,7 @@ TEST_CASE("http server - a slowloris client gets 408 at the header deadline whil
         opts);
 }
 
-TEST_CASE("http server - a handler that throws gives 500 and the error handler; unsafe headers are refused",
+TEST_CASE("http server - a handler that throws gives 500 and the error handler, unsafe headers are refused",
           "[http][server]") {
     struct seen_t {
         int count = 0;

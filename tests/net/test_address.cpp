@@ -160,7 +160,7 @@ TEST_CASE("address - Unix path and abstract addresses", "[net][address]") {
     CHECK(anon.to_string() == "unix:");
 }
 
-TEST_CASE("address - a sockaddr from the kernel is copied; one too long is rejected", "[net][address]") {
+TEST_CASE("address - a sockaddr from the kernel is copied, one too long is rejected", "[net][address]") {
     sockaddr_in in{};
     in.sin_family = AF_INET;
     in.sin_port = htons(4242);

@@ -68,7 +68,7 @@ int bind_errno(Bind bind) {
 
 } // namespace
 
-TEST_CASE("listener close - a pending accept ends with ECANCELED; the port refuses clients and can be bound again",
+TEST_CASE("listener close - a pending accept ends with ECANCELED, the port refuses clients and can be bound again",
           "[net][tcp][listener_close]") {
     const int fds = coring_test::open_fds();
     coring::run([]() -> task<> {
@@ -95,7 +95,7 @@ TEST_CASE("listener close - a pending accept ends with ECANCELED; the port refus
     CHECK(coring_test::open_fds() == fds);
 }
 
-TEST_CASE("listener close - every one of several pending accepts ends; a closed listener closes twice harmlessly",
+TEST_CASE("listener close - every one of several pending accepts ends, a closed listener closes twice harmlessly",
           "[net][tcp][listener_close]") {
     const int fds = coring_test::open_fds();
     coring::run([]() -> task<> {
@@ -160,7 +160,7 @@ TEST_CASE("listener close - a listener moved under a pending accept keeps servin
     CHECK(coring_test::open_fds() == fds);
 }
 
-TEST_CASE("listener close - a unix listener closed under a pending accept refuses clients; its name is free again",
+TEST_CASE("listener close - a unix listener closed under a pending accept refuses clients, its name is free again",
           "[net][unix][listener_close]") {
     const int fds = coring_test::open_fds();
     for (const bool abstract : {false, true}) {
@@ -186,7 +186,7 @@ TEST_CASE("listener close - a unix listener closed under a pending accept refuse
     CHECK(coring_test::open_fds() == fds);
 }
 
-TEST_CASE("listener close - a udp socket closed or destroyed under a pending recv ends it; the port is free again",
+TEST_CASE("listener close - a udp socket closed or destroyed under a pending recv ends it, the port is free again",
           "[net][udp][listener_close]") {
     const int fds = coring_test::open_fds();
     for (const bool destroy : {false, true}) {

@@ -228,7 +228,7 @@ task<> racing_deadlines(F fam) {
 
 } // namespace
 
-TEST_CASE("stream - a read that times out on a silent peer; the bytes that come later are read normally",
+TEST_CASE("stream - a read that times out on a silent peer, the bytes that come later are read normally",
           "[net][stream][timeout]") {
     const int fds = coring_test::open_fds();
     for_each_family([](auto fam) { coring::run(read_timeout_then_late_bytes(fam)); });
@@ -249,7 +249,7 @@ TEST_CASE("stream - cancelled read, read_until and read_exact leave their bytes 
     CHECK(coring_test::open_fds() == fds);
 }
 
-TEST_CASE("stream - a write_all stopped by a timeout or a cancel has sent a prefix; the stream still writes",
+TEST_CASE("stream - a write_all stopped by a timeout or a cancel has sent a prefix, the stream still writes",
           "[net][stream][cancel]") {
     const int fds = coring_test::open_fds();
     for_each_family([](auto fam) { coring::run(cancelled_write_sends_a_prefix(fam)); });

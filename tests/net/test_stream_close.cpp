@@ -185,7 +185,7 @@ TEST_CASE("stream - close while another task writes ends that write with ECANCEL
     CHECK(coring_test::open_fds() == fds);
 }
 
-TEST_CASE("stream - the destructor closes; moves carry the socket and the read-ahead bytes", "[net][stream]") {
+TEST_CASE("stream - the destructor closes, moves carry the socket and the read-ahead bytes", "[net][stream]") {
     const int fds = coring_test::open_fds();
     for_each_family([](auto fam) { coring::run(destructor_and_moves(fam)); });
     CHECK(coring_test::open_fds() == fds);

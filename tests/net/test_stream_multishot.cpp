@@ -261,7 +261,7 @@ TEST_CASE("stream multishot - timeouts and cancels keep the receive armed and lo
     for_each_family([](auto fam) { coring::run(cancel_and_timeout(fam)); });
 }
 
-TEST_CASE("stream multishot - close under a waiting read is ECANCELED; close and destruction leave nothing in flight",
+TEST_CASE("stream multishot - close under a waiting read is ECANCELED, close and destruction leave nothing in flight",
           "[net][multishot]") {
     coring::run(close_under_a_waiting_read());
 }

@@ -103,7 +103,7 @@ TEST_CASE("tcp - listener on port 0: local_address, accept, the addresses of bot
     CHECK(coring_test::open_fds() == fds);
 }
 
-TEST_CASE("tcp - bind errors name the address; a Unix address or an empty one is invalid_argument", "[net][tcp]") {
+TEST_CASE("tcp - bind errors name the address, a Unix address or an empty one is invalid_argument", "[net][tcp]") {
     const int fds = coring_test::open_fds();
     {
         auto first = coring::tcp_listener::bind(address::parse("127.0.0.1:0"));
@@ -252,7 +252,7 @@ TEST_CASE("tcp - socket options reach the socket: nodelay, keepalive, buffer siz
     CHECK(coring_test::open_fds() == fds);
 }
 
-TEST_CASE("tcp - read and write overloads: bytes, chars, string_view; empty buffers do not wait", "[net][tcp]") {
+TEST_CASE("tcp - read and write overloads: bytes, chars, string_view, empty buffers do not wait", "[net][tcp]") {
     const int fds = coring_test::open_fds();
     coring::run([]() -> task<> {
         auto [c, s] = co_await coring_test::connect_pair(coring_test::tcp_v4{});

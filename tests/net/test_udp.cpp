@@ -132,7 +132,7 @@ TEST_CASE("udp - an unreachable connected peer: recv reports ECONNREFUSED naming
     CHECK(coring_test::open_fds() == fds);
 }
 
-TEST_CASE("udp - recv under a timeout and cancellation; a later datagram is still received", "[net][udp]") {
+TEST_CASE("udp - recv under a timeout and cancellation, a later datagram is still received", "[net][udp]") {
     const int fds = coring_test::open_fds();
     coring::run([]() -> task<> {
         auto rx = coring::udp_socket::bind(address::parse("127.0.0.1:0"));

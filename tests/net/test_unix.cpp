@@ -156,7 +156,7 @@ TEST_CASE("unix - a regular file at the path is not removed: EADDRINUSE", "[net]
     CHECK(coring_test::open_fds() == fds);
 }
 
-TEST_CASE("unix - errors name the path: missing socket, missing directory; bad arguments", "[net][unix]") {
+TEST_CASE("unix - errors name the path: missing socket, missing directory, bad arguments", "[net][unix]") {
     const int fds = coring_test::open_fds();
     coring::run([]() -> task<> {
         const std::string missing = coring_test::unique_socket_name(false);

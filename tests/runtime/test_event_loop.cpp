@@ -75,7 +75,7 @@ TEST_CASE("event_loop - uses the newest ring flags the kernel accepts, or none w
                 IORING_SETUP_SUBMIT_ALL)) == 0);
 }
 
-TEST_CASE("event_loop - one loop per thread; another thread can have its own", "[loop]") {
+TEST_CASE("event_loop - one loop per thread, another thread can have its own", "[loop]") {
     coring::event_loop loop;
     CHECK_THROWS_AS(coring::event_loop(), std::logic_error);
     CHECK_THROWS_AS(coring::run(answer()), std::logic_error);

@@ -44,7 +44,7 @@ struct from_thread : coring::detail::remote_item {
 
 } // namespace
 
-TEST_CASE("event_loop - another thread wakes the loop through its inbox; waiting for it is no deadlock", "[loop]") {
+TEST_CASE("event_loop - another thread wakes the loop through its inbox, waiting for it is no deadlock", "[loop]") {
     for (const auto& setup : coring_test::setups()) {
         SECTION(setup.name) {
             coring::event_loop loop(setup.options);

@@ -41,7 +41,7 @@ task<int> read_pipe(int fd, char* buf, unsigned n) {
 
 } // namespace
 
-TEST_CASE("submit - any operation, awaited; res is returned as the kernel reports it", "[submit]") {
+TEST_CASE("submit - any operation, awaited, res is returned as the kernel reports it", "[submit]") {
     for (const auto& setup : coring_test::setups()) {
         SECTION(setup.name) {
             coring::event_loop loop(setup.options);

@@ -81,7 +81,7 @@ TEST_CASE("spawn - an exception reaches the awaiter and is not reported", "[spaw
     CHECK(err.text().empty());
 }
 
-TEST_CASE("spawn - a dropped handle detaches; the task runs on and its exception is reported once", "[spawn]") {
+TEST_CASE("spawn - a dropped handle detaches, the task runs on and its exception is reported once", "[spawn]") {
     std::vector<std::string> reports;
     coring::loop_options o;
     o.exception_handler = [&](std::exception_ptr e) {
@@ -130,7 +130,7 @@ TEST_CASE("spawn - a finished task's exception nobody looked at is reported when
     CHECK(err.text().find("detached failure") != std::string::npos);
 }
 
-TEST_CASE("spawn - cancel() delivers cancelled_error where the task waits; it is not reported", "[spawn][cancel]") {
+TEST_CASE("spawn - cancel() delivers cancelled_error where the task waits, it is not reported", "[spawn][cancel]") {
     coring_test::stderr_capture err;
     coring::run([]() -> task<> {
         coring_test::stopwatch sw;

@@ -37,7 +37,7 @@ task<> fail_after(std::chrono::milliseconds d, const char* what) {
 
 } // namespace
 
-TEST_CASE("task_group - join waits for every child; handles give their results", "[task_group]") {
+TEST_CASE("task_group - join waits for every child, handles give their results", "[task_group]") {
     coring::run([]() -> task<> {
         coring::task_group g;
         probe p[3];

@@ -41,7 +41,7 @@ int global = 0;
 
 } // namespace
 
-TEST_CASE("when_any - the first to finish wins; the others are cancelled and finished before it returns",
+TEST_CASE("when_any - the first to finish wins, the others are cancelled and finished before it returns",
           "[when_any]") {
     coring::run([]() -> task<> {
         probe a, b, c;

@@ -61,7 +61,7 @@ TEST_CASE("sleep - never wakes before its deadline", "[sleep]") {
     }
 }
 
-TEST_CASE("sleep - zero and negative durations yield once; past deadlines return promptly", "[sleep]") {
+TEST_CASE("sleep - zero and negative durations yield once, past deadlines return promptly", "[sleep]") {
     coring::run([]() -> task<> {
         std::vector<int> order;
         auto other = coring::spawn([](std::vector<int>& o) -> task<> {

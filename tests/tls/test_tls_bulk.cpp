@@ -173,7 +173,7 @@ task<> many(int n) {
 
 } // namespace
 
-TEST_CASE("tls bulk - many concurrent TLS connections in one loop (CORING_TLS_CONNECTIONS, 1000; 200 sanitized)",
+TEST_CASE("tls bulk - many concurrent TLS connections in one loop (CORING_TLS_CONNECTIONS, 1000, 200 sanitized)",
           "[tls][bulk][many]") {
     coring_test::raised_fd_limit fds;
     const int n = coring_test::tls_connection_count(1000, 200);

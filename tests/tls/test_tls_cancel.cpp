@@ -216,7 +216,7 @@ TEST_CASE(
     }());
 }
 
-TEST_CASE("tls cancel - a write cancelled while it waits behind another write stops the stream's writing; its "
+TEST_CASE("tls cancel - a write cancelled while it waits behind another write stops the stream's writing, its "
           "records still go out once",
           "[tls][cancel]") {
     coring::run([]() -> task<> {

@@ -126,7 +126,7 @@ TEST_CASE("tls::stream - a peer that ends TCP without close_notify is tls::trunc
     }());
 }
 
-TEST_CASE("tls::stream - shutdown() ends one direction; the other still carries data", "[tls][stream]") {
+TEST_CASE("tls::stream - shutdown() ends one direction, the other still carries data", "[tls][stream]") {
     coring::run([]() -> task<> {
         auto p = co_await tls_connect_pair(client_ctx(), server_ctx());
         co_await p.client.write_all("request\n");
