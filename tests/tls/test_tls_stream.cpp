@@ -149,10 +149,11 @@ TEST_CASE("tls::stream - shutdown() ends one direction, the other still carries 
 
 namespace {
 
-task<std::string> write_until_failure(coring::tls::stream& s, std::size_t total) {
-    const std::string chunk(64 * 1024, 'x');
+/// Writes `total` bytes in 16 KiB pieces, counting in `sent` those the stream took; what it failed with.
+task<std::string> write_until_failure(coring::tls::stream& s, std::size_t total, std::size_t& sent) {
+    const std::string chunk(16 * 1024, 'x');
     try {
-        for (std::size_t sent = 0; sent < total; sent += chunk.size()) co_await s.write_all(chunk);
+        for (sent = 0; sent < total; sent += chunk.size()) co_await s.write_all(chunk);
     } catch (const std::exception& e) {
         co_return e.what();
     }
@@ -175,8 +176,16 @@ TEST_CASE("tls::stream - close() is bounded in time against a peer that does not
     coring::run([]() -> task<> {
         auto p = co_await tls_connect_pair(client_ctx(), server_ctx());
         static_cast<coring::tcp_stream&>(p.client.socket()).set_send_buffer_size(4096);
-        auto writer = coring::spawn(write_until_failure(p.client, 256u << 20));
-        co_await coring::sleep(100ms); // the writer is blocked: the server reads nothing
+        std::size_t sent = 0;
+        auto writer = coring::spawn(write_until_failure(p.client, 256u << 20, sent));
+        // Until the writer is blocked (the server reads nothing): no progress for 200 ms. A fixed 100 ms was not
+        // always enough under ThreadSanitizer on a loaded machine (close() then returned in 2 ms).
+        std::size_t seen = sent;
+        for (int stable = 0; stable < 2;) {
+            co_await coring::sleep(100ms);
+            stable = sent == seen ? stable + 1 : 0;
+            seen = sent;
+        }
         stopwatch sw;
         co_await p.client.close();
         const double took = sw.seconds();
