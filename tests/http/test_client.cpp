@@ -4,6 +4,8 @@
 
 #include "support/helpers.hpp"
 #include "support/net_helpers.hpp"
+#include "support/peer_process.hpp"
+#include "support/temp_dir.hpp"
 
 #include <coring/coring.hpp>
 #include <coring/http.hpp>
@@ -12,12 +14,8 @@
 
 #include <catch2/catch.hpp>
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
-#include <filesystem>
-#include <fstream>
 #include <functional>
 #include <optional>
 #include <string>
@@ -33,7 +31,9 @@ using coring::http::client_stream;
 using coring::http::request;
 using coring::http::response;
 using coring::http::url;
-using coring_test::child_process;
+using coring_test::contains;
+using coring_test::peer_server;
+using coring_test::start_peer;
 
 namespace {
 
@@ -66,8 +66,6 @@ task<caught> failure(Awaitable aw) {
     }
     co_return c;
 }
-
-bool contains(std::string_view hay, std::string_view needle) { return hay.find(needle) != std::string_view::npos; }
 
 // The helpers below build URLs and bodies inside, so that callers await them with only trivially destructible
 // temporaries (string_view) in the operand: GCC 12 and Clang 14 mishandle temporaries in co_await operands.
@@ -340,22 +338,6 @@ const std::string ok_response = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 // ---- peers nobody here wrote --------------------------------------------------------------------------------------
 
-/// A server process that prints its port on its first line.
-struct peer_server {
-    std::unique_ptr<child_process> proc;
-    std::uint16_t port = 0;
-};
-
-peer_server start_peer(const std::vector<std::string>& argv) {
-    peer_server s;
-    s.proc = std::make_unique<child_process>(argv);
-    const std::string line = s.proc->read_line(10s);
-    INFO("the peer printed: " << line);
-    REQUIRE(!line.empty());
-    s.port = static_cast<std::uint16_t>(std::stoi(line));
-    return s;
-}
-
 const char* const http_server_script = R"PY(
 import functools, http.server, sys
 class Quiet(http.server.SimpleHTTPRequestHandler):
@@ -419,26 +401,6 @@ bool have_python() { return coring_test::executable("/usr/bin/python3"); }
 bool have_aiohttp() {
     return have_python() && std::system("/usr/bin/python3 -c 'import aiohttp' >/dev/null 2>&1") == 0;
 }
-
-/// A directory of files for http.server, removed afterwards.
-struct temp_dir {
-    std::filesystem::path path;
-    temp_dir() {
-        path = std::filesystem::temp_directory_path() / ("coring-http-client-" + std::to_string(::getpid()));
-        std::filesystem::remove_all(path);
-        std::filesystem::create_directories(path / "sub");
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-    ~temp_dir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);
-    }
-    void write(const std::string& name, const std::string& data) const {
-        std::ofstream f(path / name, std::ios::binary);
-        f.write(data.data(), static_cast<std::streamsize>(data.size()));
-    }
-};
 
 } // namespace
 
@@ -1655,7 +1617,7 @@ TEST_CASE("http client - CPython http.server: files, HEAD, 404, directory redire
         return;
     }
     const int fds = coring_test::open_fds();
-    temp_dir dir;
+    const coring_test::temp_dir dir("coring-http-client"); // the files http.server serves
     dir.write("hello.txt", "Hello from CPython\n");
     dir.write("sub/index.html", "<p>index</p>\n");
     {
@@ -1665,7 +1627,7 @@ TEST_CASE("http client - CPython http.server: files, HEAD, 404, directory redire
         dir.write("big.bin", big);
     }
     {
-        peer_server srv = start_peer({"/usr/bin/python3", "-c", http_server_script, dir.path.string()});
+        peer_server srv = start_peer({"/usr/bin/python3", "-c", http_server_script, dir.path()});
         client c;
         coring::run([](client& c, std::uint16_t port) -> task<> {
             const std::string base = "http://127.0.0.1:" + std::to_string(port);

@@ -3,7 +3,9 @@
 // at test time (support/tls_certs.hpp).
 
 #include "support/helpers.hpp"
+#include "support/http_server_fixture.hpp"
 #include "support/net_helpers.hpp"
+#include "support/peer_process.hpp"
 
 #include <coring/coring.hpp>
 #include <coring/http.hpp>
@@ -12,6 +14,7 @@
 
 #if CORING_HTTP_TLS // coring::http without OpenSSL: nothing to test here
 
+#include "support/https_helpers.hpp"
 #include "support/tls_certs.hpp"
 
 #include <coring/tls.hpp>
@@ -27,85 +30,31 @@ using coring::http::client_options;
 using coring::http::client_response;
 using coring::http::request;
 using coring::http::response;
+using coring_test::caught;
 using coring_test::child_process;
+using coring_test::contains;
+using coring_test::failure;
+using coring_test::finished;
+using coring_test::get;
+using coring_test::peer_server;
 using coring_test::process_result;
+using coring_test::start_peer;
 using coring_test::tls_certs;
+using coring_test::trusting_options;
 
 namespace {
 
-bool contains(std::string_view hay, std::string_view needle) { return hay.find(needle) != std::string_view::npos; }
-
-/// What an awaited request threw: its kind and what().
-struct caught {
-    std::string kind; // "" when nothing was thrown
-    std::string what;
-};
-
-template <class Awaitable>
-task<caught> failure(Awaitable aw) {
-    caught c;
-    try {
-        (void)co_await std::move(aw);
-    } catch (const coring::tls::truncated& e) {
-        c = {"truncated", e.what()};
-    } catch (const coring::tls::error& e) {
-        c = {"tls_error", e.what()};
-    } catch (const coring::http::protocol_error& e) {
-        c = {"protocol_error", e.what()};
-    } catch (const std::system_error& e) {
-        c = {"system_error", e.what()};
-    } catch (const std::exception& e) {
-        c = {"other", e.what()};
-    }
-    co_return c;
-}
-
-/// A client trusting the test CA.
-client_options trusting_options() {
-    client_options o;
-    o.tls = coring::tls::context::client();
-    o.tls->load_ca(tls_certs::get().ca);
-    return o;
-}
-
-coring::tls::context server_context(const coring_test::cert_files& f = tls_certs::get().leaf) {
-    return coring::tls::context::server(f.cert, f.key);
-}
-
 void add_routes(coring::http::server& app) {
-    app.get("/hello/{name}", [](request& r) -> task<response> {
-        co_return response::json("{\"message\": \"Hello, " + r.param("name") + "\"}");
-    });
-    app.post("/echo", [](request& r) -> task<response> {
-        response res = response::text(r.body);
-        res.headers.add("X-Body-Length", std::to_string(r.body.size()));
-        co_return res;
-    });
+    coring_test::add_peer_routes(app);
     app.get("/auth", [](request& r) -> task<response> {
         co_return response::text(std::string(r.headers.get_or("Authorization", "(none)")));
     });
-    app.get("/stream", [](request&) -> task<response> {
-        co_return response::streamed(
-            [](coring::http::body_writer& w) -> task<> {
-                for (int i = 0; i < 100; ++i) co_await w.write("line " + std::to_string(i) + "\n");
-            },
-            "text/plain");
-    });
-}
-
-task<client_response> get(client& c, std::string url) {
-    task<client_response> t = c.get(std::move(url));
-    co_return co_await std::move(t);
-}
-
-task<process_result> finished(child_process& p, std::chrono::milliseconds limit) {
-    co_return co_await coring::to_thread([](child_process* c, std::chrono::milliseconds l) { return c->wait(l); }, &p,
-                                         limit);
 }
 
 /// Serves `app` over TLS on 127.0.0.1 while `body` (given the port) runs.
 template <class Body>
-void serve_tls_while(coring::http::server& app, Body body, coring::tls::context ctx = server_context()) {
+void serve_tls_while(coring::http::server& app, Body body,
+                     coring::tls::context ctx = coring_test::test_server_context()) {
     coring::run([](coring::http::server& app, Body body, coring::tls::context ctx) -> task<> {
         auto l = coring::tcp_listener::bind(coring::address::parse("127.0.0.1:0"));
         auto serving = coring::spawn(app.serve(l, std::move(ctx)));
@@ -201,7 +150,8 @@ namespace {
 
 task<> serve_one_tls(coring::http::server& app, coring::tcp_listener& l) {
     coring::tcp_stream raw = co_await l.accept();
-    task<coring::tls::stream> accepting = coring::tls::stream::accept(server_context(), std::move(raw));
+    task<coring::tls::stream> accepting =
+        coring::tls::stream::accept(coring_test::test_server_context(), std::move(raw));
     coring::tls::stream s = co_await std::move(accepting);
     co_await app.serve_stream(std::move(s));
 }
@@ -289,7 +239,7 @@ TEST_CASE("https - certificates that do not verify fail naming the URL and OpenS
                 CHECK(contains(e.what, b.reason));
                 CHECK(c.idle_connections() == 0);
             },
-            server_context(*b.files));
+            coring_test::test_server_context(*b.files));
     }
     // The system store does not know the test CA: the default client refuses a good test certificate too, and
     // insecure_skip_verification() lets it through.
@@ -322,7 +272,8 @@ namespace {
 /// (`notify`) or without (the TCP stream just ends).
 task<> answer_once(coring::tcp_listener& l, std::string answer, bool notify) {
     coring::tcp_stream raw = co_await l.accept();
-    task<coring::tls::stream> accepting = coring::tls::stream::accept(server_context(), std::move(raw));
+    task<coring::tls::stream> accepting =
+        coring::tls::stream::accept(coring_test::test_server_context(), std::move(raw));
     coring::tls::stream s = co_await std::move(accepting);
     std::string head = co_await s.read_until("\r\n\r\n");
     CHECK(head.starts_with("GET / HTTP/1.1\r\n"));
@@ -472,22 +423,6 @@ print("|".join(out))
 }
 
 namespace {
-
-/// A server process that prints its port on its first line.
-struct peer_server {
-    std::unique_ptr<child_process> proc;
-    std::uint16_t port = 0;
-};
-
-peer_server start_peer(const std::vector<std::string>& argv) {
-    peer_server s;
-    s.proc = std::make_unique<child_process>(argv);
-    const std::string line = s.proc->read_line(10s);
-    INFO("the peer printed: " << line);
-    REQUIRE(!line.empty());
-    s.port = static_cast<std::uint16_t>(std::stoi(line));
-    return s;
-}
 
 const char* const https_server_script = R"PY(
 import http.server, ssl, sys

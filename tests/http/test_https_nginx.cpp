@@ -15,8 +15,10 @@
 
 #if CORING_HTTP_TLS // coring::http without OpenSSL: nothing to test here
 
+#include "support/https_helpers.hpp"
+#include "support/peer_process.hpp"
+#include "support/temp_dir.hpp"
 #include "support/tls_certs.hpp"
-#include "support/tls_helpers.hpp"
 
 #include <coring/tls.hpp>
 
@@ -31,9 +33,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <optional>
 #include <string>
 #include <thread>
@@ -42,9 +41,13 @@
 using namespace std::chrono_literals;
 using coring::task;
 using coring::http::client;
-using coring::http::client_options;
 using coring::http::client_response;
+using coring_test::caught;
+using coring_test::contains;
+using coring_test::failure;
+using coring_test::get;
 using coring_test::tls_certs;
+using coring_test::trusting_options;
 
 namespace {
 
@@ -52,27 +55,14 @@ constexpr std::string_view returned_text = "Hello from nginx's return over TLS\n
 constexpr std::string_view small_text = "a small static file, served by nginx over TLS\n";
 constexpr std::size_t big_size = 5 * 1024 * 1024;
 
-bool contains(std::string_view hay, std::string_view needle) { return hay.find(needle) != std::string_view::npos; }
-
-/// FNV-1a, 64 bits.
 std::uint64_t checksum(std::string_view s) {
-    std::uint64_t h = 14695981039346656037ULL;
-    for (const char c : s) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
-    return h;
+    coring_test::checksum sum;
+    sum.update(s);
+    return sum.value();
 }
 
 /// 5 MiB that no two offsets of a short period repeat (an xorshift stream), so a misplaced or lost record shows.
-std::string big_content() {
-    std::string s(big_size, '\0');
-    std::uint64_t x = 0x9E3779B97F4A7C15ULL;
-    for (char& c : s) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        c = static_cast<char>(x & 0xff);
-    }
-    return s;
-}
+std::string big_content() { return coring_test::pattern(1).text(big_size); }
 
 /// The nginx binary (CORING_TEST_NGINX if set), or empty when none is installed.
 std::string nginx_binary() {
@@ -80,17 +70,6 @@ std::string nginx_binary() {
     for (const char* p : {"/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"})
         if (coring_test::executable(p)) return p;
     return {};
-}
-
-void write_file(const std::filesystem::path& p, std::string_view content) {
-    std::ofstream f(p, std::ios::binary);
-    f.write(content.data(), static_cast<std::streamsize>(content.size()));
-    REQUIRE(f.good());
-}
-
-std::string read_text(const std::filesystem::path& p) {
-    std::ifstream f(p, std::ios::binary);
-    return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
 }
 
 void replace_all(std::string& s, std::string_view from, std::string_view to) {
@@ -113,32 +92,21 @@ bool accepting(std::uint16_t port) {
 /// nginx (master and one worker, daemon off) in a temporary prefix, serving over TLS on 127.0.0.1:`port` with the test
 /// leaf and on `wrong_port` with the leaf for another host name. Stopped (SIGTERM, waited for) by stop() or the
 /// destructor; the prefix is removed.
-class nginx_tls {
+class nginx_tls : coring_test::spawned_process {
 public:
     std::uint16_t port = 0;
     std::uint16_t wrong_port = 0;
-    std::filesystem::path dir;
+    const coring_test::temp_dir dir{"coring-nginx"}; // the prefix
 
     explicit nginx_tls(const std::string& binary) {
-        std::string tmpl = (std::filesystem::temp_directory_path() / "coring-nginx-XXXXXX").string();
-        REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-        dir = tmpl;
         try {
             start(binary);
-        } catch (...) { // a failed start leaves no nginx and no prefix behind
+        } catch (...) { // a failed start leaves no nginx behind (and no prefix: dir goes with the object)
             (void)stop();
-            std::error_code ec;
-            std::filesystem::remove_all(dir, ec);
             throw;
         }
     }
-    nginx_tls(const nginx_tls&) = delete;
-    nginx_tls& operator=(const nginx_tls&) = delete;
-    ~nginx_tls() {
-        (void)stop();
-        std::error_code ec;
-        std::filesystem::remove_all(dir, ec);
-    }
+    ~nginx_tls() { (void)stop(); }
 
     /// Fast shutdown (SIGTERM: the master stops its worker, then exits); its wait status, or nullopt when it had to
     /// be killed after 10 s or was not running.
@@ -154,21 +122,18 @@ public:
 
     /// What nginx wrote to its logs (for failure messages).
     [[nodiscard]] std::string logs() const {
-        return "error.log:\n" + read_text(dir / "error.log") + "\nstdout/stderr:\n" + read_text(dir / "stdout.log");
+        return "error.log:\n" + dir.read("error.log") + "\nstdout/stderr:\n" + dir.read("stdout.log");
     }
 
 private:
-    pid_t pid_ = -1;
-
     void start(const std::string& binary) {
         const tls_certs& pki = tls_certs::get();
         port = coring_test::free_port();
         do wrong_port = coring_test::free_port();
         while (wrong_port == port);
-        std::filesystem::create_directory(dir / "html");
-        write_file(dir / "html" / "small.txt", small_text);
-        write_file(dir / "html" / "big.bin", big_content());
-        const std::string d = dir.string();
+        dir.write("html/small.txt", small_text);
+        dir.write("html/big.bin", big_content());
+        const std::string d = dir.path();
         std::string conf = R"(@USER@
 daemon off;
 master_process on;
@@ -218,23 +183,15 @@ http {
         replace_all(conf, "@WRONG_PORT@", std::to_string(wrong_port));
         replace_all(conf, "@WRONG_CERT@", pki.wrong_host.cert.string());
         replace_all(conf, "@WRONG_KEY@", pki.wrong_host.key.string());
-        write_file(dir / "nginx.conf", conf);
-        const std::vector<std::string> argv = {binary, "-p", d + "/", "-c", d + "/nginx.conf", "-e", d + "/error.log"};
-        std::vector<char*> args;
-        for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-        args.push_back(nullptr);
+        dir.write("nginx.conf", conf);
         const std::string out = d + "/stdout.log";
         posix_spawn_file_actions_t fa;
         posix_spawn_file_actions_init(&fa);
         posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
         posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, out.c_str(), O_WRONLY | O_CREAT, 0644);
         posix_spawn_file_actions_adddup2(&fa, STDOUT_FILENO, STDERR_FILENO);
-        const int r = ::posix_spawn(&pid_, args[0], &fa, nullptr, args.data(), environ);
-        posix_spawn_file_actions_destroy(&fa);
-        if (r != 0) {
-            pid_ = -1;
-            FAIL("posix_spawn " << binary << ": " << std::strerror(r));
-        }
+        const int r = spawn({binary, "-p", d + "/", "-c", d + "/nginx.conf", "-e", d + "/error.log"}, fa);
+        if (r != 0) FAIL("posix_spawn " << binary << ": " << std::strerror(r));
         const auto deadline = std::chrono::steady_clock::now() + 10s;
         while (!(accepting(port) && accepting(wrong_port))) {
             int status = 0;
@@ -247,37 +204,6 @@ http {
         }
     }
 };
-
-client_options trusting_options() {
-    client_options o;
-    o.tls = coring::tls::context::client();
-    o.tls->load_ca(tls_certs::get().ca);
-    return o;
-}
-
-task<client_response> get(client& c, std::string url) {
-    task<client_response> t = c.get(std::move(url));
-    co_return co_await std::move(t);
-}
-
-/// What an awaited request threw (kind and what()), or empty kind when it answered.
-struct caught {
-    std::string kind;
-    std::string what;
-};
-
-task<caught> get_failure(client& c, std::string url) {
-    caught e;
-    try {
-        task<client_response> t = c.get(std::move(url));
-        (void)co_await std::move(t);
-    } catch (const coring::tls::error& x) {
-        e = {"tls_error", x.what()};
-    } catch (const std::exception& x) {
-        e = {"other", x.what()};
-    }
-    co_return e;
-}
 
 task<> fetch_all(client& c, std::uint16_t port, std::uint16_t wrong_port) {
     const std::string base = "https://localhost:" + std::to_string(port);
@@ -331,7 +257,8 @@ task<> fetch_all(client& c, std::uint16_t port, std::uint16_t wrong_port) {
 
     // A server whose certificate names another host (wrong.example): the handshake fails, naming the URL.
     const std::string wrong = "https://localhost:" + std::to_string(wrong_port) + "/";
-    const caught e = co_await get_failure(c, wrong);
+    task<caught> t = failure(c.get(wrong));
+    const caught e = co_await std::move(t);
     CHECK(e.kind == "tls_error");
     INFO(e.what);
     CHECK(contains(e.what, "coring: http: GET " + wrong + ": tls handshake with localhost:"));
@@ -364,7 +291,7 @@ TEST_CASE("https nginx - coring's client fetches static files and return from ng
         REQUIRE(status.has_value());
         CHECK(WIFEXITED(*status));
         CHECK(WEXITSTATUS(*status) == 0);
-        CHECK(!contains(read_text(server.dir / "error.log"), "[emerg]"));
+        CHECK(!contains(server.dir.read("error.log"), "[emerg]"));
     }
     CHECK(coring_test::open_fds() == fds);
 }

@@ -1,7 +1,9 @@
 // coring::http::server against clients nobody here wrote: curl and CPython's http.client.
 
 #include "support/helpers.hpp"
+#include "support/http_server_fixture.hpp"
 #include "support/net_helpers.hpp"
+#include "support/peer_process.hpp"
 
 #include <coring/coring.hpp>
 #include <coring/http.hpp>
@@ -16,33 +18,15 @@ using coring::task;
 using coring::http::request;
 using coring::http::response;
 using coring_test::child_process;
+using coring_test::finished;
 using coring_test::process_result;
 
 namespace {
 
-task<process_result> finished(child_process& p, std::chrono::milliseconds limit) {
-    co_return co_await coring::to_thread([](child_process* c, std::chrono::milliseconds l) { return c->wait(l); }, &p,
-                                         limit);
-}
-
 void add_routes(coring::http::server& app) {
-    app.get("/hello/{name}", [](request& r) -> task<response> {
-        co_return response::json("{\"message\": \"Hello, " + r.param("name") + "\"}");
-    });
-    app.post("/echo", [](request& r) -> task<response> {
-        response res = response::text(r.body);
-        res.headers.add("X-Body-Length", std::to_string(r.body.size()));
-        co_return res;
-    });
+    coring_test::add_peer_routes(app);
     app.get("/peer", [](request& r) -> task<response> {
         co_return response::text(std::string(r.headers.get_or("User-Agent", "?")));
-    });
-    app.get("/stream", [](request&) -> task<response> {
-        co_return response::streamed(
-            [](coring::http::body_writer& w) -> task<> {
-                for (int i = 0; i < 100; ++i) co_await w.write("line " + std::to_string(i) + "\n");
-            },
-            "text/plain");
     });
 }
 

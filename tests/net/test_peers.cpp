@@ -2,6 +2,7 @@
 
 #include "support/helpers.hpp"
 #include "support/net_helpers.hpp"
+#include "support/peer_process.hpp"
 
 #include <coring/coring.hpp>
 
@@ -16,6 +17,7 @@ using namespace std::chrono_literals;
 using coring::address;
 using coring::task;
 using coring_test::child_process;
+using coring_test::finished;
 using coring_test::process_result;
 
 namespace {
@@ -24,12 +26,6 @@ namespace {
 // the user's site-packages and the current directory out of it.
 constexpr const char* python = "/usr/bin/python3";
 constexpr const char* curl = "/usr/bin/curl";
-
-/// The blocking child_process::wait, on a worker thread: the loop goes on serving the child meanwhile.
-task<process_result> finished(child_process& p, std::chrono::milliseconds limit) {
-    co_return co_await coring::to_thread([](child_process* c, std::chrono::milliseconds l) { return c->wait(l); }, &p,
-                                         limit);
-}
 
 /// One line of the child's stdout, read on a worker thread.
 task<std::string> line_of(child_process& p, std::chrono::milliseconds limit) {

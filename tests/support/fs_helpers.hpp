@@ -1,7 +1,9 @@
 #pragma once
 
-// Fixtures for the file tests: a scratch directory removed afterwards, synchronous reads and writes to check what
-// coring did, and a deterministic byte pattern with a checksum.
+// Fixtures for the file tests: a scratch directory removed afterwards (support/temp_dir.hpp), synchronous reads and
+// writes to check what coring did, and a deterministic byte pattern with a checksum.
+
+#include "support/temp_dir.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -19,44 +21,6 @@
 #include <string_view>
 
 namespace coring_test {
-
-/// A fresh directory under $TMPDIR (or /tmp), removed with everything in it on destruction.
-class temp_dir {
-public:
-    temp_dir() {
-        const char* base = std::getenv("TMPDIR");
-        std::string tmpl = std::string(base && *base ? base : "/tmp") + "/coring-fs-XXXXXX";
-        if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-        path_ = tmpl;
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-    ~temp_dir() { remove_tree(path_); }
-
-    [[nodiscard]] const std::string& path() const noexcept { return path_; }
-    /// path()/name
-    [[nodiscard]] std::string operator/(std::string_view name) const { return path_ + "/" + std::string(name); }
-
-private:
-    static void remove_tree(const std::string& p) {
-        struct stat st {};
-        if (::lstat(p.c_str(), &st) != 0) return;
-        if (S_ISDIR(st.st_mode)) {
-            ::chmod(p.c_str(), 0700); // a test may have taken the permissions away
-            if (DIR* d = ::opendir(p.c_str())) {
-                while (dirent* e = ::readdir(d)) {
-                    const std::string n = e->d_name;
-                    if (n != "." && n != "..") remove_tree(p + "/" + n);
-                }
-                ::closedir(d);
-            }
-            ::rmdir(p.c_str());
-        } else {
-            ::unlink(p.c_str());
-        }
-    }
-    std::string path_;
-};
 
 /// The content of a file, read with plain system calls ("" when it cannot be opened).
 inline std::string slurp(const std::string& path) {

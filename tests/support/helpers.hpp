@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <vector>
 
@@ -112,6 +113,11 @@ inline int open_fds() {
         ::closedir(d);
     }
     return n - 3; // ".", ".." and the directory's own descriptor
+}
+
+/// Whether `hay` contains `needle` (messages and bodies in checks).
+inline bool contains(std::string_view hay, std::string_view needle) {
+    return hay.find(needle) != std::string_view::npos;
 }
 
 /// What an awaitable failed with: the errno and message of the std::system_error it threw (code 0 if none).

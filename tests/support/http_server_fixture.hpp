@@ -129,4 +129,26 @@ private:
     std::size_t begin_ = 0;
 };
 
+/// The routes the tests against clients nobody here wrote (curl, CPython) serve: GET /hello/{name} (a JSON greeting),
+/// POST /echo (the body back, its length in X-Body-Length), GET /stream (100 lines, streamed).
+inline void add_peer_routes(coring::http::server& app) {
+    using coring::http::request;
+    using coring::http::response;
+    app.get("/hello/{name}", [](request& r) -> coring::task<response> {
+        co_return response::json("{\"message\": \"Hello, " + r.param("name") + "\"}");
+    });
+    app.post("/echo", [](request& r) -> coring::task<response> {
+        response res = response::text(r.body);
+        res.headers.add("X-Body-Length", std::to_string(r.body.size()));
+        co_return res;
+    });
+    app.get("/stream", [](request&) -> coring::task<response> {
+        co_return response::streamed(
+            [](coring::http::body_writer& w) -> coring::task<> {
+                for (int i = 0; i < 100; ++i) co_await w.write("line " + std::to_string(i) + "\n");
+            },
+            "text/plain");
+    });
+}
+
 } // namespace coring_test

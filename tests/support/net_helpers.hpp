@@ -418,8 +418,40 @@ struct process_result {
     }
 };
 
+/// The process part of the peers a test starts (child_process, piped_process, nginx): a program started with
+/// posix_spawn, killed (SIGKILL) and reaped by kill() or on destruction if it is still running.
+class spawned_process {
+public:
+    spawned_process(const spawned_process&) = delete;
+    spawned_process& operator=(const spawned_process&) = delete;
+
+protected:
+    spawned_process() = default;
+    ~spawned_process() { kill(); }
+
+    /// Starts `argv` (argv[0] is the program's path) with the file actions `fa`, which it destroys. 0, or
+    /// posix_spawn's error (then pid_ is -1): the caller closes the pipe ends the child took, then fails the test.
+    int spawn(const std::vector<std::string>& argv, posix_spawn_file_actions_t& fa) {
+        std::vector<char*> args;
+        for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+        args.push_back(nullptr);
+        const int r = ::posix_spawn(&pid_, args[0], &fa, nullptr, args.data(), environ);
+        posix_spawn_file_actions_destroy(&fa);
+        if (r != 0) pid_ = -1;
+        return r;
+    }
+    void kill() noexcept {
+        if (pid_ <= 0) return;
+        ::kill(pid_, SIGKILL);
+        while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {}
+        pid_ = -1;
+    }
+
+    pid_t pid_ = -1;
+};
+
 /// A program started with posix_spawn, its stdout and stderr on pipes. wait() collects them with a deadline.
-class child_process {
+class child_process : spawned_process {
 public:
     explicit child_process(const std::vector<std::string>& argv) {
         int out[2], err[2];
@@ -430,27 +462,15 @@ public:
         posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
         posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
         posix_spawn_file_actions_adddup2(&fa, err[1], STDERR_FILENO);
-        std::vector<char*> args;
-        for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-        args.push_back(nullptr);
-        const int r = ::posix_spawn(&pid_, args[0], &fa, nullptr, args.data(), environ);
-        posix_spawn_file_actions_destroy(&fa);
+        const int r = spawn(argv, fa);
         ::close(out[1]);
         ::close(err[1]);
         out_ = out[0];
         err_ = err[0];
-        if (r != 0) {
-            pid_ = -1;
-            FAIL("posix_spawn " << argv[0] << ": " << std::strerror(r));
-        }
+        if (r != 0) FAIL("posix_spawn " << argv[0] << ": " << std::strerror(r));
     }
-    child_process(const child_process&) = delete;
-    child_process& operator=(const child_process&) = delete;
     ~child_process() {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGKILL);
-            ::waitpid(pid_, nullptr, 0);
-        }
+        kill();
         if (out_ >= 0) ::close(out_);
         if (err_ >= 0) ::close(err_);
     }
@@ -501,7 +521,6 @@ private:
         }
     }
 
-    pid_t pid_ = -1;
     int out_ = -1;
     int err_ = -1;
 };

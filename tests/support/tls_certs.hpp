@@ -4,20 +4,19 @@
 // handshakes are cheap) in a temporary directory removed at exit: a test CA, a leaf for localhost and 127.0.0.1 signed
 // by it, an expired leaf, a leaf for another host, a self-signed leaf, and a client certificate.
 
+#include "support/temp_dir.hpp"
+
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
-#include <unistd.h>
 
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <stdexcept>
 #include <string>
-#include <system_error>
 
 namespace coring_test {
 
@@ -29,7 +28,11 @@ struct cert_files {
 
 /// The test PKI. get() makes it on first use.
 struct tls_certs {
-    std::filesystem::path dir;
+private:
+    temp_dir scratch_{"coring-tls"}; // removed at exit with the files
+
+public:
+    std::filesystem::path dir = scratch_.path();
     std::filesystem::path ca;        // the test CA's certificate (trust this)
     cert_files ca_files;             // the CA's certificate and key
     cert_files leaf;                 // localhost, 127.0.0.1 and ::1, signed by the CA
@@ -47,10 +50,6 @@ struct tls_certs {
     tls_certs() { make(*this); }
     tls_certs(const tls_certs&) = delete;
     tls_certs& operator=(const tls_certs&) = delete;
-    ~tls_certs() {
-        std::error_code ec;
-        if (!dir.empty()) std::filesystem::remove_all(dir, ec);
-    }
 
 private:
     using key_ptr = std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)>;
@@ -116,9 +115,6 @@ private:
     }
 
     static void make(tls_certs& t) {
-        std::string tmpl = (std::filesystem::temp_directory_path() / "coring-tls-XXXXXX").string();
-        if (!::mkdtemp(tmpl.data())) fail("mkdtemp");
-        t.dir = tmpl;
         const auto file = [&](const char* n) { return t.dir / n; };
 
         key_ptr ca_key = new_key();

@@ -32,13 +32,6 @@ std::vector<std::string> s_server_args(std::uint16_t port, const std::string& ve
     return a;
 }
 
-/// Starts s_server and waits until it listens.
-task<> started(piped_process& p) {
-    const bool up = co_await p.wait_for("ACCEPT", 10s);
-    INFO(p.output());
-    REQUIRE(up);
-}
-
 task<coring::tls::stream> connect_to(std::uint16_t port, std::vector<std::string> alpn, std::string name) {
     auto ctx = coring_test::test_client_context();
     if (!alpn.empty()) ctx.set_alpn(std::move(alpn));
@@ -56,7 +49,7 @@ TEST_CASE("tls peers - openssl s_server: handshake, ALPN, lines both ways, close
         const std::uint16_t port = coring_test::free_port();
         piped_process srv(s_server_args(port, version, true));
         coring::run([](piped_process& srv, std::uint16_t port, std::string version) -> task<> {
-            co_await started(srv);
+            co_await srv.expect("ACCEPT", 10s); // s_server listens
             std::vector<std::string> alpn{"http/1.1", "h2"};
             auto s = co_await connect_to(port, std::move(alpn), "localhost");
             CHECK(s.version() == (version == "-tls1_2" ? "TLSv1.2" : "TLSv1.3"));
@@ -87,7 +80,7 @@ TEST_CASE("tls peers - openssl s_server sends a key update: answered, data goes 
     const std::uint16_t port = coring_test::free_port();
     piped_process srv(s_server_args(port, "-tls1_3", false));
     coring::run([](piped_process& srv, std::uint16_t port) -> task<> {
-        co_await started(srv);
+        co_await srv.expect("ACCEPT", 10s);                  // s_server listens
         auto s = co_await connect_to(port, {}, "127.0.0.1"); // by IP address: the leaf has IP:127.0.0.1
         co_await s.write_all("first from coring\n");
         bool seen = co_await srv.wait_for("first from coring", 5s);

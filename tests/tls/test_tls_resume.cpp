@@ -220,9 +220,7 @@ TEST_CASE("tls resume - against openssl s_server, TLS 1.3 and 1.2", "[tls][resum
         piped_process srv({openssl_bin, "s_server", "-accept", "127.0.0.1:" + std::to_string(port), "-cert",
                            c.leaf.cert, "-key", c.leaf.key, "-naccept", "3", version, "-rev"});
         coring::run([](piped_process& srv, std::uint16_t port) -> task<> {
-            const bool up = co_await srv.wait_for("ACCEPT", 10s);
-            INFO(srv.output());
-            REQUIRE(up);
+            co_await srv.expect("ACCEPT", 10s); // s_server listens
             auto ctx = coring_test::test_client_context();
             for (int i = 0; i < 3; ++i) {
                 coring::tcp_stream tcp =
