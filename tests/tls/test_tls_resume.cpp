@@ -13,7 +13,13 @@
 #include <coring/http.hpp>
 #endif
 
+#include <array>
+#include <atomic>
+#include <exception>
+#include <latch>
+#include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -209,6 +215,76 @@ TEST_CASE("tls resume - at most 2 sessions per peer, 1,000 in all", "[tls][resum
         (void)co_await visit_once(client, port, "localhost");
         CHECK(client.cached_sessions() == 2); // five tickets came, the newest two stay
     });
+}
+
+namespace {
+
+/// One of the threads of the shared-context case: what its loop saw.
+struct thread_visits {
+    std::vector<visit> visits;
+    std::exception_ptr failure;
+};
+
+/// A thread's loop: serves `n` connections on its listener (published in `ports[me]`) and, once both threads have
+/// bound theirs, makes `n` connections itself, alternately to either listener.
+task<> serve_and_visit(int me, coring::tls::context client, coring::tls::context server, int n,
+                       std::array<std::atomic<std::uint16_t>, 2>& ports, std::latch& bound, thread_visits& out) {
+    auto l = coring::tcp_listener::bind(coring::address::parse("127.0.0.1:0"));
+    ports[static_cast<std::size_t>(me)] = l.local_address().port();
+    // Blocks this loop briefly (nothing runs on it yet), never for good: the other thread may have failed to bind.
+    bound.count_down();
+    for (const auto until = std::chrono::steady_clock::now() + 10s; !bound.try_wait();) {
+        if (std::chrono::steady_clock::now() > until) throw std::runtime_error("the other thread bound no listener");
+        std::this_thread::sleep_for(1ms);
+    }
+    auto serving = coring::spawn(serve(l, server, n));
+    for (int i = 0; i < n; ++i) {
+        const std::uint16_t port = ports[static_cast<std::size_t>(i % 2)];
+        out.visits.push_back(co_await visit_once(client, port, "localhost"));
+    }
+    co_await coring::timeout(10s, std::move(serving));
+}
+
+} // namespace
+
+TEST_CASE("tls resume - one client and one server context shared by loops on two threads", "[tls][resume][threads]") {
+    // Each thread's loop serves its own listener and connects to both, so the sessions a connection on one thread
+    // received are offered by the other thread's next connection to that server, and both servers issue and accept
+    // tickets from the one server context. Catch's assertions are made here, on this thread, after the joins.
+    auto client = coring_test::test_client_context();
+    auto server = coring_test::test_server_context();
+    constexpr int per_thread = 16; // even: each server gets as many connections as each client makes
+    std::array<std::atomic<std::uint16_t>, 2> ports{};
+    std::latch bound(2);
+    std::array<thread_visits, 2> seen;
+    std::vector<std::thread> threads;
+    for (int me = 0; me < 2; ++me)
+        threads.emplace_back([&, me] {
+            try {
+                coring::run(
+                    serve_and_visit(me, client, server, per_thread, ports, bound, seen[static_cast<std::size_t>(me)]));
+            } catch (...) {
+                seen[static_cast<std::size_t>(me)].failure = std::current_exception();
+            }
+        });
+    for (std::thread& t : threads) t.join();
+    int reused = 0;
+    for (const thread_visits& t : seen) {
+        if (t.failure) std::rethrow_exception(t.failure);
+        REQUIRE(t.visits.size() == per_thread);
+        for (const visit& v : t.visits) {
+            CHECK(v.line == "hello\n");
+            CHECK(v.version == "TLSv1.3");
+            reused += v.reused ? 1 : 0;
+        }
+    }
+    // At most the first connection of each thread to each server finds no ticket kept: a connection stores its
+    // tickets (2 after a full handshake, 1 after a resumed one) before its thread makes the next, and with one
+    // connection a thread in flight the 2 kept per peer do not run out after both threads' first visits (every
+    // interleaving of the takes and stores enumerated).
+    CHECK(reused >= 2 * per_thread - 4);
+    CHECK(SSL_CTX_sess_hits(server.native_handle()) == reused);
+    CHECK(client.cached_sessions() <= 4);
 }
 
 TEST_CASE("tls resume - against openssl s_server, TLS 1.3 and 1.2", "[tls][resume][peers][openssl]") {
