@@ -45,6 +45,11 @@ class stream;
 /// Client contexts resume sessions: the tickets a server sends are kept per peer ("host:port", the name the
 /// certificate was checked against, so a session is never offered to another name) and the next connection to that
 /// peer resumes with the newest one, skipping the key exchange and the certificate check. See set_session_cache().
+///
+/// Threads: streams on loops of several threads may share a context (and its copies). Its settings (load_ca(),
+/// use_certificate(), set_alpn(), insecure_skip_verification(), require_client_certificate(), and what is done
+/// through native_handle()) are made before it is used: neither OpenSSL nor coring locks them against the
+/// connections that read them. set_session_cache() may be called at any time.
 class context {
 public:
     /// A client context: the system trust store (OpenSSL's default verify paths), peer verification and host name
@@ -193,12 +198,12 @@ public:
     /// resumed handshake. Tickets arrive after the handshake, with the first records read: a connection that reads
     /// nothing leaves none. false turns it off and drops what is kept. Shared by the copies of this context and safe
     /// to use from loops on several threads (a mutex guards it; OpenSSL stores a ticket from inside the SSL_read or
-    /// handshake step that received it, on the thread of the stream's loop). No effect on a server context.
+    /// handshake step that received it, on the thread of the stream's loop), and so is this call: it switches the
+    /// cache only, never the SSL_CTX's cache mode, which OpenSSL reads without a lock on the threads whose connections
+    /// receive sessions (a cache that is off drops what it is handed). No effect on a server context.
     context& set_session_cache(bool on) {
         if (st_->server) return *this;
         st_->sessions.set_enabled(on);
-        SSL_CTX_set_session_cache_mode(ctx(), on ? SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE
-                                                 : SSL_SESS_CACHE_OFF);
         return *this;
     }
     /// Whether client sessions are kept for resumption (set_session_cache()).
