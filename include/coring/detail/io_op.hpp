@@ -29,7 +29,7 @@ namespace coring::detail {
 template <class Derived>
 class io_op : public op_base, public cancel_point {
 public:
-    io_op() noexcept : op_base(&prep_thunk, &complete_thunk), cancel_point{&cancel_thunk} {}
+    io_op() noexcept : op_base(&prep_thunk, &complete_thunk), cancel_point{&cancel_thunk} { inline_ok_ = true; }
     /// Operations that never park need no cancel_parked of their own.
     void cancel_parked() noexcept {}
     io_op(const io_op&) noexcept : io_op() {} // a copy (a move before awaiting) is a fresh operation
@@ -46,7 +46,14 @@ public:
         }
         loop_ = &event_loop::current();
         h_ = h;
+        // On epoll the operation may be performed and finished inside start(): then there is nothing to wait for.
+        starting_ = true;
         loop_->start(this);
+        starting_ = false;
+        if (done_inline_) {
+            done_inline_ = false;
+            return false;
+        }
         if (ctx_) ctx_->point = this;
         return true;
     }
@@ -88,6 +95,10 @@ private:
 
     void finish() noexcept {
         if (ctx_) ctx_->point = nullptr;
+        if (starting_) {
+            done_inline_ = true; // await_suspend resumes the awaiter by returning false
+            return;
+        }
         loop_->schedule(h_);
     }
 
@@ -110,6 +121,8 @@ private:
     std::coroutine_handle<> h_{};
     bool cancelled_ = false;
     bool parked_ = false;
+    bool starting_ = false;    // inside await_suspend's start()
+    bool done_inline_ = false; // the operation finished inside that start()
 };
 
 } // namespace coring::detail

@@ -4,6 +4,7 @@
 #include <coring/detail/ready_queue.hpp>
 
 #include <cxxabi.h>
+#include <unistd.h>
 
 #include <coroutine>
 #include <cstddef>
@@ -31,6 +32,8 @@ struct loop_core {
     std::uintptr_t stack_limit = CORING_MAX_INLINE_STACK;      // growth allowed before a transfer bounces (tests: 0)
     bool draining = false;                                     // run() is cancelling its leftovers
     std::function<void(std::exception_ptr)> exception_handler; // reports exceptions of detached tasks
+    void (*forget_fd)(void*, int) noexcept = nullptr;          // epoll backend: a descriptor closes or is new
+    void* forget_ctx = nullptr;
 
     inline void add_root(promise_base& p) noexcept;
     inline void remove_root(promise_base& p) noexcept;
@@ -44,6 +47,19 @@ inline thread_local loop_core* current_core = nullptr;
 inline loop_core& require_core(const char* what) {
     if (!current_core) throw std::logic_error(std::string("coring: ") + what + " needs an event_loop on this thread");
     return *current_core;
+}
+
+/// Closes a descriptor coring's operations may have used (a socket, a signalfd): on the epoll backend the loop first
+/// forgets what it knew about that number, which the next descriptor to get it must not inherit.
+inline void close_fd(int fd) noexcept {
+    if (loop_core* c = current_core; c && c->forget_fd) c->forget_fd(c->forget_ctx, fd);
+    ::close(fd);
+}
+
+/// A descriptor coring did not have before (a new socket): on the epoll backend the loop drops any stale state for
+/// that number (one closed behind coring's back).
+inline void fresh_fd(int fd) noexcept {
+    if (loop_core* c = current_core; c && c->forget_fd) c->forget_fd(c->forget_ctx, fd);
 }
 
 /// The current stack position (the stack grows down on every platform coring supports).

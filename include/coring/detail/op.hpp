@@ -52,9 +52,16 @@ public:
     // Public because the loop, the pending list and the awaitables built on op_base all drive the state machine.
     prep_fn prep_;            // fills the SQE; may run later than start() when the queue was full
     complete_fn complete_;    // called for every CQE of this op (final or with F_MORE); must not resume inline
-    op_base* prev_ = nullptr; // links in the loop's pending list
+    op_base* prev_ = nullptr; // links in the loop's pending list, or (epoll) in its descriptor's waiters
     op_base* next_ = nullptr;
     state state_ = state::idle;
+    // The epoll backend: the descriptor whose readiness a submitted operation waits for (-1: it is not waiting), and
+    // which direction. prep_ is called again for every attempt there, so it must be repeatable for the opcodes that
+    // backend performs (it is for all of coring's: they fill the SQE from the awaiter's current state).
+    bool park_out_ = false;
+    // The epoll backend may perform this operation inside start() and complete it there (io_op handles that).
+    bool inline_ok_ = false;
+    int park_fd_ = -1;
 };
 
 /// FIFO of operations waiting for an SQE, either to be submitted or to have their cancellation sent.

@@ -6,6 +6,7 @@
 #include <liburing.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -82,6 +83,31 @@ inline std::string setup_failure_reason(int err, const setup_environment& env, u
                to_string(entries) + ")";
     default:
         return "io_uring_setup failed";
+    }
+}
+
+/// Whether the running kernel is older than `major`.`minor` (false when uname cannot tell).
+inline bool kernel_older_than(int major, int minor) noexcept {
+    utsname u{};
+    if (::uname(&u) != 0) return false;
+    int ma = 0, mi = 0;
+    if (std::sscanf(u.release, "%d.%d", &ma, &mi) != 2) return false;
+    return ma < major || (ma == major && mi < minor);
+}
+
+/// Whether io_uring_setup's error `err` means "io_uring is not available here" (then an automatic loop runs on
+/// epoll), as opposed to a passing shortage (out of descriptors) that a fallback would only hide.
+inline bool io_uring_refused(int err) noexcept {
+    switch (err) {
+    case EPERM:      // seccomp (Docker's default profile), kernel.io_uring_disabled, a security module
+    case EACCES:     // the same from some security modules
+    case ENOSYS:     // no io_uring in this kernel, or hidden by a sandbox
+    case EOPNOTSUPP: // the same from gVisor-like sandboxes
+        return true;
+    case ENOMEM: // before 5.12 the ring is charged to RLIMIT_MEMLOCK, which is often too small for it
+        return kernel_older_than(5, 12);
+    default:
+        return false;
     }
 }
 
@@ -169,6 +195,30 @@ public:
     /// Whether the kernel supports `opcode` (and loop_options::unsupported_opcodes does not exclude it).
     [[nodiscard]] bool supports(unsigned opcode) const noexcept {
         return opcode < probe_.size() && probe_.test(opcode);
+    }
+
+    /// The first opcode coring's sockets, signals and timers need that this ring lacks (by the probe, after
+    /// loop_options::unsupported_opcodes), as "IORING_OP_RECV (Linux 5.6)"; null when it has them all. A loop
+    /// without one of them runs on epoll instead.
+    [[nodiscard]] const char* missing_required() const noexcept {
+        static constexpr struct {
+            unsigned op;
+            const char* name;
+        } required[] = {
+            {IORING_OP_TIMEOUT, "IORING_OP_TIMEOUT (Linux 5.4)"},
+            {IORING_OP_ACCEPT, "IORING_OP_ACCEPT (Linux 5.5)"},
+            {IORING_OP_ASYNC_CANCEL, "IORING_OP_ASYNC_CANCEL (Linux 5.5)"},
+            {IORING_OP_CONNECT, "IORING_OP_CONNECT (Linux 5.5)"},
+            {IORING_OP_POLL_ADD, "IORING_OP_POLL_ADD (Linux 5.1)"},
+            {IORING_OP_SENDMSG, "IORING_OP_SENDMSG (Linux 5.3)"},
+            {IORING_OP_RECVMSG, "IORING_OP_RECVMSG (Linux 5.3)"},
+            {IORING_OP_READ, "IORING_OP_READ (Linux 5.6)"},
+            {IORING_OP_SEND, "IORING_OP_SEND (Linux 5.6)"},
+            {IORING_OP_RECV, "IORING_OP_RECV (Linux 5.6)"},
+        };
+        for (const auto& r : required)
+            if (!supports(r.op)) return r.name;
+        return nullptr;
     }
 
     /// Publishes the SQEs taken since the last flush and returns how many the kernel has not consumed yet.

@@ -198,7 +198,7 @@ private:
     detail::clock::time_point last_warning_{};
     friend class detail::fd_op<basic_listener>;
     /// Called by the last accept in flight to end after close() handed it the descriptor.
-    static void close_handed_fd(int fd) noexcept { ::close(fd); }
+    static void close_handed_fd(int fd) noexcept { detail::close_fd(fd); }
 
     detail::fd_op_list<basic_listener> ops_; // accepts in flight, for close() to stop
 };

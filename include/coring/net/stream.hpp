@@ -173,7 +173,7 @@ public:
     /// No socket.
     stream() noexcept = default;
     /// Adopts a connected socket; `peer` is kept for error messages and peer_address().
-    explicit stream(int fd, address peer = {}) noexcept : fd_(fd), peer_(std::move(peer)) {}
+    explicit stream(int fd, address peer = {}) noexcept : fd_(fd), peer_(std::move(peer)) { detail::fresh_fd(fd); }
     stream(stream&& o) noexcept
         : fd_(std::exchange(o.fd_, -1)),
           peer_(std::move(o.peer_)),
@@ -520,7 +520,7 @@ public:
     public:
         end_awaitable(stream& s, int how, bool close) noexcept : s_(&s), how_(how), close_(close) {}
         ~end_awaitable() {
-            if (fd_ >= 0) ::close(fd_); // a close that never reached the kernel (cancelled before it began)
+            if (fd_ >= 0) detail::close_fd(fd_); // a close that never reached the kernel (cancelled before it began)
         }
         bool await_ready() {
             event_loop& loop = event_loop::current();
@@ -538,7 +538,7 @@ public:
             s_->release_rx();
             fd_ = std::exchange(s_->fd_, -1);
             if (loop.supports(IORING_OP_CLOSE)) return false;
-            ::close(std::exchange(fd_, -1)); // before Linux 5.6
+            detail::close_fd(std::exchange(fd_, -1)); // before Linux 5.6, and on epoll
             return true;
         }
         void prep(io_uring_sqe* sqe) noexcept {
@@ -633,7 +633,7 @@ private:
     }
     void close_now() noexcept {
         release_rx();
-        if (fd_ >= 0) ::close(fd_);
+        if (fd_ >= 0) detail::close_fd(fd_);
         fd_ = -1;
     }
 

@@ -242,7 +242,7 @@ private:
 
     friend class detail::fd_op<udp_socket>;
     /// Called by the last operation in flight to end after close() handed it the descriptor.
-    static void close_handed_fd(int fd) noexcept { ::close(fd); }
+    static void close_handed_fd(int fd) noexcept { detail::close_fd(fd); }
 
     detail::unique_fd fd_;
     address peer_;

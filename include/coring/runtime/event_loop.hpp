@@ -1,5 +1,6 @@
 #pragma once
 
+#include <coring/detail/epoll_reactor.hpp>
 #include <coring/detail/loop_core.hpp>
 #include <coring/detail/op.hpp>
 #include <coring/detail/promise_base.hpp>
@@ -12,19 +13,23 @@
 #include <coring/task/task.hpp>
 
 #include <liburing.h>
+#include <sys/utsname.h>
 #if CORING_ASAN
 #include <sanitizer/lsan_interface.h>
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <coroutine>
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -42,9 +47,9 @@ inline thread_local event_loop* current_loop = nullptr;
 /// Counters an event_loop keeps about itself, for tests, benchmarks and the curious.
 struct loop_stats {
     std::uint64_t turns = 0;    ///< passes over the ready queue
-    std::uint64_t enters = 0;   ///< io_uring_enter calls, for every reason
-    std::uint64_t sqes = 0;     ///< SQEs prepared (operations, cancellations, timers)
-    std::uint64_t cqes = 0;     ///< CQEs reaped
+    std::uint64_t enters = 0;   ///< io_uring_enter calls, for every reason (epoll: epoll_wait calls)
+    std::uint64_t sqes = 0;     ///< SQEs prepared (operations, cancellations, timers; epoll: attempts begun)
+    std::uint64_t cqes = 0;     ///< CQEs reaped (epoll: operations ended)
     std::uint64_t sq_full = 0;  ///< times the submission queue was full and flushed before the end of a turn
     std::uint64_t overflow = 0; ///< times the kernel held overflowed completions that had to be flushed
 };
@@ -55,16 +60,21 @@ struct loop_stats {
 /// everything they prepared and reaps completions in bulk (waiting, when nothing is ready, until the first completion
 /// or the earliest timer). Timers live in user space; the kernel only ever sees one wait deadline.
 ///
-/// One loop per thread, used only on that thread. Construction throws std::system_error saying why io_uring is
-/// unavailable. Leaving run() and destroying the loop cancel every task still running and wait until they and every
-/// operation have finished (see loop_options::shutdown_timeout). Not fork-safe: a forked child must not touch it.
+/// Where io_uring cannot be set up (a seccomp filter, kernel.io_uring_disabled, an old kernel) the loop runs on epoll
+/// instead, with the same API and semantics, and says why once on stderr (see loop_options::backend, backend()).
+///
+/// One loop per thread, used only on that thread. Leaving run() and destroying the loop cancel every task still running
+/// and wait until they and every operation have finished (see loop_options::shutdown_timeout). Not fork-safe: a forked
+/// child must not touch it.
 class event_loop {
 public:
-    /// Sets up the ring. Throws std::system_error (io_uring unavailable, with the reason), std::logic_error (this
-    /// thread already has a loop) or std::invalid_argument (bad options).
+    /// Sets up the ring, or epoll (see loop_options::backend). Throws std::system_error (io_uring unavailable when
+    /// it was required, with the reason; epoll_create1 failed), std::logic_error (this thread already has a loop) or
+    /// std::invalid_argument (bad options, a CORING_BACKEND value that names no backend).
     explicit event_loop(loop_options options = {})
-        : claim_(), opts_(std::move(options)), ring_(opts_), owner_(std::this_thread::get_id()) {
-        use_ext_arg_ = opts_.wait_timeout_arg && (ring_.features() & IORING_FEAT_EXT_ARG);
+        : claim_(), opts_(std::move(options)), owner_(std::this_thread::get_id()) {
+        open_backend();
+        use_ext_arg_ = ring_ && opts_.wait_timeout_arg && (ring_->features() & IORING_FEAT_EXT_ARG);
         core_.exception_handler = opts_.exception_handler;
         detail::current_core = &core_;
         detail::current_loop = this;
@@ -96,6 +106,11 @@ public:
             op->loop = nullptr;
         }
         if (rx_bufs_ && inflight_ > 0) rx_bufs_->leak();
+        if (reactor_) {
+            // Nothing is in a kernel on epoll: a read still parked (a failed drain) is simply taken off its descriptor.
+            if (reactor_->unpark(reader_.get())) reader_->state_ = detail::op_base::state::completed;
+            core_.forget_fd = nullptr;
+        }
         if (reader_->in_kernel()) {
             // The kernel may still write the eventfd count into it: never free it (B-8).
 #if CORING_ASAN
@@ -135,12 +150,25 @@ public:
         core_.exception_handler = std::move(handler);
     }
 
-    /// The IORING_SETUP_* flags the kernel accepted.
-    [[nodiscard]] unsigned setup_flags() const noexcept { return ring_.setup_flags(); }
-    /// The IORING_FEAT_* flags the kernel reported.
-    [[nodiscard]] unsigned features() const noexcept { return ring_.features(); }
-    /// Whether the kernel supports an IORING_OP_* opcode (probed once at construction).
-    [[nodiscard]] bool supports(unsigned opcode) const noexcept { return ring_.supports(opcode); }
+    /// The backend this loop runs on: backend::io_uring or backend::epoll.
+    [[nodiscard]] coring::backend backend() const noexcept {
+        return reactor_ ? coring::backend::epoll : coring::backend::io_uring;
+    }
+    /// The IORING_SETUP_* flags the kernel accepted (0 on epoll).
+    [[nodiscard]] unsigned setup_flags() const noexcept { return ring_ ? ring_->setup_flags() : 0; }
+    /// The IORING_FEAT_* flags the kernel reported (0 on epoll).
+    [[nodiscard]] unsigned features() const noexcept { return ring_ ? ring_->features() : 0; }
+    /// Whether the loop can perform an IORING_OP_* opcode: probed once at construction on io_uring; on epoll, the
+    /// socket operations it performs itself (file operations then run on the worker pool, as on an old kernel).
+    [[nodiscard]] bool supports(unsigned opcode) const noexcept {
+        if (ring_) return ring_->supports(opcode);
+        if (detail::epoll_reactor::performs(opcode)) {
+            for (unsigned op : opts_.unsupported_opcodes)
+                if (op == opcode) return false;
+            return true;
+        }
+        return false;
+    }
     /// Counters about the loop's work so far.
     [[nodiscard]] const loop_stats& stats() const noexcept { return stats_; }
     /// Spawned tasks that have not finished yet.
@@ -158,9 +186,9 @@ public:
     detail::provided_buffers* receive_buffers() noexcept {
         if (!rx_tried_) {
             rx_tried_ = true;
-            if (opts_.multishot_receive && supports(IORING_OP_RECV)) {
+            if (ring_ && opts_.multishot_receive && supports(IORING_OP_RECV)) {
                 auto b = std::unique_ptr<detail::provided_buffers>(new (std::nothrow) detail::provided_buffers(
-                    ring_.get(), opts_.receive_buffers, opts_.receive_buffer_size));
+                    ring_->get(), opts_.receive_buffers, opts_.receive_buffer_size));
                 if (b && b->usable()) rx_bufs_ = std::move(b);
             }
         }
@@ -179,6 +207,8 @@ public:
     /// Starts an operation: prepares its SQE now, or queues it when the submission queue is full and cannot be
     /// flushed. Never fails and never drops it.
     void start(detail::op_base* op) noexcept {
+        if (reactor_) [[unlikely]]
+            return epoll_start(op);
         if (pending_.empty())
             if (io_uring_sqe* sqe = get_sqe()) return submit_to(op, sqe);
         op->state_ = detail::op_base::state::queued;
@@ -194,6 +224,11 @@ public:
             op->state_ = st::completed;
             op->complete_(op, -ECANCELED, 0);
         } else if (op->state_ == st::submitted) {
+            if (reactor_) [[unlikely]] {
+                // Parked on its descriptor: it leaves before any system call, having done nothing.
+                if (reactor_->unpark(op)) epoll_done(this, op, -ECANCELED);
+                return;
+            }
             if (pending_.empty())
                 if (io_uring_sqe* sqe = get_sqe()) return send_cancel(op, sqe);
             op->state_ = st::cancel_queued;
@@ -254,6 +289,40 @@ private:
     bool run_until(Pred&& done);
     void run_ready();
     bool poll(bool block);
+    bool poll_epoll();
+    void open_backend();
+    void epoll_start(detail::op_base* op) noexcept {
+        // An io_op may be performed right here (its awaiter then does not suspend), within a budget per resumed
+        // task so that a stream that is always ready cannot keep one task running for ever; others, and io_ops over
+        // budget, are performed at the end of the turn, as io_uring would.
+        if (op->inline_ok_ && inline_budget_ > 0) {
+            --inline_budget_;
+            return epoll_perform(op);
+        }
+        op->state_ = detail::op_base::state::queued;
+        pending_.push_back(op);
+    }
+    void epoll_perform(detail::op_base* op) noexcept {
+        op->state_ = detail::op_base::state::submitted;
+        ++stats_.sqes;
+        const int r = reactor_->perform(op);
+        if (r == detail::epoll_reactor::parked) {
+            ++inflight_;
+            return;
+        }
+        op->state_ = detail::op_base::state::completed;
+        ++stats_.cqes;
+        op->complete_(op, r, 0);
+    }
+    /// A parked operation ended (retried after an edge, cancelled, or its descriptor closed).
+    static void epoll_done(void* self, detail::op_base* op, int res) noexcept {
+        auto* l = static_cast<event_loop*>(self);
+        --l->inflight_;
+        ++l->stats_.cqes;
+        op->state_ = detail::op_base::state::completed;
+        op->complete_(op, res, 0);
+    }
+    static void epoll_forget(void* self, int fd) noexcept { static_cast<event_loop*>(self)->reactor_->forget(fd); }
     void wait(detail::clock::time_point deadline);
     void enter(unsigned to_submit, unsigned min_complete, unsigned flags, const __kernel_timespec* ts);
     void reap();
@@ -269,13 +338,13 @@ private:
     void leak_leftovers() noexcept;
 
     io_uring_sqe* get_sqe() noexcept {
-        if (io_uring_sqe* sqe = io_uring_get_sqe(ring_.get())) return sqe;
+        if (io_uring_sqe* sqe = io_uring_get_sqe(ring_->get())) return sqe;
         // Full: flush what is queued and retry. Submission only, no GETEVENTS, so that no completion runs
         // here; an error from this enter shows up again on the loop's own enter, where it is handled.
         ++stats_.sq_full;
         ++stats_.enters;
-        (void)ring_.enter(ring_.flush_sq(), 0, 0, nullptr);
-        return io_uring_get_sqe(ring_.get());
+        (void)ring_->enter(ring_->flush_sq(), 0, 0, nullptr);
+        return io_uring_get_sqe(ring_->get());
     }
     void submit_to(detail::op_base* op, io_uring_sqe* sqe) noexcept {
         op->prep_(op, sqe);
@@ -292,19 +361,21 @@ private:
         ++stats_.sqes;
     }
 
-    thread_claim claim_;                      // first member: checked before the ring exists
-    loop_options opts_;                       // as given
-    detail::ring ring_;                       // the io_uring
-    std::thread::id owner_;                   // the only thread that may use the loop
-    detail::loop_core** core_slot_ = nullptr; // the owner thread's current_core and current_loop
+    thread_claim claim_;                             // first member: checked before the ring exists
+    loop_options opts_;                              // as given
+    std::optional<detail::ring> ring_;               // the io_uring, unless the loop runs on epoll
+    std::unique_ptr<detail::epoll_reactor> reactor_; // the epoll backend, when the loop runs on it
+    std::thread::id owner_;                          // the only thread that may use the loop
+    detail::loop_core** core_slot_ = nullptr;        // the owner thread's current_core and current_loop
     event_loop** loop_slot_ = nullptr;
     detail::loop_core core_;       // ready queue, spawned tasks
     detail::timer_queue timers_;   // every sleeper and deadline
     detail::pending_list pending_; // operations and cancellations waiting for an SQE
     std::size_t inflight_ = 0;     // SQEs whose final CQE has not been reaped
     loop_stats stats_;
-    bool use_ext_arg_ = false; // wait deadlines go to io_uring_enter directly
-    bool running_ = false;     // inside run()
+    bool use_ext_arg_ = false;   // wait deadlines go to io_uring_enter directly
+    unsigned inline_budget_ = 0; // epoll: operations the task being resumed may still complete without suspending
+    bool running_ = false;       // inside run()
 
     /// The read the loop keeps armed on the remote inbox's eventfd while remote work is expected.
     struct inbox_reader : detail::op_base {
@@ -376,7 +447,10 @@ inline void event_loop::run_ready() {
     // Only what was ready when the turn began: a task that yields goes behind everyone else and behind the next
     // reap of completions.
     core_.stack_base = detail::stack_position();
-    for (std::size_t n = core_.ready.size(); n > 0; --n) core_.ready.pop().resume();
+    for (std::size_t n = core_.ready.size(); n > 0; --n) {
+        inline_budget_ = 32;
+        core_.ready.pop().resume();
+    }
     // A burst (a million spawns) must not pin its queue for the loop's lifetime.
     if (core_.ready.empty()) core_.ready.shrink();
 }
@@ -384,6 +458,8 @@ inline void event_loop::run_ready() {
 /// Submits, waits when `block` (nothing is ready), reaps, fires due timers. Returns false when nothing at all can
 /// happen any more: no operation in flight, no timer, nothing ready.
 inline bool event_loop::poll(bool block) {
+    if (reactor_) [[unlikely]]
+        return poll_epoll();
     if (!pending_.empty()) submit_pending();
     const bool have_timers = !timers_.empty();
     // The loop's own kernel timer is not work: it only bounds a wait.
@@ -394,9 +470,90 @@ inline bool event_loop::poll(bool block) {
         if (have_timers) deadline = std::min(deadline, timers_.earliest());
         wait(deadline);
     } else if (inflight_ > 0) {
-        enter(ring_.flush_sq(), 0, IORING_ENTER_GETEVENTS, nullptr);
+        enter(ring_->flush_sq(), 0, IORING_ENTER_GETEVENTS, nullptr);
     }
     if (inflight_ > 0) reap();
+    if (have_timers) fire_timers();
+    return true;
+}
+
+namespace detail {
+/// Says once per process that loops run on epoll, and why (unless CORING_BACKEND_NOTICE=0). By process id, so that a
+/// forked child that makes its own loop says it too.
+inline void announce_epoll(const std::string& why) noexcept {
+    static std::atomic<pid_t> said_by{0};
+    const pid_t me = ::getpid();
+    if (said_by.exchange(me) == me) return;
+    if (const char* v = std::getenv("CORING_BACKEND_NOTICE"); v && std::string_view(v) == "0") return;
+    std::fprintf(stderr, "coring: running on epoll instead of io_uring: %s\n", why.c_str());
+}
+} // namespace detail
+
+/// Chooses the backend (see loop_options::backend): io_uring unless it was refused, lacks an operation coring needs,
+/// or epoll was asked for.
+inline void event_loop::open_backend() {
+    using coring::backend;
+    backend want = opts_.backend;
+    if (want == backend::automatic) want = detail::backend_from_environment();
+    std::string why;
+    if (want != backend::epoll) {
+        try {
+            ring_.emplace(opts_);
+        } catch (const std::system_error& e) {
+            if (want == backend::io_uring || !detail::io_uring_refused(e.code().value())) throw;
+            why = e.what();
+            constexpr std::string_view prefix = "coring: cannot create an event loop: ";
+            if (why.compare(0, prefix.size(), prefix) == 0) why.erase(0, prefix.size());
+        }
+        if (ring_) {
+            const char* missing = ring_->missing_required();
+            if (!missing) return;
+            std::string lacks = detail::str_cat("this kernel's io_uring lacks ", missing, ", which coring needs");
+            if (want == backend::io_uring)
+                throw std::system_error(EOPNOTSUPP, std::system_category(),
+                                        detail::str_cat("coring: cannot create an event loop: ", lacks));
+            why = std::move(lacks);
+            ring_.reset();
+        }
+    } else {
+        why = opts_.backend == backend::epoll ? "loop_options::backend is backend::epoll" : "CORING_BACKEND=epoll";
+    }
+    reactor_ = std::make_unique<detail::epoll_reactor>(&epoll_done, this);
+    core_.forget_fd = &epoll_forget;
+    core_.forget_ctx = this;
+    if (opts_.backend_notice) detail::announce_epoll(why);
+}
+
+/// The epoll backend's turn: performs the operations the turn deferred, in order, then waits for readiness (only when
+/// nothing is ready: up to the earliest timer) and retries what became ready. False when nothing at all can happen.
+inline bool event_loop::poll_epoll() {
+    while (!pending_.empty()) {
+        detail::op_base* op = pending_.front();
+        pending_.erase(op);
+        epoll_perform(op);
+    }
+    const bool have_timers = !timers_.empty();
+    const bool block = core_.ready.empty();
+    if (block && inflight_ == 0 && !have_timers) return false;
+    if (block) {
+        detail::clock::time_point deadline = drain_deadline_;
+        if (have_timers) deadline = std::min(deadline, timers_.earliest());
+        timespec ts{};
+        const timespec* tp = nullptr;
+        if (deadline != detail::clock::time_point::max()) {
+            const auto ns = std::max<long long>(
+                0, std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - detail::clock::now()).count());
+            ts.tv_sec = static_cast<time_t>(ns / 1000000000LL);
+            ts.tv_nsec = static_cast<long>(ns % 1000000000LL);
+            tp = &ts;
+        }
+        ++stats_.enters;
+        reactor_->wait(tp);
+    } else if (inflight_ > 0) {
+        const timespec zero{};
+        ++stats_.enters;
+        reactor_->wait(&zero);
+    }
     if (have_timers) fire_timers();
     return true;
 }
@@ -412,29 +569,29 @@ inline void event_loop::wait(detail::clock::time_point deadline) {
     constexpr auto far = 10ms;
     const bool bounded = deadline != detail::clock::time_point::max();
     if (!bounded || (timer_armed_ && timer_deadline_ <= deadline))
-        return enter(ring_.flush_sq(), 1, IORING_ENTER_GETEVENTS, nullptr);
+        return enter(ring_->flush_sq(), 1, IORING_ENTER_GETEVENTS, nullptr);
     if (use_ext_arg_ && detail::maybe_due(deadline, far)) {
-        if (ring_.abs_timer()) {
+        if (ring_->abs_timer()) {
             // CLOCK_MONOTONIC, like steady_clock; a deadline before the clock's start is simply due.
             const auto ns = std::max<long long>(
                 0, std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count());
             const __kernel_timespec ts{ns / 1000000000LL, ns % 1000000000LL};
-            return enter(ring_.flush_sq(), 1, IORING_ENTER_GETEVENTS | detail::ring::enter_abs_timer, &ts);
+            return enter(ring_->flush_sq(), 1, IORING_ENTER_GETEVENTS | detail::ring::enter_abs_timer, &ts);
         }
         const auto now = detail::clock::now();
-        if (deadline <= now) return enter(ring_.flush_sq(), 0, IORING_ENTER_GETEVENTS, nullptr);
+        if (deadline <= now) return enter(ring_->flush_sq(), 0, IORING_ENTER_GETEVENTS, nullptr);
         const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now).count();
         const __kernel_timespec ts{ns / 1000000000LL, ns % 1000000000LL};
-        return enter(ring_.flush_sq(), 1, IORING_ENTER_GETEVENTS, &ts);
+        return enter(ring_->flush_sq(), 1, IORING_ENTER_GETEVENTS, &ts);
     }
     // If even the timer's SQE cannot be had, do not sleep at all rather than risk sleeping past the deadline.
     const bool armed = arm_kernel_timer(deadline);
-    enter(ring_.flush_sq(), armed ? 1 : 0, IORING_ENTER_GETEVENTS, nullptr);
+    enter(ring_->flush_sq(), armed ? 1 : 0, IORING_ENTER_GETEVENTS, nullptr);
 }
 
 inline void event_loop::enter(unsigned to_submit, unsigned min_complete, unsigned flags, const __kernel_timespec* ts) {
     ++stats_.enters;
-    const int r = ring_.enter(to_submit, min_complete, flags, ts);
+    const int r = ring_->enter(to_submit, min_complete, flags, ts);
     if (r >= 0) return;
     switch (-r) {
     case EINTR:  // a signal interrupted the wait: go round again
@@ -454,7 +611,7 @@ inline void event_loop::enter(unsigned to_submit, unsigned min_complete, unsigne
 }
 
 inline void event_loop::reap() {
-    io_uring* r = ring_.get();
+    io_uring* r = ring_->get();
     for (;;) {
         unsigned head = 0, count = 0;
         io_uring_cqe* cqe = nullptr;
@@ -469,7 +626,7 @@ inline void event_loop::reap() {
         ++stats_.overflow;
         enter(0, 0, IORING_ENTER_GETEVENTS, nullptr);
     }
-    if (!(ring_.features() & IORING_FEAT_NODROP) && *r->cq.koverflow != 0)
+    if (!(ring_->features() & IORING_FEAT_NODROP) && *r->cq.koverflow != 0)
         throw std::system_error(EBADR, std::system_category(),
                                 "coring: the completion queue overflowed and this kernel (before 5.5) dropped "
                                 "completions; use a larger loop_options::cq_entries");

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <coring/runtime/backend.hpp>
+
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -20,6 +22,14 @@ inline bool env_flag(const char* name) noexcept {
 /// How an event_loop sets up its io_uring. The defaults suit servers and tests alike; every optional kernel feature
 /// is tried first and dropped, one at a time, when the running kernel refuses it.
 struct loop_options {
+    /// Which kernel interface to run on. automatic (the default) takes io_uring when it can be set up and falls back
+    /// to epoll when it cannot (seccomp, kernel.io_uring_disabled, an old kernel), saying why once on stderr; the
+    /// environment variable CORING_BACKEND=io_uring|epoll overrides automatic (not an explicit choice made here).
+    coring::backend backend = coring::backend::automatic;
+    /// Say once per process on stderr when a loop runs on epoll, and why. CORING_BACKEND_NOTICE=0 in the environment
+    /// silences it too.
+    bool backend_notice = true;
+
     /// Submission queue entries (rounded up to a power of two by the kernel). A full queue is flushed, never an error.
     unsigned entries = 1024;
     /// Completion queue entries; 0 means 8 x `entries`. A larger queue overflows less often under bursts.

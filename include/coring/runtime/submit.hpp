@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <concepts>
 #include <coroutine>
+#include <system_error>
 #include <type_traits>
 #include <utility>
 
@@ -37,6 +38,10 @@ public:
             return false;
         }
         loop_ = &event_loop::current();
+        if (loop_->backend() != backend::io_uring)
+            throw std::system_error(ENOTSUP, std::system_category(),
+                                    "coring: submit() needs the io_uring backend, and this loop runs on epoll "
+                                    "(io_uring is unavailable here, or CORING_BACKEND=epoll)");
         h_ = h;
         loop_->start(this);
         if (ctx_) ctx_->point = this;

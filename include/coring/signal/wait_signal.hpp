@@ -88,7 +88,7 @@ public:
     /// Closes the signalfd. The signals stay blocked in the thread: one that arrives later stays pending until the next
     /// wait_signal for it (or until the application unblocks it).
     ~signal_awaitable() {
-        if (fd_ >= 0) ::close(fd_);
+        if (fd_ >= 0) detail::close_fd(fd_);
     }
 
     bool await_ready() const noexcept { return false; }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <coring/detail/loop_core.hpp>
 #include <coring/detail/str_cat.hpp>
 #include <coring/net/address.hpp>
 
@@ -39,7 +40,7 @@ public:
     [[nodiscard]] int get() const noexcept { return fd_; }
     [[nodiscard]] int release() noexcept { return std::exchange(fd_, -1); }
     void reset(int fd = -1) noexcept {
-        if (fd_ >= 0) ::close(fd_);
+        if (fd_ >= 0) close_fd(fd_);
         fd_ = fd;
     }
     explicit operator bool() const noexcept { return fd_ >= 0; }
@@ -52,6 +53,7 @@ private:
 inline unique_fd open_socket(int family, int type, const address& for_error) {
     const int fd = ::socket(family, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) throw net_error(errno, "socket", for_error);
+    fresh_fd(fd);
     return unique_fd(fd);
 }
 
