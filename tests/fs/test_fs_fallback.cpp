@@ -107,7 +107,7 @@ task<> everything(const temp_dir& dir) {
 }
 
 TEST_CASE("fs fallback - without the file opcodes every call runs on the worker pool, with the same results",
-          "[fs][fallback]") {
+          "[fs][fallback][io_uring-only]") {
     temp_dir dir;
     const int fds = coring_test::open_fds();
     std::uint64_t ring_sqes = 0, pool_sqes = 0;

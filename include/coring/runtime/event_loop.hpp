@@ -541,8 +541,10 @@ inline bool event_loop::poll_epoll() {
         timespec ts{};
         const timespec* tp = nullptr;
         if (deadline != detail::clock::time_point::max()) {
-            const auto ns = std::max<long long>(
-                0, std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - detail::clock::now()).count());
+            // Compared before subtracting: time_point::min() minus now would wrap around to a wait of centuries.
+            const auto now = detail::clock::now();
+            const long long ns =
+                deadline <= now ? 0LL : std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now).count();
             ts.tv_sec = static_cast<time_t>(ns / 1000000000LL);
             ts.tv_nsec = static_cast<long>(ns % 1000000000LL);
             tp = &ts;
