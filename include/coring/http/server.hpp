@@ -475,7 +475,7 @@ private:
             const phase now_at = !parser.in_message() ? phase::idle : parser.headers_done() ? phase::body : phase::head;
             if (now_at != at) {
                 at = now_at;
-                deadline = coring::detail::deadline_after(timeout_of(at)); // coarse clock: seconds-long deadlines
+                deadline = coring::detail::coarse_deadline_after(timeout_of(at)); // seconds-long: a tick late is fine
             }
             c.idle = at == phase::idle;
             if (c.idle && closing_) co_return false; // between requests: the graceful stop closes here
