@@ -410,6 +410,46 @@ TEST_CASE("file - a FIFO opens without waiting for its other end (documented io_
     CHECK(coring_test::open_fds() == fds);
 }
 
+/// How an open ended: "opened", "timeout", "cancelled", or the std::system_error's errno and text.
+task<std::string> open_outcome(std::string path, open_mode mode, std::chrono::milliseconds limit) {
+    std::string outcome;
+    try {
+        file f = co_await coring::timeout(limit, file::open(path, mode));
+        outcome = "opened";
+    } catch (const coring::timeout_error&) {
+        outcome = "timeout";
+    } catch (const coring::cancelled_error&) {
+        outcome = "cancelled";
+    } catch (const std::system_error& e) {
+        outcome = std::to_string(e.code().value()) + " " + e.what();
+    }
+    co_return outcome;
+}
+
+TEST_CASE("file - an open that waits in the kernel for a FIFO's reader ends with timeout_error when cancelled",
+          "[fs][file]") {
+    // With create (or truncate) io_uring skips its non-blocking first try: the open waits in a worker thread for a
+    // reader, as open(2) would, until the timeout cancels it. The worker's open is interrupted then, and its CQE says
+    // -ERESTARTSYS (512), a code meant never to reach user space (Linux 6.18; -EINTR on 6.1): it must read as the
+    // cancellation it is, not as std::system_error 512.
+    temp_dir dir;
+    const std::string p = dir / "fifo";
+    REQUIRE(::mkfifo(p.c_str(), 0600) == 0);
+    const int fds = coring_test::open_fds();
+    coring::run([](std::string path) -> task<> {
+        for (int i = 0; i < 3; ++i) {
+            const std::string outcome = co_await open_outcome(path, open_mode::write | open_mode::create, 50ms);
+            CHECK(outcome == "timeout");
+        }
+        // The FIFO is still usable: with a reader, the same open succeeds.
+        file r = co_await file::open(path, open_mode::read);
+        const std::string outcome = co_await open_outcome(path, open_mode::write | open_mode::create, 5s);
+        CHECK(outcome == "opened");
+        co_await r.close();
+    }(p));
+    CHECK(coring_test::open_fds() == fds);
+}
+
 task<> cancelled_opens(const temp_dir& dir) {
     coring_test::spit(dir / "f", "abc");
     // Cancel opens at every stage: before they start, in the kernel, and as they complete. A completed one is

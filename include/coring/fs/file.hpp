@@ -1,6 +1,7 @@
 #pragma once
 
 #include <coring/detail/fd_ops.hpp>
+#include <coring/detail/kernel_errors.hpp>
 #include <coring/detail/op.hpp>
 #include <coring/fs/detail/fs_op.hpp>
 #include <coring/fs/detail/path_arg.hpp>
@@ -108,6 +109,18 @@ public:
             io_uring_prep_openat(sqe, AT_FDCWD, path_.c_str(), flags_, perms_);
         }
         bool step(int res) noexcept {
+            // Interrupted before it did anything, and not by this task's cancellation (io_op takes -ECANCELED and
+            // -EINTR as that, and never passes them here then): -ERESTARTSYS from a worker thread's blocked open that
+            // was interrupted, which the kernel does not translate for openat; -ECANCELED or -EINTR that nobody asked
+            // for (Linux 6.1 fails work whose io-wq worker could not be started while a signal was pending). Made
+            // again; a cancellation that is the cause ends it instead (io_op, on the false returned).
+            if (detail::is_restart_result(res) || res == -ECANCELED || res == -EINTR) {
+                if (interruptions_ < max_interruptions) {
+                    ++interruptions_;
+                    return false;
+                }
+                res = -EINTR; // interrupted again and again: say so, with a code user space knows
+            }
             if (fd_ >= 0) { // the O_DIRECT alignment query
                 if (res == 0) read_alignment();
                 res_ = 0;
@@ -157,10 +170,13 @@ public:
 #endif
         }
 
+        static constexpr int max_interruptions = 16;
+
         std::string path_;
         int flags_;
         unsigned perms_;
-        int fd_ = -1; // owned until handed to the file
+        int fd_ = -1;           // owned until handed to the file
+        int interruptions_ = 0; // CQEs that said "interrupted" without a cancellation, made again
         std::uint32_t mem_align_ = 512, io_align_ = 512;
 #ifdef STATX_DIOALIGN
         struct statx stx_ {};
@@ -173,8 +189,10 @@ public:
     ///
     /// A FIFO opens without waiting for its other end, because io_uring tries a non-blocking open first: for
     /// reading it opens at once, for writing with no reader it fails with ENXIO (open(2) would block in both
-    /// cases). Open a FIFO with read | write to have neither. On the worker-pool fallback, open(2)'s blocking rules
-    /// apply, and a blocked open cannot be cancelled.
+    /// cases). Open a FIFO with read | write to have neither. Not with create or truncate, for which io_uring skips
+    /// that first try, nor on a network file system (NFS, 9p, FUSE: the path walk cannot be done without blocking):
+    /// then the open waits for the other end in a worker thread, cancellably. On the worker-pool fallback, open(2)'s
+    /// blocking rules apply, and a blocked open cannot be cancelled.
     /// `path` is a std::filesystem::path, std::string, std::string_view or const char*; the awaitable keeps a copy.
     [[nodiscard]] static open_awaitable open(detail::path_arg path, open_mode mode, unsigned permissions = 0666) {
         return open_awaitable(path.str(), detail::open_flags(mode), permissions);
