@@ -256,27 +256,31 @@ TEST_CASE("event_loop - completions that overflow a small completion queue are a
     CHECK(loop.in_flight() == 0);
 }
 
+namespace {
+
+/// Spawns a detached task that throws 42 (not even a std::exception) after a yield, and waits until it has thrown:
+/// a fixed 2 ms were not always enough under an emulator, and a run that ends first cancels the task instead.
+task<> detached_throw() {
+    bool thrown = false;
+    coring::spawn([](bool& t) -> task<> {
+        co_await coring::yield_now();
+        t = true;
+        throw 42;
+    }(thrown));
+    while (!thrown) co_await coring::sleep(1ms); // reported in the turn it threw, before this one resumes
+}
+
+} // namespace
+
 TEST_CASE("event_loop - the exception handler can be replaced at run time", "[loop]") {
     coring::event_loop loop;
     int seen = 0;
     loop.set_exception_handler([&](std::exception_ptr) { ++seen; });
-    loop.run([]() -> task<> {
-        coring::spawn([]() -> task<> {
-            co_await coring::yield_now();
-            throw 42; // not even a std::exception
-        }());
-        co_await coring::sleep(2ms);
-    }());
+    loop.run(detached_throw());
     CHECK(seen == 1);
     coring_test::stderr_capture err;
     loop.set_exception_handler({});
-    loop.run([]() -> task<> {
-        coring::spawn([]() -> task<> {
-            co_await coring::yield_now();
-            throw 42;
-        }());
-        co_await coring::sleep(2ms);
-    }());
+    loop.run(detached_throw());
     err.restore();
     CHECK(err.text() == "coring: a detached task ended with an exception: int\n");
 }

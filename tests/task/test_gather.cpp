@@ -29,12 +29,14 @@ task<> fail_after(std::chrono::milliseconds d) {
 
 /// Sleeps for `d`; records whether it finished, was cancelled, and that it got to clean up.
 struct probe {
+    bool started = false; // reached its sleep
     bool finished = false;
     bool cancelled = false;
     bool cleaned = false;
 };
 task<int> watched(std::chrono::milliseconds d, probe& p) {
     try {
+        p.started = true;
         co_await coring::sleep(d);
         p.finished = true;
     } catch (const coring::cancelled_error&) {
@@ -159,7 +161,9 @@ TEST_CASE("gather - cancelling the caller cancels every child", "[gather][cancel
     coring::run([]() -> task<> {
         probe a, b;
         auto h = coring::spawn(coring::gather(watched(10s, a), watched(10s, b)));
-        co_await coring::sleep(2ms);
+        // Cancelled once both children wait (one cancelled before it ever ran never reaches its handler; under an
+        // emulator, 2 ms were not always enough for them to start).
+        while (!a.started || !b.started) co_await coring::sleep(1ms);
         h.cancel();
         CHECK_THROWS_AS(co_await h, coring::cancelled_error);
         CHECK(a.cancelled);

@@ -17,12 +17,14 @@ using coring::task;
 namespace {
 
 struct probe {
+    bool started = false; // reached its sleep
     bool finished = false;
     bool cancelled = false;
 };
 
 task<int> watched(std::chrono::milliseconds d, int v, probe& p) {
     try {
+        p.started = true;
         co_await coring::sleep(d);
     } catch (const coring::cancelled_error&) {
         p.cancelled = true;
@@ -102,7 +104,9 @@ TEST_CASE("when_any - cancelling the caller cancels every child", "[when_any][ca
     coring::run([]() -> task<> {
         probe a, b;
         auto h = coring::spawn(coring::when_any(watched(10s, 1, a), watched(10s, 2, b)));
-        co_await coring::sleep(2ms);
+        // Cancelled once both children wait (one cancelled before it ever ran never reaches its handler; under an
+        // emulator, 2 ms were not always enough for them to start).
+        while (!a.started || !b.started) co_await coring::sleep(1ms);
         h.cancel();
         CHECK_THROWS_AS(co_await h, coring::cancelled_error);
         CHECK(a.cancelled);

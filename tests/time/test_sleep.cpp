@@ -17,9 +17,9 @@ using clk = std::chrono::steady_clock;
 
 namespace {
 
-task<> sleep_and_record(std::chrono::milliseconds d, int id, std::vector<int>& order) {
-    co_await coring::sleep(d);
-    order.push_back(id);
+task<> sleep_until_and_record(clk::time_point t0, int ms, std::vector<int>& order) {
+    co_await coring::sleep_until(t0 + std::chrono::milliseconds(ms));
+    order.push_back(ms);
 }
 
 } // namespace
@@ -30,9 +30,12 @@ TEST_CASE("sleep - sleepers wake in deadline order on every ring setup", "[sleep
             std::vector<int> order;
             coring::event_loop loop(setup.options);
             loop.run([](std::vector<int>& o) -> task<> {
+                // Deadlines from one instant: each sleeper measuring its own from when it starts made the order
+                // depend on how fast seven tasks start (over 5 ms apart under an emulator).
+                const auto t0 = clk::now();
                 std::vector<task<>> ts;
                 const int ms[] = {40, 10, 30, 0, 20, 50, 5};
-                for (int i = 0; i < 7; ++i) ts.push_back(sleep_and_record(std::chrono::milliseconds(ms[i]), ms[i], o));
+                for (int i = 0; i < 7; ++i) ts.push_back(sleep_until_and_record(t0, ms[i], o));
                 co_await coring::gather(std::move(ts));
             }(order));
             CHECK(order == std::vector<int>{0, 5, 10, 20, 30, 40, 50});
