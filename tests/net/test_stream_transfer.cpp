@@ -92,8 +92,8 @@ task<> tiny_buffers(F fam) {
     }
     {
         // write_all of 8 MiB through a 4 KiB send buffer (thousands of short sends), against a reader reading in
-        // small random pieces. Over TCP the receiving end keeps 16 KiB (see small_buffers: with 4 KiB, loopback
-        // TCP moves about 50 KiB/s in the kernel itself, so 8 MiB would take minutes).
+        // small random pieces. Over TCP the receiving end keeps 32 KiB (see small_buffers: with 4 KiB, loopback
+        // TCP moves about 50 KiB/s in the kernel itself, so 8 MiB would take minutes; with 16 KiB too under QEMU).
         auto [c, s] = co_await coring_test::connect_pair(fam);
         coring_test::small_buffers(c);
         coring_test::small_buffers(s);
