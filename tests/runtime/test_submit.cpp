@@ -1,3 +1,5 @@
+// submit(): raw io_uring SQEs, so every test here is [io_uring-only] (on epoll submit() throws std::system_error
+// ENOTSUP, checked in test_backend.cpp).
 #include "support/helpers.hpp"
 
 #include <coring/coring.hpp>
@@ -41,7 +43,7 @@ task<int> read_pipe(int fd, char* buf, unsigned n) {
 
 } // namespace
 
-TEST_CASE("submit - any operation, awaited, res is returned as the kernel reports it", "[submit]") {
+TEST_CASE("submit - any operation, awaited, res is returned as the kernel reports it", "[submit][io_uring-only]") {
     for (const auto& setup : coring_test::setups()) {
         SECTION(setup.name) {
             coring::event_loop loop(setup.options);
@@ -63,7 +65,7 @@ TEST_CASE("submit - any operation, awaited, res is returned as the kernel report
 }
 
 TEST_CASE("submit - a pending operation is cancelled in the kernel and the task gets cancelled_error",
-          "[submit][cancel]") {
+          "[submit][cancel][io_uring-only]") {
     for (const auto& setup : coring_test::setups()) {
         SECTION(setup.name) {
             coring::event_loop loop(setup.options);
@@ -85,7 +87,8 @@ TEST_CASE("submit - a pending operation is cancelled in the kernel and the task 
     }
 }
 
-TEST_CASE("submit - an operation that completed before its cancellation returns its result", "[submit][cancel]") {
+TEST_CASE("submit - an operation that completed before its cancellation returns its result",
+          "[submit][cancel][io_uring-only]") {
     coring::run([]() -> task<> {
         pipe_pair p;
         char buf[8] = {};
@@ -108,7 +111,7 @@ TEST_CASE("submit - an operation that completed before its cancellation returns 
     }());
 }
 
-TEST_CASE("submit - thousands of cancellations go through on a tiny ring", "[submit][cancel]") {
+TEST_CASE("submit - thousands of cancellations go through on a tiny ring", "[submit][cancel][io_uring-only]") {
     coring::loop_options o;
     o.entries = 8;
     o.cq_entries = 16;
@@ -135,7 +138,8 @@ TEST_CASE("submit - thousands of cancellations go through on a tiny ring", "[sub
     CHECK(loop.stats().sq_full > 0);
 }
 
-TEST_CASE("submit - link and skip-success flags are stripped so that the awaiter is always resumed", "[submit]") {
+TEST_CASE("submit - link and skip-success flags are stripped so that the awaiter is always resumed",
+          "[submit][io_uring-only]") {
     coring::run([]() -> task<> {
         const int a = co_await coring::submit([](io_uring_sqe* s) {
             io_uring_prep_nop(s);
@@ -147,7 +151,7 @@ TEST_CASE("submit - link and skip-success flags are stripped so that the awaiter
     }());
 }
 
-TEST_CASE("submit - a multishot operation is stopped after its first completion", "[submit]") {
+TEST_CASE("submit - a multishot operation is stopped after its first completion", "[submit][io_uring-only]") {
     coring::run([]() -> task<> {
         pipe_pair p;
         REQUIRE(::write(p.w, "z", 1) == 1);
@@ -157,7 +161,7 @@ TEST_CASE("submit - a multishot operation is stopped after its first completion"
     }());
 }
 
-TEST_CASE("submit - a kernel timeout as an operation", "[submit]") {
+TEST_CASE("submit - a kernel timeout as an operation", "[submit][io_uring-only]") {
     coring::run([]() -> task<> {
         __kernel_timespec ts{0, 3'000'000};
         coring_test::stopwatch sw;
@@ -169,7 +173,7 @@ TEST_CASE("submit - a kernel timeout as an operation", "[submit]") {
 
 // GCC 12 destroys a capturing lambda written inside a co_await expression twice (PR 100611, 107288) when a capture has
 // a destructor. The documented pattern, a named local moved in, is what this canary keeps working.
-TEST_CASE("submit - a prep callable with owning captures, bound to a named local first", "[submit]") {
+TEST_CASE("submit - a prep callable with owning captures, bound to a named local first", "[submit][io_uring-only]") {
     coring::run([]() -> task<> {
         std::string tag(64, 'x'); // heap-allocated: a double destruction would be a double free
         auto prep = [tag](io_uring_sqe* s) {

@@ -4,8 +4,12 @@
 
 #include <catch2/catch.hpp>
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <memory>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -16,6 +20,18 @@ using namespace std::chrono_literals;
 using coring::task;
 
 namespace {
+
+/// A connected pair of Unix stream sockets as coring streams (what one writes, the other reads): a read on it is an
+/// operation on both backends (IORING_OP_RECV in the kernel on io_uring, parked on its descriptor on epoll), where a
+/// raw submit() is io_uring's alone.
+struct stream_pair {
+    coring::unix_stream r, w;
+};
+stream_pair make_stream_pair() {
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) == 0);
+    return {coring::unix_stream(fds[0]), coring::unix_stream(fds[1])};
+}
 
 task<int> after(std::chrono::milliseconds d, int v, std::vector<int>* order = nullptr) {
     co_await coring::sleep(d);
@@ -111,10 +127,15 @@ TEST_CASE("gather - join handles and other awaitables, by value and by reference
     coring::run([]() -> task<> {
         auto h1 = coring::spawn(after(5ms, 1));
         auto h2 = coring::spawn(after(1ms, 2));
-        auto [a, b, c] = co_await coring::gather(h1, h2, coring::submit([](io_uring_sqe* s) { io_uring_prep_nop(s); }));
+        // An operation by value: a read of a byte already sent.
+        stream_pair p = make_stream_pair();
+        REQUIRE(::write(p.w.native_handle(), "c", 1) == 1);
+        char buf[4] = {};
+        auto [a, b, c] = co_await coring::gather(h1, h2, p.r.read(std::span(buf)));
         CHECK(a == 1);
         CHECK(b == 2);
-        CHECK(c == 0);
+        CHECK(c == 1);
+        CHECK(buf[0] == 'c');
         CHECK(h1.done());
 
         std::vector<coring::join_handle<int>> hs;

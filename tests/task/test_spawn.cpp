@@ -4,8 +4,12 @@
 
 #include <catch2/catch.hpp>
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <memory>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -14,6 +18,18 @@ using namespace std::chrono_literals;
 using coring::task;
 
 namespace {
+
+/// A connected pair of Unix stream sockets as coring streams (what one writes, the other reads): a read on it is an
+/// operation on both backends (IORING_OP_RECV in the kernel on io_uring, parked on its descriptor on epoll), where a
+/// raw submit() is io_uring's alone.
+struct stream_pair {
+    coring::unix_stream r, w;
+};
+stream_pair make_stream_pair() {
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) == 0);
+    return {coring::unix_stream(fds[0]), coring::unix_stream(fds[1])};
+}
 
 task<int> after(std::chrono::milliseconds d, int v) {
     co_await coring::sleep(d);
@@ -196,9 +212,14 @@ TEST_CASE("spawn - accepts any awaitable, not only tasks", "[spawn]") {
         auto h = coring::spawn(coring::sleep(20ms));
         co_await h;
         CHECK(sw.seconds() >= 0.02);
-        auto n = coring::spawn(coring::submit([](io_uring_sqe* s) { io_uring_prep_nop(s); }));
-        const int res = co_await n;
-        CHECK(res == 0);
+        // An operation: a read of a byte already sent.
+        stream_pair p = make_stream_pair();
+        REQUIRE(::write(p.w.native_handle(), "n", 1) == 1);
+        char buf[4] = {};
+        auto n = coring::spawn(p.r.read(std::span(buf)));
+        const std::size_t res = co_await n;
+        CHECK(res == 1);
+        CHECK(buf[0] == 'n');
     }());
 }
 

@@ -4,7 +4,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -13,6 +17,18 @@ using namespace std::chrono_literals;
 using coring::task;
 
 namespace {
+
+/// A connected pair of Unix stream sockets as coring streams (what one writes, the other reads): a read on it is an
+/// operation on both backends (IORING_OP_RECV in the kernel on io_uring, parked on its descriptor on epoll), where a
+/// raw submit() is io_uring's alone.
+struct stream_pair {
+    coring::unix_stream r, w;
+};
+stream_pair make_stream_pair() {
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) == 0);
+    return {coring::unix_stream(fds[0]), coring::unix_stream(fds[1])};
+}
 
 struct probe {
     bool finished = false;
@@ -150,9 +166,11 @@ TEST_CASE("task_group - children may spawn more children into their own group", 
 
 TEST_CASE("task_group - accepts any awaitable and can be cancelled as a whole", "[task_group][cancel]") {
     coring::run([]() -> task<> {
+        stream_pair p = make_stream_pair(); // outlives the group's children
+        char buf[4];
         coring::task_group g;
         g.spawn(coring::sleep(10s));
-        g.spawn(coring::submit([](io_uring_sqe* s) { io_uring_prep_nop(s); }));
+        g.spawn(p.r.read(std::span(buf))); // an operation: a read nobody sends anything for
         co_await coring::yield_now();
         g.cancel();
         co_await g.join(); // cancellation of its children is not a failure

@@ -4,6 +4,12 @@
 
 #include <catch2/catch.hpp>
 
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstddef>
+#include <span>
 #include <vector>
 
 using coring::task;
@@ -33,8 +39,20 @@ TEST_CASE("yield_now - a busy yielder does not starve I/O completions or timers"
             }
             co_return spins;
         }(stop));
-        const int nop = co_await coring::submit([](io_uring_sqe* s) { io_uring_prep_nop(s); });
-        CHECK(nop == 0);
+        // An I/O completion: a read whose byte another task sends a turn later. On io_uring its CQE must be reaped
+        // (and on epoll the readiness polled for) although the spinner never lets the ready queue run empty.
+        int fds[2];
+        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) == 0);
+        coring::unix_stream r(fds[0]), w(fds[1]);
+        auto sender = coring::spawn([](coring::unix_stream& to) -> task<> {
+            co_await coring::yield_now();
+            REQUIRE(::write(to.native_handle(), "y", 1) == 1);
+        }(w));
+        char c = 0;
+        const std::size_t n = co_await r.read(std::span(&c, 1));
+        CHECK(n == 1);
+        CHECK(c == 'y');
+        co_await sender;
         co_await coring::sleep(std::chrono::milliseconds(5));
         stop = true;
         const long spins = co_await spinner;
