@@ -493,6 +493,9 @@ inline void announce_epoll(const std::string& why) noexcept {
 /// or epoll was asked for.
 inline void event_loop::open_backend() {
     using coring::backend;
+    // Bad options are refused whichever backend runs (the ring checks them too), so that CORING_BACKEND=epoll does
+    // not make a mistake pass.
+    if (opts_.entries == 0) throw std::invalid_argument("coring: loop_options::entries must be at least 1");
     backend want = opts_.backend;
     if (want == backend::automatic) want = detail::backend_from_environment();
     std::string why;
