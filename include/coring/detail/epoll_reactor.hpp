@@ -107,8 +107,11 @@ public:
         if (have_pwait2_) {
             // Raw: glibc has a wrapper only from 2.35 on. x86-64's timespec is the kernel's __kernel_timespec.
             n = static_cast<int>(::syscall(__NR_epoll_pwait2, epfd_, evs, max_events, timeout, nullptr, 0));
-            if (n < 0 && errno == ENOSYS) {
-                have_pwait2_ = false; // before Linux 5.11: millisecond waits, rounded up so as never to wake early
+            // Before Linux 5.11 (ENOSYS), or refused by a seccomp profile older than the call (EPERM, as older Docker
+            // and snap profiles do with calls they do not know): millisecond waits, rounded up so as never to wake
+            // early.
+            if (n < 0 && (errno == ENOSYS || errno == EPERM)) {
+                have_pwait2_ = false;
                 return wait(timeout);
             }
         } else

@@ -176,6 +176,7 @@ public:
             // Linux 5.5 and older cannot be probed: they have the opcodes up to CONNECT (5.5) and none after.
             for (unsigned op = 0; op <= IORING_OP_CONNECT; ++op) probe_.set(op);
         }
+        kernel_probe_ = probe_;
         for (unsigned op : o.unsupported_opcodes)
             if (op < probe_.size()) probe_.reset(op);
     }
@@ -197,9 +198,10 @@ public:
         return opcode < probe_.size() && probe_.test(opcode);
     }
 
-    /// The first opcode coring's sockets, signals and timers need that this ring lacks (by the probe, after
-    /// loop_options::unsupported_opcodes), as "IORING_OP_RECV (Linux 5.6)"; null when it has them all. A loop
-    /// without one of them runs on epoll instead.
+    /// The first opcode coring's sockets, signals and timers need that this ring lacks, as "IORING_OP_RECV (Linux
+    /// 5.6)"; null when it has them all. A loop without one of them runs on epoll instead. By the kernel's probe; of
+    /// loop_options::unsupported_opcodes only the socket opcodes count (nothing else can do their work), not READ
+    /// and the others that the file operations' worker-pool fallback is for.
     [[nodiscard]] const char* missing_required() const noexcept {
         static constexpr struct {
             unsigned op;
@@ -216,8 +218,11 @@ public:
             {IORING_OP_SEND, "IORING_OP_SEND (Linux 5.6)"},
             {IORING_OP_RECV, "IORING_OP_RECV (Linux 5.6)"},
         };
-        for (const auto& r : required)
-            if (!supports(r.op)) return r.name;
+        for (const auto& r : required) {
+            const bool socket_op = r.op == IORING_OP_ACCEPT || r.op == IORING_OP_CONNECT || r.op == IORING_OP_SEND ||
+                                   r.op == IORING_OP_RECV || r.op == IORING_OP_SENDMSG || r.op == IORING_OP_RECVMSG;
+            if (!kernel_probe_.test(r.op) || (socket_op && !supports(r.op))) return r.name;
+        }
         return nullptr;
     }
 
@@ -250,13 +255,14 @@ public:
 
 private:
     io_uring ring_{};
-    unsigned setup_flags_ = 0; // IORING_SETUP_* the kernel accepted
-    unsigned features_ = 0;    // IORING_FEAT_* the kernel reported
-    int enter_fd_ = -1;        // ring fd, or its registered index
-    unsigned enter_flags_ = 0; // IORING_ENTER_REGISTERED_RING when registered
-    std::bitset<256> probe_;   // supported opcodes
-    bool probed_ = false;      // the probe worked (Linux 5.6+)
-    bool abs_timer_ = false;   // the kernel takes absolute wait deadlines
+    unsigned setup_flags_ = 0;      // IORING_SETUP_* the kernel accepted
+    unsigned features_ = 0;         // IORING_FEAT_* the kernel reported
+    int enter_fd_ = -1;             // ring fd, or its registered index
+    unsigned enter_flags_ = 0;      // IORING_ENTER_REGISTERED_RING when registered
+    std::bitset<256> probe_;        // supported opcodes
+    std::bitset<256> kernel_probe_; // the same before loop_options::unsupported_opcodes
+    bool probed_ = false;           // the probe worked (Linux 5.6+)
+    bool abs_timer_ = false;        // the kernel takes absolute wait deadlines
 };
 
 } // namespace coring::detail

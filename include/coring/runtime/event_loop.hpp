@@ -241,7 +241,10 @@ public:
 
     /// The loop's inbox for other threads (see detail::remote_queue), created on first use. Loop thread only.
     const std::shared_ptr<detail::remote_queue>& remote() {
-        if (!remote_) remote_ = std::make_shared<detail::remote_queue>();
+        if (!remote_) {
+            remote_ = std::make_shared<detail::remote_queue>();
+            detail::fresh_fd(remote_->fd()); // epoll: no state left from an earlier descriptor with this number
+        }
         return remote_;
     }
     /// Loop thread, before handing work to another thread: one more remote_item will be posted. While any is expected

@@ -73,6 +73,7 @@ public:
         if (const int e = ::pthread_sigmask(SIG_BLOCK, &set, &old); e != 0)
             throw std::system_error(e, std::system_category(), "coring: wait_signal: pthread_sigmask");
         fd_ = ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (fd_ >= 0) detail::fresh_fd(fd_); // epoll: no state left from an earlier descriptor with this number
         if (fd_ < 0) {
             const int e = errno;
             ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
