@@ -413,7 +413,7 @@ out.append(c.sock.version())
 print("|".join(out))
 )PY";
             child_process py({"/usr/bin/python3", "-c", script, std::to_string(port), tls_certs::get().ca.string()});
-            r = co_await finished(py, 15s);
+            r = co_await finished(py, coring_test::peer_start_limit);
         });
     }
     INFO(r.describe());

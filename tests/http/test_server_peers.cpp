@@ -122,7 +122,7 @@ out.append(f"{r.status} {r.read().decode()}")
 print("|".join(out))
 )PY";
         child_process py({"/usr/bin/python3", "-c", script, std::to_string(port)});
-        process_result res = co_await finished(py, 15s);
+        process_result res = co_await finished(py, coring_test::peer_start_limit);
         co_return res;
     });
     INFO(r.describe());

@@ -225,7 +225,7 @@ task<> line_client(address at, int id) {
 task<> against_asyncio_server() {
     constexpr int line_clients = 10;
     child_process py({python, "-I", "-c", asyncio_server, std::to_string(line_clients + 1)});
-    const std::string port_line = co_await line_of(py, 10000ms);
+    const std::string port_line = co_await line_of(py, coring_test::peer_start_limit);
     if (port_line.empty()) {
         const process_result r = co_await finished(py, 1000ms);
         FAIL("the asyncio server printed no port: " << r.describe());

@@ -402,6 +402,11 @@ inline int wait_child(pid_t pid, std::chrono::milliseconds limit, bool* timed_ou
     }
 }
 
+/// How long a peer program may take to start (to print its port, or to run a short client script): CPython spends
+/// 10 to 12 s on `import asyncio` alone in a QEMU guest under TCG (0.05 s natively), which the 10 and 15 s bounds
+/// this replaces did not allow. Only a bound for a peer that hangs; CTest's 60 s per case is the other.
+inline constexpr std::chrono::seconds peer_start_limit{40};
+
 /// What a finished child process left: its wait status and what it wrote.
 struct process_result {
     int status = -1;

@@ -41,11 +41,11 @@ struct peer_server {
     std::uint16_t port = 0;
 };
 
-/// Starts `argv` and reads the port it prints (within 10 s; the test fails without one).
+/// Starts `argv` and reads the port it prints (within peer_start_limit; the test fails without one).
 inline peer_server start_peer(const std::vector<std::string>& argv) {
     peer_server s;
     s.proc = std::make_unique<child_process>(argv);
-    const std::string line = s.proc->read_line(std::chrono::seconds(10));
+    const std::string line = s.proc->read_line(peer_start_limit);
     INFO("the peer printed: " << line);
     REQUIRE(!line.empty());
     s.port = static_cast<std::uint16_t>(std::stoi(line));

@@ -204,7 +204,7 @@ print("DONE", flush=True)
 
 /// Starts the CPython server and returns its port.
 task<std::uint16_t> python_server_port(piped_process& p) {
-    const bool ready = co_await p.wait_for("\n", 10s);
+    const bool ready = co_await p.wait_for("\n", coring_test::peer_start_limit);
     INFO(p.output());
     REQUIRE(ready);
     const auto at = p.output().find("READY ");
@@ -230,7 +230,8 @@ TEST_CASE("tls peers - CPython's ssl client against a coring server, TLS 1.2 and
             auto server = coring::spawn(pong_once(l, ctx));
             piped_process cli({python_bin, "-I", "-c", python_client, std::to_string(l.local_address().port()),
                                tls_certs::get().ca.string(), version});
-            const std::string info = co_await coring::timeout(10s, std::move(server));
+            // The server's handshake waits for CPython to start (see peer_start_limit).
+            const std::string info = co_await coring::timeout(coring_test::peer_start_limit, std::move(server));
             const int status = co_await cli.exit_status(10s);
             INFO(cli.output());
             CHECK(info == "TLSv" + version + " http/1.1");
