@@ -105,7 +105,10 @@ TEST_CASE("when_any - the vector form yields the winner's index and result", "[w
     coring::run([]() -> task<> {
         std::vector<task<int>> ts;
         probe ps[5];
-        for (int i = 0; i < 5; ++i) ts.push_back(watched(std::chrono::milliseconds(50 - i * 10), i, ps[i]));
+        // 4010, 3010, 2010, 1010 and 10 ms: the losers are still asleep when the winner ends, unless a turn takes a
+        // second (with 50, 40, 30, 20 and 10 ms, a turn of over 10 ms in a QEMU guest woke two at once, and the
+        // second finished instead of being cancelled).
+        for (int i = 0; i < 5; ++i) ts.push_back(watched(std::chrono::milliseconds((4 - i) * 1000 + 10), i, ps[i]));
         auto [index, value] = co_await coring::when_any(std::move(ts));
         CHECK(index == 4);
         CHECK(value == 4);
