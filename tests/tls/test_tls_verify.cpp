@@ -8,6 +8,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <fstream>
+#include <iterator>
 #include <string>
 
 using namespace std::chrono_literals;
@@ -92,6 +94,40 @@ TEST_CASE("tls verify - an unknown CA fails: unable to get local issuer certific
     // The system trust store does not hold the test CA.
     check_refused(run_attempt(coring::tls::context::client(), tls_certs::get().leaf, "localhost"),
                   "unable to get local issuer certificate");
+}
+
+TEST_CASE("tls verify - the system trust store is loaded once and shared; a CA added to one context stays there",
+          "[tls][verify]") {
+    const auto& c = tls_certs::get();
+    auto a = coring::tls::context::client();
+    auto b = coring::tls::context::client();
+    X509_STORE* shared = SSL_CTX_get_cert_store(a.native_handle());
+    CHECK(SSL_CTX_get_cert_store(b.native_handle()) == shared); // the bundle was parsed once, not per context
+    const int system_objects = sk_X509_OBJECT_num(X509_STORE_get0_objects(shared));
+    CHECK(system_objects > 0); // Debian's ca-certificates bundle
+
+    a.load_ca(c.ca);
+    X509_STORE* own = SSL_CTX_get_cert_store(a.native_handle());
+    CHECK(own != shared);
+    // The copy keeps every certificate the system store holds, plus the test CA.
+    CHECK(sk_X509_OBJECT_num(X509_STORE_get0_objects(own)) == system_objects + 1);
+    CHECK(sk_X509_OBJECT_num(X509_STORE_get0_objects(shared)) == system_objects);
+
+    const outcome with_ca = run_attempt(a, c.leaf, "localhost");
+    INFO(with_ca.client_error << " / " << with_ca.server_error);
+    CHECK(with_ca.connected);
+    // Contexts made before and after it still trust the system store only.
+    check_refused(run_attempt(b, c.leaf, "localhost"), "unable to get local issuer certificate");
+    check_refused(run_attempt(coring::tls::context::client(), c.leaf, "localhost"),
+                  "unable to get local issuer certificate");
+    // load_ca_pem detaches the same way.
+    auto d = coring::tls::context::client();
+    std::ifstream f(c.ca);
+    const std::string pem((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    d.load_ca_pem(pem);
+    CHECK(SSL_CTX_get_cert_store(d.native_handle()) != shared);
+    CHECK(run_attempt(d, c.leaf, "localhost").connected);
+    CHECK(sk_X509_OBJECT_num(X509_STORE_get0_objects(shared)) == system_objects);
 }
 
 TEST_CASE("tls verify - an expired certificate fails: certificate has expired", "[tls][verify]") {

@@ -56,7 +56,10 @@ public:
     /// checking on, TLS 1.2 at least.
     [[nodiscard]] static context client() {
         context c(TLS_client_method(), false);
-        if (SSL_CTX_set_default_verify_paths(c.ctx()) != 1) detail::fail_setup("loading the system trust store");
+        // Parsing the system bundle takes 30-70 ms: it is done once per process and the store shared (read-only)
+        // by every client context until one of them adds a CA of its own.
+        SSL_CTX_set1_cert_store(c.ctx(), system_trust_store()); // takes a reference
+        c.st_->shares_system_store = true;
         SSL_CTX_set_verify(c.ctx(), SSL_VERIFY_PEER, nullptr);
         return c;
     }
@@ -82,6 +85,7 @@ public:
         std::error_code ec;
         const bool dir = std::filesystem::is_directory(path, ec);
         const std::string p = path.string();
+        own_cert_store();
         if (SSL_CTX_load_verify_locations(ctx(), dir ? nullptr : p.c_str(), dir ? p.c_str() : nullptr) != 1)
             detail::fail_setup(coring::detail::str_cat("loading CA certificates from ", p));
         if (!st_->server) SSL_CTX_set_verify(ctx(), SSL_VERIFY_PEER, nullptr);
@@ -94,6 +98,7 @@ public:
         std::unique_ptr<BIO, decltype(&BIO_free)> in(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())),
                                                      &BIO_free);
         if (!in) detail::fail_setup("reading CA certificates from memory");
+        own_cert_store();
         X509_STORE* store = SSL_CTX_get_cert_store(ctx());
         int added = 0;
         while (X509* ca = PEM_read_bio_X509(in.get(), nullptr, nullptr, nullptr)) {
@@ -351,7 +356,8 @@ private:
         std::string alpn_wire; // length-prefixed names, the format of the ALPN extension
         bool server = false;
         bool verify = true;
-        client_sessions sessions; // clients: sessions to resume, per peer
+        bool shares_system_store = false; // the store is system_trust_store(): copy it before adding to it
+        client_sessions sessions;         // clients: sessions to resume, per peer
         ~state() { SSL_CTX_free(ctx); }
     };
 
@@ -377,6 +383,50 @@ private:
     }
 
     SSL_CTX* ctx() const noexcept { return st_->ctx; }
+
+    /// The system trust store (OpenSSL's default verify paths: the bundle file and the hashed directory, or
+    /// SSL_CERT_FILE and SSL_CERT_DIR), loaded at the first call and kept for the life of the process. OpenSSL locks
+    /// a store's lookups, so client contexts on several threads share it.
+    static X509_STORE* system_trust_store() {
+        // A throw leaves the static uninitialised, so a later call tries again (the files may appear).
+        static X509_STORE* const store = [] {
+            X509_STORE* s = X509_STORE_new();
+            if (!s) detail::fail_setup("loading the system trust store");
+            if (X509_STORE_set_default_paths(s) != 1) {
+                X509_STORE_free(s);
+                detail::fail_setup("loading the system trust store");
+            }
+            return s;
+        }();
+        return store;
+    }
+
+    /// Before load_ca() adds to a client's store: a store of this context's own holding what the shared system
+    /// store holds (the certificates already parsed, by reference, and a lookup in the same hashed directory), so
+    /// the CA added is trusted here only.
+    void own_cert_store() {
+        if (!st_->shares_system_store) return;
+        X509_STORE* copy = X509_STORE_new();
+        if (!copy) detail::fail_setup("copying the system trust store");
+        std::unique_ptr<X509_STORE, decltype(&X509_STORE_free)> guard(copy, &X509_STORE_free);
+        X509_STORE* shared = system_trust_store();
+        if (X509_STORE_lock(shared) != 1) detail::fail_setup("copying the system trust store");
+        bool ok = true;
+        STACK_OF(X509_OBJECT)* objects = X509_STORE_get0_objects(shared);
+        for (int i = 0; ok && i < sk_X509_OBJECT_num(objects); ++i) {
+            X509_OBJECT* o = sk_X509_OBJECT_value(objects, i);
+            if (X509_OBJECT_get_type(o) == X509_LU_X509) ok = X509_STORE_add_cert(copy, X509_OBJECT_get0_X509(o)) == 1;
+            else if (X509_OBJECT_get_type(o) == X509_LU_CRL)
+                ok = X509_STORE_add_crl(copy, X509_OBJECT_get0_X509_CRL(o)) == 1;
+        }
+        X509_STORE_unlock(shared);
+        X509_LOOKUP* dir = ok ? X509_STORE_add_lookup(copy, X509_LOOKUP_hash_dir()) : nullptr;
+        if (!dir || X509_LOOKUP_add_dir(dir, nullptr, X509_FILETYPE_DEFAULT) != 1)
+            detail::fail_setup("copying the system trust store");
+        ERR_clear_error(); // a missing default directory is not an error (X509_STORE_set_default_paths agrees)
+        SSL_CTX_set_cert_store(ctx(), guard.release()); // takes ownership, frees the reference to the shared one
+        st_->shares_system_store = false;
+    }
 
     /// Whether the last OpenSSL error is a key that does not match the certificate (left queued for the message).
     static bool key_mismatch() noexcept {
