@@ -96,7 +96,7 @@ TEST_CASE("tls verify - an unknown CA fails: unable to get local issuer certific
                   "unable to get local issuer certificate");
 }
 
-TEST_CASE("tls verify - the system trust store is loaded once and shared; a CA added to one context stays there",
+TEST_CASE("tls verify - the system trust store is loaded once and shared, and a CA added to one context stays there",
           "[tls][verify]") {
     const auto& c = tls_certs::get();
     auto a = coring::tls::context::client();
