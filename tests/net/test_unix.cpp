@@ -17,6 +17,7 @@
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <vector>
 
 using namespace std::chrono_literals;
 using coring::address;
@@ -219,5 +220,64 @@ TEMPLATE_TEST_CASE("unix - bind and connect take a std::filesystem::path, std::s
             co_await round_trip(l, std::move(c));
         }(abstract));
     }
+    CHECK(coring_test::open_fds() == fds);
+}
+
+namespace {
+
+/// Connects to `p` and keeps the stream in `out` (so that the backlog stays full), counting the connection.
+task<> connect_into(std::string p, std::vector<coring::unix_stream>& out, int& connected) {
+    out.push_back(co_await coring::unix_stream::connect(p));
+    ++connected;
+}
+
+} // namespace
+
+TEST_CASE("unix - a connect to a listener whose backlog is full waits for an accept, and can be cancelled meanwhile",
+          "[net][unix]") {
+    // A blocking connect(2) sleeps until an accept makes room; io_uring's connect waits the same way, and so must the
+    // epoll backend's, although a non-blocking connect says EAGAIN there and no readiness announces the room.
+    const int fds = coring_test::open_fds();
+    const std::string path = coring_test::unique_socket_name(false);
+    remove_at_exit cleanup{path};
+    coring::run([](std::string p) -> task<> {
+        coring::listen_options o;
+        o.backlog = 1;
+        auto l = coring::unix_listener::bind(p, o);
+        std::vector<coring::unix_stream> clients;
+        clients.reserve(64);
+        // Fill the backlog (Linux queues backlog + 1 connections): connects that finish at once, until one waits.
+        int queued = 0;
+        bool waited = false;
+        for (int i = 0; i < 16 && !waited; ++i) {
+            int connected = 0;
+            try {
+                co_await coring::timeout(200ms, connect_into(p, clients, connected));
+                ++queued;
+            } catch (const coring::timeout_error&) {
+                waited = true; // cancelled while it waited: it ended, connected nowhere
+            }
+            CHECK(connected == (waited ? 0 : 1));
+        }
+        REQUIRE(waited);
+        CHECK(queued >= 1);
+        CHECK(queued <= 8);
+
+        // One more waits until an accept takes a queued connection, then gets through.
+        int connected = 0;
+        auto late = coring::spawn(connect_into(p, clients, connected));
+        co_await coring::sleep(100ms);
+        CHECK(connected == 0);
+        auto first = co_await l.accept();
+        co_await coring::timeout(5s, std::move(late));
+        CHECK(connected == 1);
+        CHECK(static_cast<int>(clients.size()) == queued + 1);
+
+        // Every queued connection is really there, in order of arrival: the accepts find them all.
+        for (int i = 0; i < queued; ++i) {
+            auto s = co_await coring::timeout(5s, l.accept());
+            (void)s;
+        }
+    }(path));
     CHECK(coring_test::open_fds() == fds);
 }

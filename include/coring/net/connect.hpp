@@ -1,6 +1,7 @@
 #pragma once
 
 #include <coring/detail/io_op.hpp>
+#include <coring/detail/timer_queue.hpp>
 #include <coring/error.hpp>
 #include <coring/net/address.hpp>
 #include <coring/net/detail/socket.hpp>
@@ -8,17 +9,30 @@
 #include <liburing.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <utility>
 
 namespace coring {
 
 /// The awaitable of tcp_stream::connect(address) and unix_stream::connect(address): a new socket and an
 /// IORING_OP_CONNECT. Yields the connected `Stream`; the socket is closed if the connection fails.
+///
+/// A Unix listener whose backlog is full refuses a non-blocking connect with EAGAIN, and no readiness says when it
+/// has room again (a blocking connect(2) sleeps until an accept makes some). Such a connect waits too: it tries again
+/// after 1 ms, then at doubling intervals up to 64 ms, until it gets through, fails otherwise or is cancelled, on
+/// either backend.
 template <class Stream>
-class [[nodiscard]] connect_awaitable : public detail::io_op<connect_awaitable<Stream>> {
+class [[nodiscard]] connect_awaitable : public detail::io_op<connect_awaitable<Stream>>, detail::timer_node {
 public:
-    explicit connect_awaitable(address to) noexcept : to_(std::move(to)) {}
-    connect_awaitable(const connect_awaitable& o) : detail::io_op<connect_awaitable<Stream>>(o), to_(o.to_) {}
+    explicit connect_awaitable(address to) noexcept : detail::timer_node{{}, &on_retry_due}, to_(std::move(to)) {}
+    connect_awaitable(const connect_awaitable& o)
+        : detail::io_op<connect_awaitable<Stream>>(o), detail::timer_node{{}, &on_retry_due}, to_(o.to_) {}
+    connect_awaitable& operator=(const connect_awaitable&) = delete;
+    ~connect_awaitable() {
+        if (linked()) detail::current_loop->remove_timer(this);
+    }
 
     bool await_ready() {
         if (to_.empty()) throw std::invalid_argument("coring: connect to an empty address");
@@ -27,8 +41,20 @@ public:
     }
     void prep(io_uring_sqe* sqe) noexcept { io_uring_prep_connect(sqe, fd_.get(), to_.data(), to_.size()); }
     bool step(int res) noexcept {
+        if (res == -EAGAIN && to_.family() == AF_UNIX) {
+            using std::chrono::milliseconds;
+            retry_ = retry_.count() ? std::min(retry_ * 2, milliseconds(64)) : milliseconds(1);
+            deadline = detail::clock::now() + retry_;
+            this->loop()->add_timer(this);
+            this->park();
+            return false;
+        }
         if (res < 0) err_ = -res;
         return true;
+    }
+    /// Cancelled while it waited to try again: the timer goes; the socket closes with the awaitable.
+    void cancel_parked() noexcept {
+        if (linked()) this->loop()->remove_timer(this);
     }
     /// The connected stream.
     Stream await_resume() {
@@ -38,9 +64,12 @@ public:
     }
 
 private:
+    static void on_retry_due(detail::timer_node* n) noexcept { static_cast<connect_awaitable*>(n)->unpark(); }
+
     address to_; // read by the kernel until the CQE: lives here, in the frame (B-3)
     detail::unique_fd fd_;
     int err_ = 0;
+    std::chrono::milliseconds retry_{0};
 };
 
 } // namespace coring
