@@ -273,7 +273,7 @@ TEST_CASE("unix - a connect to a listener whose backlog is full waits for an acc
         CHECK(connected == 1);
         CHECK(static_cast<int>(clients.size()) == queued + 1);
 
-        // Every queued connection is really there, in order of arrival: the accepts find them all.
+        // Every queued connection is really there: the accepts find them all.
         for (int i = 0; i < queued; ++i) {
             auto s = co_await coring::timeout(5s, l.accept());
             (void)s;

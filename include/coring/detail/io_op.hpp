@@ -85,9 +85,17 @@ private:
         if (requested && (res == -ECANCELED || res == -EINTR)) {
             self->cancelled_ = true;
         } else if (!self->step(res)) {
-            if (self->parked_) return;
-            // More to do, unless the task has been cancelled meanwhile: then stop here, with what was done.
-            if (!requested) return self->loop_->start(self);
+            if (self->parked_) {
+                if (!requested) return;
+                // The task was cancelled while this step was in flight and the step parked anyway (the CQE was not
+                // -ECANCELED: the cancel found the call already over). No cancel will come again: stop now rather
+                // than when the park ends.
+                self->parked_ = false;
+                self->cancel_parked();
+            } else if (!requested) {
+                // More to do, unless the task has been cancelled meanwhile: then stop here, with what was done.
+                return self->loop_->start(self);
+            }
             self->cancelled_ = true;
         }
         self->finish();

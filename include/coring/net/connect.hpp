@@ -31,12 +31,14 @@ public:
         : detail::io_op<connect_awaitable<Stream>>(o), detail::timer_node{{}, &on_retry_due}, to_(o.to_) {}
     connect_awaitable& operator=(const connect_awaitable&) = delete;
     ~connect_awaitable() {
-        if (linked()) detail::current_loop->remove_timer(this);
+        if (linked()) this->loop()->remove_timer(this); // linked only after await_suspend set the loop
     }
 
     bool await_ready() {
         if (to_.empty()) throw std::invalid_argument("coring: connect to an empty address");
         fd_ = detail::open_socket(to_.family(), SOCK_STREAM, to_);
+        err_ = 0;
+        retry_ = std::chrono::milliseconds(0);
         return false;
     }
     void prep(io_uring_sqe* sqe) noexcept { io_uring_prep_connect(sqe, fd_.get(), to_.data(), to_.size()); }
