@@ -434,6 +434,7 @@ private:
         for (;;) {
             if (st.peer_closed) co_return 0;
             ERR_clear_error();
+            const std::size_t queued_before = BIO_ctrl_pending(st.wbio);
             const int r = SSL_read(st.ssl, into.data(), static_cast<int>(std::min<std::size_t>(into.size(), INT_MAX)));
             if (r > 0) co_return static_cast<std::size_t>(r);
             const int e = SSL_get_error(st.ssl, r);
@@ -445,8 +446,12 @@ private:
                 throw error(
                     coring::detail::str_cat("coring: tls read from ", st.peer, ": ", detail::openssl_reason(st.ssl)));
             // Answers the peer may wait for (a key update), before waiting for it. Checked here: a call would cost a
-            // coroutine frame per record for nothing, almost always.
-            if (BIO_ctrl_pending(st.wbio) != 0) co_await flush_from_read(st);
+            // coroutine frame per record for nothing, almost always. Only when this SSL_read made all of what is
+            // queued: output queued before it is a writer's records (between its SSL_write and its flush), which that
+            // writer sends with anything queued behind it; a read that sent them would wait on the socket with them,
+            // and two peers that both write before they read would stop, each waiting for the other to read (seen
+            // with CPython's blocking echo, 64 MiB each way).
+            if (queued_before == 0 && BIO_ctrl_pending(st.wbio) != 0) co_await flush_from_read(st);
             if (e == SSL_ERROR_WANT_READ) {
                 const std::size_t n = co_await receive(st);
                 if (n == 0)
