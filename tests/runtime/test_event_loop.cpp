@@ -4,13 +4,17 @@
 
 #include <catch2/catch.hpp>
 
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <cstddef>
+#include <fstream>
+#include <limits>
 #include <memory>
 #include <span>
 #include <stdexcept>
@@ -79,6 +83,78 @@ TEST_CASE("event_loop - uses the newest ring flags the kernel accepts, or none w
     const unsigned f = loop.setup_flags();
     CHECK((f & (IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN |
                 IORING_SETUP_SUBMIT_ALL)) == 0);
+}
+
+namespace {
+
+/// CPU `cpu`'s iowait from /proc/stat, in USER_HZ ticks.
+long long cpu_iowait_ticks(int cpu) {
+    std::ifstream stat("/proc/stat");
+    const std::string want = "cpu" + std::to_string(cpu);
+    std::string name;
+    while (stat >> name) {
+        long long user = 0, nice = 0, system = 0, idle = 0, iowait = 0;
+        if (name == want && stat >> user >> nice >> system >> idle >> iowait) return iowait;
+        stat.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+    }
+    FAIL("no " << want << " line in /proc/stat");
+    return 0;
+}
+
+/// The iowait ticks that CPU `cpu` gathers while a loop, pinned to it, waits 400 ms for a read that never comes.
+long long iowait_while_waiting(int cpu, bool count_as_iowait) {
+    long long ticks = 0;
+    std::thread t([&] {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        REQUIRE(sched_setaffinity(0, sizeof set, &set) == 0);
+        coring::loop_options o;
+        o.count_waits_as_iowait = count_as_iowait;
+        o.wait_timeout_arg = true; // the wait's deadline in the enter itself: only the read is in flight
+        coring::event_loop loop(o);
+        long long before = 0;
+        loop.run([&]() -> coring::task<> {
+            auto listener = coring::tcp_listener::bind(coring::address::parse("127.0.0.1:0"));
+            coring::tcp_stream client = co_await coring::tcp_stream::connect(listener.local_address());
+            coring::tcp_stream server = co_await listener.accept();
+            before = cpu_iowait_ticks(cpu);
+            std::array<char, 8> buf;
+            bool timed_out = false;
+            try {
+                co_await coring::timeout(std::chrono::milliseconds(400), server.read(std::span<char>(buf)));
+            } catch (const coring::timeout_error&) {
+                timed_out = true;
+            }
+            CHECK(timed_out);
+        }());
+        ticks = cpu_iowait_ticks(cpu) - before;
+    });
+    t.join();
+    return ticks;
+}
+
+} // namespace
+
+TEST_CASE("event_loop - a loop waiting on a socket shows as idle, not in iowait (Linux 6.15+)",
+          "[loop][io_uring-only]") {
+    {
+        coring::event_loop probe;
+        if (!(probe.features() & coring::detail::ring::feat_no_iowait)) {
+            WARN("the kernel has no IORING_FEAT_NO_IOWAIT (Linux 6.15): its waits always count as iowait");
+            return;
+        }
+    }
+    const int cpu = static_cast<int>(std::thread::hardware_concurrency()) - 1;
+    // The control shows the test can see iowait at all: another task on the CPU hides it (an idle CPU accrues it).
+    const long long counted = iowait_while_waiting(cpu, true);
+    const long long idle = iowait_while_waiting(cpu, false);
+    INFO("iowait ticks over 400 ms on cpu " << cpu << ": " << counted << " counted, " << idle << " not");
+    if (counted < 10) {
+        WARN("cpu " << cpu << " was too busy to accrue iowait (" << counted << " ticks): nothing to compare");
+        return;
+    }
+    CHECK(idle * 4 < counted);
 }
 
 TEST_CASE("event_loop - one loop per thread, another thread can have its own", "[loop]") {

@@ -161,6 +161,9 @@ public:
             enter_flags_ = IORING_ENTER_REGISTERED_RING;
         }
 #endif
+        // A wait with operations in flight counts as I/O wait by default, so an idle server's CPU shows up as
+        // "iowait" in top and in monitoring; a loop waiting on sockets is idle (Linux 6.15 lets it say so).
+        if (!o.count_waits_as_iowait && (features_ & feat_no_iowait)) enter_flags_ |= enter_no_iowait;
         // Absolute wait deadlines (Linux 6.12) spare a clock read per wait; an older kernel refuses the flag.
         if (o.wait_timeout_arg && o.absolute_wait_deadline && (features_ & IORING_FEAT_EXT_ARG)) {
             const __kernel_timespec zero{0, 0};
@@ -187,6 +190,9 @@ public:
     /// IORING_ENTER_ABS_TIMER (Linux 6.12; not in liburing 2.3's headers): the EXT_ARG timeout is an absolute
     /// CLOCK_MONOTONIC time.
     static constexpr unsigned enter_abs_timer = 1U << 5;
+    /// IORING_ENTER_NO_IOWAIT and IORING_FEAT_NO_IOWAIT (Linux 6.15; not in liburing 2.3's headers).
+    static constexpr unsigned enter_no_iowait = 1U << 7;
+    static constexpr unsigned feat_no_iowait = 1U << 17;
 
     [[nodiscard]] io_uring* get() noexcept { return &ring_; }
     /// Whether waits can take an absolute deadline (enter_abs_timer).
@@ -258,7 +264,7 @@ private:
     unsigned setup_flags_ = 0;      // IORING_SETUP_* the kernel accepted
     unsigned features_ = 0;         // IORING_FEAT_* the kernel reported
     int enter_fd_ = -1;             // ring fd, or its registered index
-    unsigned enter_flags_ = 0;      // IORING_ENTER_REGISTERED_RING when registered
+    unsigned enter_flags_ = 0;      // added to every enter: REGISTERED_RING, NO_IOWAIT
     std::bitset<256> probe_;        // supported opcodes
     std::bitset<256> kernel_probe_; // the same before loop_options::unsupported_opcodes
     bool probed_ = false;           // the probe worked (Linux 5.6+)

@@ -51,6 +51,11 @@ struct loop_options {
     bool absolute_wait_deadline = true;
     /// Register the ring descriptor (Linux 5.18) so that each io_uring_enter skips the descriptor lookup.
     bool register_ring_fd = true;
+    /// Whether the loop's waits count as I/O wait (the `wa` of top, iowait in /proc/stat) while operations are in
+    /// flight, as io_uring's waits do by default. False (Linux 6.15+, IORING_ENTER_NO_IOWAIT) shows a loop waiting on
+    /// its sockets as idle; older kernels always count it. True keeps the kernel's default, which on bare metal with
+    /// the schedutil governor also raises the CPU's frequency after such a wait (the "iowait boost").
+    bool count_waits_as_iowait = false;
 
     /// Let streams that ask for it (stream::enable_multishot, the HTTP server's connections) keep one multishot
     /// receive armed (Linux 6.0) on a ring of provided buffers (Linux 5.19) instead of submitting a receive per read.
