@@ -282,3 +282,39 @@ TEST_CASE("tls cancel - a write cancelled while it waits behind another write st
         co_await p.client.close();
     }());
 }
+
+TEST_CASE("tls cancel - a shutdown cancelled while it waits behind a write: the peer still gets all the data, then "
+          "close_notify",
+          "[tls][cancel]") {
+    coring::run([]() -> task<> {
+        auto p = co_await tls_connect_pair(client_ctx(), server_ctx());
+        static_cast<coring::tcp_stream&>(p.client.socket()).set_send_buffer_size(4096);
+        static_cast<coring::tcp_stream&>(p.server.socket()).set_receive_buffer_size(16384);
+        const std::size_t total =
+            64 * 1024; // one write(): a write_all() would be refused its next round after shutdown
+        auto writer = coring::spawn([](coring::tls::stream& s, std::size_t total) -> task<> {
+            co_await s.write_all(std::string(total, 'a'));
+        }(p.client, total));
+        co_await coring::sleep(20ms);
+        bool timed_out = false;
+        try {
+            co_await coring::timeout(50ms, p.client.shutdown());
+        } catch (const coring::timeout_error&) {
+            timed_out = true;
+        }
+        CHECK(timed_out);
+        // Its close_notify is queued behind the writer's records: it goes out after them, by the writer or by close().
+        std::size_t got = 0;
+        char buf[65536];
+        for (;;) {
+            const std::size_t n = co_await coring::timeout(5s, p.server.read(std::span<char>(buf)));
+            if (n == 0) break; // close_notify: a truncation would throw tls::truncated
+            got += n;
+        }
+        CHECK(got == total);
+        CHECK(p.server.peer_closed());
+        co_await std::move(writer);
+        co_await p.client.close();
+        co_await p.server.close();
+    }());
+}

@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -307,10 +308,22 @@ TEST_CASE("tls peers - 64 MiB through CPython's ssl echo server, checksummed", "
         auto sender = coring::spawn(send_bytes(s, total));
         coring_test::checksum got;
         std::string buf(64 * 1024, '\0');
-        for (;;) {
-            const std::size_t n = co_await coring::timeout(30s, s.read(std::span<char>(buf)));
-            if (n == 0) break;
-            got.update(std::string_view(buf.data(), n));
+        std::exception_ptr failed;
+        try {
+            for (;;) {
+                const std::size_t n = co_await coring::timeout(30s, s.read(std::span<char>(buf)));
+                if (n == 0) break;
+                got.update(std::string_view(buf.data(), n));
+            }
+        } catch (...) {
+            failed = std::current_exception();
+        }
+        if (failed) { // the sender writes on `s`: it stops before `s` goes
+            sender.cancel();
+            try {
+                (void)co_await std::move(sender);
+            } catch (...) {}
+            std::rethrow_exception(failed);
         }
         const std::uint64_t sent = co_await std::move(sender);
         CHECK(got.bytes() == total);

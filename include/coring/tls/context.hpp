@@ -56,8 +56,8 @@ public:
     /// checking on, TLS 1.2 at least.
     [[nodiscard]] static context client() {
         context c(TLS_client_method(), false);
-        // Parsing the system bundle takes 30-70 ms: it is done once per process and the store shared (read-only)
-        // by every client context until one of them adds a CA of its own.
+        // Parsing the system bundle takes about 20 ms here: it is done once per process and the store shared
+        // (read-only) by every client context until one of them adds a CA of its own.
         SSL_CTX_set1_cert_store(c.ctx(), system_trust_store()); // takes a reference
         c.st_->shares_system_store = true;
         SSL_CTX_set_verify(c.ctx(), SSL_VERIFY_PEER, nullptr);

@@ -187,11 +187,9 @@ public:
     /// Sends close_notify and half-closes the socket: the peer reads the end of the data; this side can still read.
     task<> shutdown() {
         state& st = get();
-        if (!st.sent_close && st.handshaken && !st.write_broken) {
-            st.sent_close = true;
-            ERR_clear_error();
-            SSL_shutdown(st.ssl);
-            co_await flush(st);
+        if (st.handshaken && !st.write_broken) {
+            queue_close_notify(st);
+            co_await flush(st); // also what an earlier, cancelled shutdown() left queued
         }
         co_await st.sock.shutdown();
     }
@@ -202,10 +200,9 @@ public:
         if (!st_) co_return;
         state& st = *st_;
         if (!st.sock.is_open()) co_return;
-        if (!st.sent_close && st.handshaken && !st.write_broken && !st.failed) {
-            st.sent_close = true;
-            ERR_clear_error();
-            SSL_shutdown(st.ssl);
+        if (st.handshaken && !st.write_broken && !st.failed) {
+            // Queued now, or by a shutdown() cancelled before its flush sent it (a read sends only its own records).
+            queue_close_notify(st);
             try {
                 co_await timeout(std::chrono::seconds(1), flush(st));
             } catch (...) {} // a peer that does not read: it is being closed anyway
@@ -366,6 +363,14 @@ private:
             throw std::logic_error(coring::detail::str_cat("coring: tls write to ", st.peer, " after shutdown"));
     }
 
+    /// Puts close_notify in OpenSSL's output, once.
+    static void queue_close_notify(state& st) {
+        if (st.sent_close) return;
+        st.sent_close = true;
+        ERR_clear_error();
+        SSL_shutdown(st.ssl);
+    }
+
     /// Sends whatever OpenSSL has queued, one ciphertext write at a time, in the order it was produced.
     task<> flush(state& st) {
         if (BIO_ctrl_pending(st.wbio) == 0) co_return;
@@ -394,7 +399,8 @@ private:
     /// way. A read that waited behind a write blocked on a peer that does not read, or that sent that write's bulk,
     /// could deadlock two peers that both write before they read.
     task<> flush_from_read(state& st) {
-        if (BIO_ctrl_pending(st.wbio) == 0) co_return;
+        // After a write cut short mid-record the peer could not decrypt anything more: nothing goes out.
+        if (st.write_broken || BIO_ctrl_pending(st.wbio) == 0) co_return;
         mutex::guard g = st.writing.try_lock();
         if (!g) co_return;
         const std::size_t pending = BIO_ctrl_pending(st.wbio);
