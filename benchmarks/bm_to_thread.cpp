@@ -1,7 +1,7 @@
 // to_thread round trips: an empty function sent to the loop's worker pool and its (void) result delivered back to the
 // awaiting task on the loop thread, beside a plain thread pool with the same number of threads that hands results
 // back to the caller through a condition variable, and std::async. The difference is what the loop hand-off adds
-// (remote_queue + eventfd + the loop's io_uring read instead of a futex wake-up of the caller).
+// (mailbox + eventfd when the loop sleeps + the loop's io_uring read instead of a futex wake-up of the caller).
 //
 //   BM_to_thread_sequential       one task: `co_await coring::to_thread(empty)` in a row, us per round trip
 //   BM_baseline_pool_sequential   one thread: submit to a mutex + condition variable pool, wait on a per-job

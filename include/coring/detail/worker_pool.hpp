@@ -1,6 +1,6 @@
 #pragma once
 
-#include <coring/detail/remote_queue.hpp>
+#include <coring/detail/mailbox.hpp>
 #include <coring/runtime/loop_options.hpp>
 
 #include <pthread.h>
@@ -27,7 +27,7 @@ namespace coring::detail {
 /// - idle: not submitted.
 /// - queued: in the pool's FIFO. The loop thread may withdraw it (under the lock): it then never runs.
 /// - running: a worker took it and runs `execute` outside the lock. Nothing can stop it.
-/// - finished: `execute` returned and the outcome is stored. The worker posts the job to the loop's remote_queue
+/// - finished: `execute` returned and the outcome is stored. The worker posts the job to the loop's mailbox
 ///   right after (as a remote_item, whose `run` the loop calls on its own thread) and never touches it again.
 /// - withdrawn: taken out of the FIFO by the loop thread before any worker saw it.
 struct pool_job : remote_item {
@@ -49,10 +49,10 @@ struct pool_job : remote_item {
 /// signal can land on it even for an instant): process-directed signals go to the loop thread or the application's
 /// own threads, never to a worker in the middle of someone's blocking call.
 ///
-/// Hand-off: a locked FIFO and a condition variable to the workers; results go back through the loop's remote_queue.
+/// Hand-off: a locked FIFO and a condition variable to the workers; results go back through the loop's mailbox.
 /// Workers never touch the ring (SINGLE_ISSUER: pitfalls G-1) nor resume a coroutine (llvm#56301): the loop does.
 ///
-/// The state the workers use (FIFO, lock, the remote_queue) is shared with them (std::shared_ptr), so that a worker
+/// The state the workers use (FIFO, lock, the mailbox) is shared with them (std::shared_ptr), so that a worker
 /// that outlives the pool still has somewhere to post its job. All member functions: loop thread only.
 class worker_pool {
 public:
@@ -64,7 +64,7 @@ public:
     };
 
     /// The pool of `options.worker_threads` threads (none started yet) posting completions to `remote`.
-    worker_pool(const loop_options& options, const std::shared_ptr<remote_queue>& remote)
+    worker_pool(const loop_options& options, const std::shared_ptr<mailbox>& remote)
         : state_(std::make_shared<shared_state>(remote)), max_(thread_limit(options.worker_threads)) {}
     worker_pool(const worker_pool&) = delete;
     worker_pool& operator=(const worker_pool&) = delete;
@@ -72,8 +72,8 @@ public:
     /// Stops the workers and joins the idle ones. Called after the loop drained, so normally no job is left. A worker
     /// still inside a job (the loop gave up waiting after loop_options::shutdown_timeout and leaked the frame that
     /// awaits it) is detached instead of joined, so that a stuck function cannot hang the destructor: it finishes on
-    /// its own later, posts into the (shared, still open) remote_queue that nobody reads any more, and exits. Jobs
-    /// still queued are dropped unrun (their frames were leaked too).
+    /// its own later, posts into the (shared) mailbox, which the destroyed loop has closed (the post is refused), and
+    /// exits. Jobs still queued are dropped unrun (their frames were leaked too).
     ~worker_pool() {
         {
             std::lock_guard<std::mutex> lock(state_->mutex);
@@ -143,7 +143,7 @@ public:
 private:
     /// What the pool shares with its threads.
     struct shared_state {
-        explicit shared_state(std::shared_ptr<remote_queue> r) noexcept : remote(std::move(r)) {}
+        explicit shared_state(std::shared_ptr<mailbox> r) noexcept : remote(std::move(r)) {}
 
         std::mutex mutex;             // guards everything below but `remote`
         std::condition_variable wake; // a job was queued, or stop
@@ -155,8 +155,8 @@ private:
         // a thread for nothing. Counted down under the lock when a worker takes a job. Atomic for the lock-free
         // increment; read under the lock.
         std::atomic<std::size_t> idle{0};
-        bool stop = false;                    // the pool is gone: exit instead of taking jobs
-        std::shared_ptr<remote_queue> remote; // where finished jobs go; outlives the loop while a worker is stuck
+        bool stop = false;               // the pool is gone: exit instead of taking jobs
+        std::shared_ptr<mailbox> remote; // where finished jobs go; outlives the loop while a worker is stuck
 
         void push_back(pool_job* j) noexcept {
             j->next_job = nullptr;
@@ -217,7 +217,7 @@ private:
             // Release: the outcome `execute` stored is visible to whoever reads `finished` (withdraw(), the loop).
             job->state_.store(pool_job::state::finished, std::memory_order_release);
             // After this the loop may resume the coroutine and free the job at any moment: do not touch it again.
-            s->remote->post(job);
+            (void)s->remote->post(job); // refused only once the loop is gone: the frame was leaked with it
             lock.lock();
         }
     }

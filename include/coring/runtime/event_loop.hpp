@@ -2,10 +2,10 @@
 
 #include <coring/detail/epoll_reactor.hpp>
 #include <coring/detail/loop_core.hpp>
+#include <coring/detail/mailbox.hpp>
 #include <coring/detail/op.hpp>
 #include <coring/detail/promise_base.hpp>
 #include <coring/detail/provided_buffers.hpp>
-#include <coring/detail/remote_queue.hpp>
 #include <coring/detail/ring.hpp>
 #include <coring/detail/timer_queue.hpp>
 #include <coring/runtime/loop_options.hpp>
@@ -97,6 +97,8 @@ public:
             std::fputs("coring: an event_loop was destroyed on a thread other than its own\n", stderr);
             leak_leftovers();
         }
+        // Nothing posted from now on runs: a later post() fails, and what was posted but not run is rejected.
+        if (remote_) reject_remote_items();
         // Newest first, after the drain: the worker pool joins (or lets a stuck worker finish on its own).
         while (!services_.empty()) services_.pop_back();
         // Streams that outlive the loop keep their receivers, now without a loop; what the kernel still holds (a
@@ -239,10 +241,10 @@ public:
     void add_timer(detail::timer_node* n) { timers_.insert(n); }
     void remove_timer(detail::timer_node* n) noexcept { timers_.remove(n); }
 
-    /// The loop's inbox for other threads (see detail::remote_queue), created on first use. Loop thread only.
-    const std::shared_ptr<detail::remote_queue>& remote() {
+    /// The loop's inbox for other threads (see detail::mailbox), created on first use. Loop thread only.
+    const std::shared_ptr<detail::mailbox>& remote() {
         if (!remote_) {
-            remote_ = std::make_shared<detail::remote_queue>();
+            remote_ = std::make_shared<detail::mailbox>();
             detail::fresh_fd(remote_->fd()); // epoll: no state left from an earlier descriptor with this number
         }
         return remote_;
@@ -264,7 +266,7 @@ public:
     }
 
     /// A loop-thread service created on first use and destroyed after the loop has drained (the to_thread worker
-    /// pool): `Service` is constructed from (const loop_options&, const std::shared_ptr<detail::remote_queue>&).
+    /// pool): `Service` is constructed from (const loop_options&, const std::shared_ptr<detail::mailbox>&).
     template <class Service>
     Service& service() {
         static constexpr char key = 0; // one address per Service type
@@ -390,6 +392,9 @@ private:
             auto* r = static_cast<inbox_reader*>(op);
             io_uring_prep_read(sqe, r->loop->remote_->fd(), &r->count, sizeof r->count, 0);
         }
+        // Runs what arrived and re-arms at once while more is expected: on epoll the read may complete inside the
+        // turn's final perform pass (a wake written while the loop was awake), and the wait that follows must still
+        // find it armed, or a loop waiting for a worker would be reported as deadlocked.
         static void complete(detail::op_base* op, int, unsigned) noexcept {
             auto* r = static_cast<inbox_reader*>(op);
             r->armed = false;
@@ -410,19 +415,40 @@ private:
             op = next;
         }
     }
+    /// At the top of every turn: runs what other threads posted, at most remote_batch items (the rest next turn, and
+    /// the turn does not block meanwhile, so that a flood of posts cannot starve local I/O), oldest first. With
+    /// nothing posted this is one null check and one load.
     void run_remote_items() noexcept {
-        for (detail::remote_item* item = remote_->take_all(); item;) {
-            detail::remote_item* next = item->next; // run() may end the item's lifetime
+        if (!remote_) return;
+        if (!remote_backlog_) remote_backlog_ = remote_->take_all();
+        for (std::size_t n = remote_batch; remote_backlog_ && n > 0; --n) {
+            detail::remote_item* item = remote_backlog_;
+            remote_backlog_ = item->next; // run() may end the item's lifetime
             item->run(item);
-            item = next;
         }
         if (remote_expected_ > 0 && !reader_->armed) {
             reader_->armed = true;
             start(reader_.get());
         }
     }
-    std::shared_ptr<detail::remote_queue> remote_; // shared with the threads that post into it
-    std::size_t remote_expected_ = 0;              // remote_items announced by remote_begin and not yet arrived
+    /// At destruction: closes the inbox and hands whatever will now never run to its reject hook.
+    void reject_remote_items() noexcept {
+        auto reject_all = [](detail::remote_item* item) noexcept {
+            while (item) {
+                detail::remote_item* next = item->next;
+                if (item->reject) item->reject(item);
+                item = next;
+            }
+        };
+        reject_all(std::exchange(remote_backlog_, nullptr));
+        reject_all(remote_->close());
+    }
+    /// Whether the loop must not block now: posted items it has taken but not run yet.
+    [[nodiscard]] bool remote_backlog() const noexcept { return remote_backlog_ != nullptr; }
+    static constexpr std::size_t remote_batch = 1024; // remote items run per turn at most
+    std::shared_ptr<detail::mailbox> remote_;         // shared with the threads that post into it
+    detail::remote_item* remote_backlog_ = nullptr;   // taken from remote_ and not run yet, oldest first
+    std::size_t remote_expected_ = 0;                 // remote_items announced by remote_begin and not yet arrived
     std::unique_ptr<inbox_reader> reader_ = std::make_unique<inbox_reader>(this); // leaked if the kernel keeps it
     std::vector<std::pair<const void*, std::shared_ptr<void>>> services_; // by type, type-erased (the worker pool)
     std::unique_ptr<detail::provided_buffers> rx_bufs_; // after ring_: unregistered while the ring still exists
@@ -439,9 +465,10 @@ private:
 template <class Pred>
 bool event_loop::run_until(Pred&& done) {
     for (;;) {
+        run_remote_items();
         run_ready();
         if (done()) return true;
-        if (!poll(core_.ready.empty())) return false;
+        if (!poll(core_.ready.empty() && !remote_backlog())) return false;
     }
 }
 
@@ -468,10 +495,13 @@ inline bool event_loop::poll(bool block) {
     // The loop's own kernel timer is not work: it only bounds a wait.
     const std::size_t work = inflight_ - own_ops();
     if (block && work == 0 && pending_.empty() && !have_timers) return false;
+    // Another thread may post from now on: it wakes the wait through the inbox's eventfd, or the wait does not happen.
+    if (block && remote_ && !remote_->prepare_to_sleep()) block = false;
     if (block) {
         detail::clock::time_point deadline = drain_deadline_;
         if (have_timers) deadline = std::min(deadline, timers_.earliest());
         wait(deadline);
+        if (remote_) remote_->awake();
     } else if (inflight_ > 0) {
         enter(ring_->flush_sq(), 0, IORING_ENTER_GETEVENTS, nullptr);
     }
@@ -539,8 +569,9 @@ inline bool event_loop::poll_epoll() {
         epoll_perform(op);
     }
     const bool have_timers = !timers_.empty();
-    const bool block = core_.ready.empty();
+    bool block = core_.ready.empty() && !remote_backlog();
     if (block && inflight_ == 0 && !have_timers) return false;
+    if (block && remote_ && !remote_->prepare_to_sleep()) block = false;
     if (block) {
         detail::clock::time_point deadline = drain_deadline_;
         if (have_timers) deadline = std::min(deadline, timers_.earliest());
@@ -557,6 +588,7 @@ inline bool event_loop::poll_epoll() {
         }
         ++stats_.enters;
         reactor_->wait(tp);
+        if (remote_) remote_->awake();
     } else if (inflight_ > 0) {
         const timespec zero{};
         ++stats_.enters;

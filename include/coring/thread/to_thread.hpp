@@ -70,7 +70,7 @@ struct thread_result<R> {
 ///
 /// Awaiting it queues the job (starting a worker thread if all are busy), suspends the caller and lets the loop serve
 /// other tasks; a worker calls `std::invoke(std::move(f), std::move(args)...)` and hands the job back through the
-/// loop's inbox (detail::remote_queue), and the loop resumes the caller on its own thread with the result or the
+/// loop's inbox (detail::mailbox), and the loop resumes the caller on its own thread with the result or the
 /// exception f threw. The callable and the arguments are destroyed with the awaitable, on the loop thread.
 ///
 /// Cancellation of the awaiting task (cancel(), a timeout, a failing sibling), by the job's state:
@@ -170,7 +170,7 @@ private:
     }
 
     // Worker thread: the only code that runs there. It writes result_ and error_, nothing the loop reads before the
-    // job comes back through the remote_queue (whose lock orders the two threads).
+    // job comes back through the mailbox (whose head pointer, release then acquire, orders the two threads).
     static void do_execute(detail::pool_job* j) noexcept {
         auto* self = static_cast<to_thread_awaitable*>(j);
         try {
