@@ -33,3 +33,16 @@
 #ifndef CORING_ASAN
 #define CORING_ASAN 0
 #endif
+
+/// Debug checks of coring's sharing rules (streams, sync primitives and tasks belong to one loop; only channels and
+/// run_on/spawn_on cross loops): a misuse throws std::logic_error (or, where nothing may throw, says so and aborts)
+/// instead of corrupting another loop's queues. On by default unless NDEBUG, like assert(). The fields the checks use
+/// exist in every build, so translation units built with and without the checks agree on every layout (no ODR trap);
+/// only the comparisons depend on the macro.
+#ifndef CORING_CHECKS
+#ifdef NDEBUG
+#define CORING_CHECKS 0
+#else
+#define CORING_CHECKS 1
+#endif
+#endif

@@ -3,6 +3,7 @@
 #include <coring/detail/cancel.hpp>
 #include <coring/detail/frame_allocator.hpp>
 #include <coring/detail/loop_core.hpp>
+#include <coring/detail/owner_check.hpp>
 #include <coring/error.hpp>
 
 #include <coroutine>
@@ -41,6 +42,11 @@ public:
         bool await_ready() const noexcept { return false; }
         void await_suspend(std::coroutine_handle<>) const noexcept {}
         void await_resume() const {
+            if constexpr (checks) {
+                if (!p.home_) p.home_ = current_core;
+                else if (p.home_ != current_core)
+                    throw_sharing_violation("a task spawned on one event loop was started on another");
+            }
             if (p.on_done_ && p.ctx_->requested) throw cancelled_error();
         }
     };
@@ -50,6 +56,9 @@ public:
         std::coroutine_handle<> next{};
 
         bool await_ready() noexcept {
+            if constexpr (checks)
+                if (p.home_ && p.home_ != current_core)
+                    sharing_violation("a task started on one event loop was resumed on another's thread");
             p.set(finished);
             if (!p.on_done_) {
                 next = p.continuation_;
@@ -83,6 +92,7 @@ public:
     cancel_context* ctx_ = nullptr;          // cancellation state of the chain this task runs in
     done_fn on_done_ = nullptr;              // non-null for spawned and combinator-started tasks
     std::exception_ptr exception_;           // how the body ended, if it threw
+    loop_core* home_ = nullptr;              // the loop it runs on: set when spawned or first resumed (CORING_CHECKS)
     promise_base* prev_ = nullptr;           // links in loop_core::roots
     promise_base* next_ = nullptr;
     // The context of a spawned task's chain, and the flags; one struct so that the flags fill its padding.

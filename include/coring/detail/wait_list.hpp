@@ -2,10 +2,12 @@
 
 #include <coring/detail/cancel.hpp>
 #include <coring/detail/loop_core.hpp>
+#include <coring/detail/owner_check.hpp>
 #include <coring/detail/promise_base.hpp>
 
 #include <coroutine>
 #include <cstdint>
+#include <string>
 
 namespace coring::detail {
 
@@ -58,6 +60,10 @@ public:
         return n;
     }
 
+    /// The loop whose tasks wait here now (CORING_CHECKS): stamped by a wait that finds the list empty, compared by
+    /// every other. A primitive may serve one loop after another, never two at once.
+    loop_core* home_ = nullptr;
+
 private:
     wait_node head_{&head_, &head_}; // sentinel: next_ is the oldest waiter, prev_ the newest
 };
@@ -107,7 +113,13 @@ public:
             outcome_ = outcome::cancelled;
             return false;
         }
-        (void)require_core(what);
+        loop_core& core = require_core(what);
+        if constexpr (checks) {
+            if (list.empty()) list.home_ = &core;
+            else if (list.home_ != &core)
+                throw_sharing_violation(std::string(what) + ": waited on from two event loops at once");
+        }
+        home_ = &core;
         h_ = h;
         list.push_back(this);
         if (ctx_) ctx_->point = this;
@@ -117,6 +129,9 @@ public:
     /// Ends the wait with `o`; the primitive has already unlinked the waiter (pop_front) and, for `granted`, handed
     /// over what was waited for. Queues the coroutine on the loop; never resumes it inline.
     void wake(outcome o) noexcept {
+        if constexpr (checks)
+            if (home_ != current_core)
+                sharing_violation("a task waiting on a sync primitive was woken from another event loop's thread");
         outcome_ = o;
         if (ctx_ && ctx_->point == this) ctx_->point = nullptr;
         current_core->ready.push(h_);
@@ -140,6 +155,7 @@ private:
 
     std::coroutine_handle<> h_{};        // the waiting coroutine
     cancel_context* ctx_ = nullptr;      // its chain's cancellation state (null for foreign coroutines)
+    loop_core* home_ = nullptr;          // the loop it waits on, the only one that may wake it (CORING_CHECKS)
     outcome outcome_ = outcome::waiting; // how the wait ended
 };
 

@@ -144,7 +144,8 @@ public:
     /// Queues `t` on this loop (see coring::spawn); usable before run().
     template <class T>
     join_handle<T> spawn(task<T> t) {
-        return detail::spawn_on(core_, std::move(t));
+        check_owner("spawn");
+        return detail::spawn_root(core_, std::move(t));
     }
 
     /// Replaces the handler for exceptions that end detached tasks; an empty function restores the default.
@@ -204,7 +205,10 @@ public:
     void remove_standing(detail::standing_op* op) noexcept { standing_.erase(op); }
 
     /// Queues a coroutine to be resumed on this turn's successor.
-    void schedule(std::coroutine_handle<> h) { core_.ready.push(h); }
+    void schedule(std::coroutine_handle<> h) {
+        check_owner("schedule");
+        core_.ready.push(h);
+    }
 
     /// Starts an operation: prepares its SQE now, or queues it when the submission queue is full and cannot be
     /// flushed. Never fails and never drops it.
@@ -290,6 +294,13 @@ private:
         }
     };
 
+    /// CORING_CHECKS: the loop's queues belong to its thread; another thread must go through its mailbox.
+    void check_owner(const char* what) const {
+        if constexpr (detail::checks)
+            if (std::this_thread::get_id() != owner_)
+                detail::throw_sharing_violation(
+                    detail::str_cat("event_loop::", what, " from a thread other than the loop's own"));
+    }
     template <class Pred>
     bool run_until(Pred&& done);
     void run_ready();

@@ -48,8 +48,8 @@ inline std::coroutine_handle<> root_done(promise_base& p) noexcept {
 }
 
 template <class T>
-join_handle<T> spawn_on(loop_core& core, task<T> t, cancel_context* ctx = nullptr,
-                        promise_base::done_fn on_done = nullptr);
+join_handle<T> spawn_root(loop_core& core, task<T> t, cancel_context* ctx = nullptr,
+                          promise_base::done_fn on_done = nullptr);
 
 } // namespace detail
 
@@ -172,8 +172,8 @@ public:
 
 private:
     template <class U>
-    friend join_handle<U> detail::spawn_on(detail::loop_core&, task<U>, detail::cancel_context*,
-                                           detail::promise_base::done_fn);
+    friend join_handle<U> detail::spawn_root(detail::loop_core&, task<U>, detail::cancel_context*,
+                                             detail::promise_base::done_fn);
     explicit join_handle(std::coroutine_handle<promise_type> h) noexcept : h_(h) {}
 
     static T take_result(std::coroutine_handle<promise_type> h, bool move) {
@@ -200,7 +200,7 @@ namespace detail {
 /// Registers `t` as a root of `core` and queues it. A combinator (task_group) may give it its own cancellation
 /// context and completion hook; by default it runs in its own context and finishes with root_done.
 template <class T>
-join_handle<T> spawn_on(loop_core& core, task<T> t, cancel_context* ctx, promise_base::done_fn on_done) {
+join_handle<T> spawn_root(loop_core& core, task<T> t, cancel_context* ctx, promise_base::done_fn on_done) {
     auto h = t.handle();
     if (!h) throw std::logic_error("coring: spawning an empty task");
     auto& p = h.promise();
@@ -210,6 +210,7 @@ join_handle<T> spawn_on(loop_core& core, task<T> t, cancel_context* ctx, promise
     p.set(promise_base::started | promise_base::root);
     p.ctx_ = ctx ? ctx : &p.own_ctx_;
     p.on_done_ = on_done ? on_done : &root_done;
+    p.home_ = &core;
     if (core.draining) p.ctx_->requested = true; // a loop that is shutting down cancels new tasks at once
     core.add_root(p);
     return join_handle<T>(h);
@@ -225,7 +226,7 @@ join_handle<T> spawn_on(loop_core& core, task<T> t, cancel_context* ctx, promise
 /// written inside a co_await expression (PR 100611).
 template <class T>
 join_handle<T> spawn(task<T> t) {
-    return detail::spawn_on(detail::require_core("spawn"), std::move(t));
+    return detail::spawn_root(detail::require_core("spawn"), std::move(t));
 }
 
 /// Starts any awaitable coring returns (an operation, a join_handle, a combinator) as a task of its own.

@@ -55,7 +55,7 @@ public:
         auto* m = new member; // one small node per child: it outlives the group if the group is not joined
         join_handle<T> h;
         try {
-            h = detail::spawn_on(core, std::move(t), m, &member_done);
+            h = detail::spawn_root(core, std::move(t), m, &member_done);
         } catch (...) {
             delete m;
             throw;
