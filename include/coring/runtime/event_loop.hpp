@@ -253,6 +253,17 @@ public:
         }
         return remote_;
     }
+    /// Loop thread, once, before other threads learn of the loop (a runtime does it before its constructor returns):
+    /// creates the inbox and lets any thread post to it through shared_inbox(), for spawn_on and run_on.
+    void share_inbox() {
+        (void)remote();
+        inbox_shared_.store(true, std::memory_order_release);
+    }
+    /// Any thread: the inbox, if share_inbox() was called (else null). Valid while the loop lives; the mailbox itself
+    /// lives as long as the returned pointer.
+    [[nodiscard]] std::shared_ptr<detail::mailbox> shared_inbox() const noexcept {
+        return inbox_shared_.load(std::memory_order_acquire) ? remote_ : nullptr;
+    }
     /// Loop thread, before handing work to another thread: one more remote_item will be posted. While any is expected
     /// the loop keeps a read armed on the inbox's eventfd, and waits for it instead of reporting a deadlock.
     void remote_begin() {
@@ -403,13 +414,11 @@ private:
             auto* r = static_cast<inbox_reader*>(op);
             io_uring_prep_read(sqe, r->loop->remote_->fd(), &r->count, sizeof r->count, 0);
         }
-        // Runs what arrived and re-arms at once while more is expected: on epoll the read may complete inside the
-        // turn's final perform pass (a wake written while the loop was awake), and the wait that follows must still
-        // find it armed, or a loop waiting for a worker would be reported as deadlocked.
+        // Only notes the wake-up: the items run at the top of the next turn (run_remote_items, which also re-arms the
+        // read), never from inside reap(), since an item may do anything a task does (cancel a sleeper, start an
+        // operation) and the turn's reap and timer pass must not have their state changed under them.
         static void complete(detail::op_base* op, int, unsigned) noexcept {
-            auto* r = static_cast<inbox_reader*>(op);
-            r->armed = false;
-            r->loop->run_remote_items();
+            static_cast<inbox_reader*>(op)->armed = false;
         }
     };
     /// Stops the standing operations once no task is left to read what they would deliver (drain).
@@ -454,12 +463,16 @@ private:
         reject_all(std::exchange(remote_backlog_, nullptr));
         reject_all(remote_->close());
     }
-    /// Whether the loop must not block now: posted items it has taken but not run yet.
-    [[nodiscard]] bool remote_backlog() const noexcept { return remote_backlog_ != nullptr; }
+    /// Whether the loop must not block now: posted items it has taken but not run yet, or an inbox read that ended
+    /// (epoll may perform it inside the turn's final pass) and is re-armed only by the next turn.
+    [[nodiscard]] bool remote_backlog() const noexcept {
+        return remote_backlog_ != nullptr || (remote_expected_ > 0 && !reader_->armed);
+    }
     static constexpr std::size_t remote_batch = 1024; // remote items run per turn at most
     std::shared_ptr<detail::mailbox> remote_;         // shared with the threads that post into it
     detail::remote_item* remote_backlog_ = nullptr;   // taken from remote_ and not run yet, oldest first
     std::size_t remote_expected_ = 0;                 // remote_items announced by remote_begin and not yet arrived
+    std::atomic<bool> inbox_shared_{false};           // share_inbox() was called: remote_ is set and never changes
     std::unique_ptr<inbox_reader> reader_ = std::make_unique<inbox_reader>(this); // leaked if the kernel keeps it
     std::vector<std::pair<const void*, std::shared_ptr<void>>> services_; // by type, type-erased (the worker pool)
     std::unique_ptr<detail::provided_buffers> rx_bufs_; // after ring_: unregistered while the ring still exists

@@ -242,6 +242,7 @@ private:
             ::pthread_setname_np(::pthread_self(), name.substr(0, 15).c_str());
             slot.emplace(opts_.loop);
             m.loop = &*slot;
+            slot->share_inbox();
             m.box = slot->remote();
             m.exit.self = &m;
             m.exit.run = &on_exit;
