@@ -1,6 +1,7 @@
 #pragma once
 
 #include <coring/detail/cancel.hpp>
+#include <coring/detail/outcome.hpp>
 #include <coring/detail/promise_base.hpp>
 #include <coring/detail/worker_pool.hpp>
 #include <coring/error.hpp>
@@ -20,50 +21,6 @@
 #include <utility>
 
 namespace coring {
-
-namespace detail {
-
-/// Where a to_thread job keeps what the function returned: the object itself (moved out on resumption).
-template <class R>
-struct thread_result {
-    std::optional<std::remove_cv_t<R>> value; // engaged once the function returned
-
-    template <class Call>
-    void store(Call&& call) {
-        value.emplace(call());
-    }
-    R take() { return std::move(*value); }
-    void reset() noexcept { value.reset(); }
-};
-
-/// A reference result: its address.
-template <class R>
-    requires std::is_reference_v<R>
-struct thread_result<R> {
-    std::remove_reference_t<R>* ptr = nullptr; // what the returned reference refers to
-
-    template <class Call>
-    void store(Call&& call) {
-        R r = call();
-        ptr = std::addressof(r);
-    }
-    R take() noexcept { return static_cast<R>(*ptr); }
-    void reset() noexcept {}
-};
-
-/// A void result: nothing to keep.
-template <class R>
-    requires std::is_void_v<R>
-struct thread_result<R> {
-    template <class Call>
-    void store(Call&& call) {
-        call();
-    }
-    void take() noexcept {}
-    void reset() noexcept {}
-};
-
-} // namespace detail
 
 /// The awaitable of to_thread(): one job for the loop's worker pool, kept with the callable, its arguments and the
 /// outcome in the awaiting coroutine's frame (no allocation per job).

@@ -1,0 +1,29 @@
+#pragma once
+
+#include <coring/detail/mailbox.hpp>
+#include <coring/detail/runtime_state.hpp>
+#include <coring/runtime/event_loop.hpp>
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+namespace coring::detail {
+
+/// The mailbox through which the calling thread may reach `target` (spawn_on, run_on):
+/// - the current loop's own inbox;
+/// - for a loop of the calling loop's runtime, the runtime's table, which keeps the mailbox after the loop has exited
+///   (a post is then refused, instead of touching a destroyed loop);
+/// - for any other thread, the inbox a runtime shared (event_loop::share_inbox), valid while the loop lives.
+/// Throws std::logic_error (naming `what`) for a loop nobody shared: its inbox may not exist yet, and creating it
+/// from another thread would race with the loop.
+inline std::shared_ptr<mailbox> inbox_of(event_loop& target, const char* what) {
+    if (event_loop::try_current() == &target) return target.remote();
+    if (runtime_state* rs = current_runtime)
+        if (runtime_member* m = rs->find(&target)) return m->box;
+    if (std::shared_ptr<mailbox> box = target.shared_inbox()) return box;
+    throw std::logic_error(std::string("coring: ") + what +
+                           ": the target is neither the current loop nor a loop of a runtime");
+}
+
+} // namespace coring::detail
