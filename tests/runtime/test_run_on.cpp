@@ -254,3 +254,32 @@ TEST_CASE("run_on - stopping the runtime during a remote call drains both loops"
     CHECK(sw.seconds() < 2.0);
     CHECK_FALSE(coring_test::contains(err.text(), "did not finish"));
 }
+
+TEST_CASE("run_on - a loop that has exited gives runtime_error", "[runtime][run_on]") {
+    std::string error;
+    int cancelled_at_start = 0;
+    coring::runtime rt(2);
+    coring::event_loop* l1 = &rt.loop(1);
+    rt.run([&](std::size_t i) -> task<> {
+        if (i == 1) co_return;
+        coring::runtime::current()->stop();
+        try {
+            co_await coring::sleep(1h);
+        } catch (const coring::cancelled_error&) {}
+        // Loop 1 drains (a body arriving now is cancelled at its start) and then exits (a start it never ran is
+        // rejected, a later one refused): shielded calls reach it until it is gone.
+        auto noop = [] {};
+        for (int n = 0; n < 5000 && error.empty(); ++n) {
+            try {
+                co_await coring::shield(coring::run_on(*l1, noop));
+            } catch (const coring::cancelled_error&) {
+                ++cancelled_at_start;
+            } catch (const std::runtime_error& e) {
+                error = e.what();
+            }
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+        }
+    });
+    INFO("cancelled at start " << cancelled_at_start);
+    CHECK(coring_test::contains(error, "the target loop has exited"));
+}

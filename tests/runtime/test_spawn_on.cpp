@@ -35,6 +35,16 @@ struct receiver_state {
     coring::event all;
 };
 
+/// Counts live instances across threads (coring_test::lifetime counts on one thread only).
+struct counted {
+    static inline std::atomic<int> alive{0};
+    counted() noexcept { alive.fetch_add(1); }
+    counted(const counted&) noexcept { alive.fetch_add(1); }
+    counted(counted&&) noexcept { alive.fetch_add(1); }
+    counted& operator=(const counted&) = default;
+    ~counted() { alive.fetch_sub(1); }
+};
+
 task<> record(receiver_state* s, std::size_t sender, int seq) {
     if (coring::event_loop::try_current() != s->loop) ++s->wrong_thread;
     if (s->next_seq[sender] != seq) ++s->out_of_order;
@@ -132,4 +142,34 @@ TEST_CASE("spawn_on - a loop that is not shared is refused from another thread",
     other.join();
     CHECK(coring_test::contains(error, "neither the current loop nor a loop of a runtime"));
     CHECK(loop.task_count() == 0);
+}
+
+TEST_CASE("spawn_on - a loop that has exited refuses tasks and every frame sent is destroyed once",
+          "[runtime][spawn_on]") {
+    counted::alive = 0;
+    std::atomic<int> refused{0};
+    std::atomic<int> sent{0};
+    coring::runtime rt(2);
+    coring::event_loop* l1 = &rt.loop(1);
+    rt.run([&](std::size_t i) -> task<> {
+        if (i == 1) co_return;
+        // Sends, blocking its own thread on purpose, stops the runtime after 20 tasks and goes on: loop 1 runs the
+        // first tasks, cancels those that arrive while it drains at their start, destroys those it never took, and
+        // refuses the rest once it has exited.
+        for (int n = 0; n < 5000; ++n) {
+            try {
+                coring::spawn_on(*l1, [](counted) -> task<> { co_return; }(counted()));
+                sent.fetch_add(1);
+            } catch (const std::runtime_error&) {
+                refused.fetch_add(1);
+                break;
+            }
+            if (n == 20) coring::runtime::current()->stop();
+            std::this_thread::sleep_for(std::chrono::microseconds(500));
+        }
+        co_return;
+    });
+    CHECK(refused.load() == 1);
+    CHECK(sent.load() >= 21);
+    CHECK(counted::alive.load() == 0);
 }

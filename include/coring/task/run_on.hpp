@@ -134,7 +134,9 @@ private:
     void init() noexcept {
         start_.self = cancel_.self = done_.self = body_ctx_.self = this;
         start_.run = &on_start;
+        start_.reject = &on_start_rejected;
         cancel_.run = &on_cancel_item;
+        cancel_.reject = &on_cancel_rejected;
         done_.run = &on_done_item;
     }
 
@@ -173,6 +175,20 @@ private:
             self->error_ = std::current_exception();
             self->body_ended();
         }
+    }
+
+    // Target thread, the loop closing its mailbox (it is being destroyed): the body will never run.
+    static void on_start_rejected(detail::remote_item* it) noexcept {
+        run_on_awaitable* self = static_cast<item*>(it)->self;
+        self->error_ = std::make_exception_ptr(std::runtime_error("coring: run_on: the target loop has exited"));
+        self->body_ended();
+    }
+
+    // Target thread, likewise for a cancel that came after the start (both are rejected, in order).
+    static void on_cancel_rejected(detail::remote_item* it) noexcept {
+        run_on_awaitable* self = static_cast<item*>(it)->self;
+        self->cancel_seen_ = true;
+        if (self->body_finished_) self->post_done();
     }
 
     // Target thread, inside the body's final suspend. The frame frees itself once this returns null.
