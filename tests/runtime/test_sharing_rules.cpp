@@ -4,10 +4,14 @@
 
 #include <catch2/catch.hpp>
 
+#include <sys/socket.h>
+
 #include <chrono>
 #include <coroutine>
+#include <span>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 
 using namespace std::chrono_literals;
@@ -68,6 +72,40 @@ TEST_CASE("sharing rules - a queue waited on from two loops at once throws logic
     }(&q, &error));
     CHECK(error.find("waited on from two event loops at once") != std::string::npos);
     CHECK(error.find("run_on/spawn_on") != std::string::npos);
+}
+
+TEST_CASE("sharing rules - a stream used by one loop throws logic_error when another loop reads it",
+          "[loop][sharing]") {
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+    std::string error;
+    std::size_t got = 0;
+    {
+        coring::stream a(fds[0]);
+        coring::stream b(fds[1]);
+        coring::event_loop loop;
+        loop.run([](coring::stream* sa, coring::stream* sb, std::string* err, std::size_t* n) -> task<> {
+            co_await sa->write_all(std::string_view("xy"));
+            char c[1];
+            *n = co_await sb->read(std::span<char>(c, 1)); // b now belongs to this loop
+            // Another loop on another thread reads b meanwhile; this loop is blocked in join().
+            std::thread other([sb, err] {
+                coring::event_loop l2;
+                try {
+                    l2.run([](coring::stream* s2) -> task<> {
+                        char d[1];
+                        (void)co_await s2->read(std::span<char>(d, 1));
+                    }(sb));
+                } catch (const std::logic_error& e) {
+                    *err = e.what();
+                }
+            });
+            other.join();
+            *n += co_await sb->read(std::span<char>(c, 1)); // still usable here
+        }(&a, &b, &error, &got));
+    }
+    CHECK(got == 2);
+    CHECK(coring_test::contains(error, "read on a stream that belongs to another event loop"));
 }
 
 TEST_CASE("sharing rules - a primitive may serve one loop after another", "[loop][sharing]") {

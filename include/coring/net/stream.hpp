@@ -1,6 +1,7 @@
 #pragma once
 
 #include <coring/detail/io_op.hpp>
+#include <coring/detail/owner_check.hpp>
 #include <coring/detail/provided_buffers.hpp>
 #include <coring/error.hpp>
 #include <coring/net/address.hpp>
@@ -183,7 +184,8 @@ public:
           end_(std::exchange(o.end_, 0)),
           limit_(o.limit_),
           rx_(std::exchange(o.rx_, nullptr)),
-          auto_checked_(o.auto_checked_) {
+          auto_checked_(o.auto_checked_),
+          owner_(std::exchange(o.owner_, nullptr)) {
         o.check_idle("moved");
         if (rx_) rx_->set_owner(this);
     }
@@ -202,6 +204,7 @@ public:
             rx_ = std::exchange(o.rx_, nullptr);
             if (rx_) rx_->set_owner(this);
             auto_checked_ = o.auto_checked_;
+            owner_ = std::exchange(o.owner_, nullptr);
         }
         return *this;
     }
@@ -623,6 +626,13 @@ private:
 
     void begin_op(bool& busy, const char* what) {
         if (fd_ < 0) throw std::logic_error(std::string("coring: ") + what + " on a closed stream");
+        if constexpr (detail::checks) {
+            // Bound by the first read or write, not at construction: a stream nobody used yet may still move.
+            detail::loop_core* here = detail::current_core;
+            if (!owner_) owner_ = here;
+            else if (here != owner_)
+                detail::throw_sharing_violation(std::string(what) + " on a stream that belongs to another event loop");
+        }
         if (busy) throw std::logic_error(std::string("coring: two concurrent ") + what + "s on one stream");
         busy = true;
     }
@@ -762,7 +772,8 @@ private:
     detail::op_base* write_op_ = nullptr; // the write in flight
     bool reading_ = false;
     bool writing_ = false;
-    bool auto_checked_ = false; // loop_options::multishot_streams was looked at
+    bool auto_checked_ = false;          // loop_options::multishot_streams was looked at
+    detail::loop_core* owner_ = nullptr; // the loop of its first read or write (CORING_CHECKS)
 };
 
 namespace detail {
