@@ -173,3 +173,13 @@ TEST_CASE("spawn_on - a loop that has exited refuses tasks and every frame sent 
     CHECK(sent.load() >= 21);
     CHECK(counted::alive.load() == 0);
 }
+
+TEST_CASE("spawn_on - from a thread that is no loop a runtime's exited loop is refused", "[runtime][spawn_on]") {
+    counted::alive = 0;
+    coring::runtime rt(2);
+    coring::event_loop* l0 = &rt.loop(0);
+    rt.run([](std::size_t) -> task<> { co_return; });
+    // The loops are gone; the runtime still knows their mailboxes, closed.
+    CHECK_THROWS_AS(coring::spawn_on(*l0, [](counted) -> task<> { co_return; }(counted())), std::runtime_error);
+    CHECK(counted::alive.load() == 0);
+}

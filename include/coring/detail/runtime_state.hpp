@@ -15,6 +15,7 @@
 #include <mutex>
 #include <optional>
 #include <system_error>
+#include <vector>
 
 namespace coring {
 class event_loop;
@@ -87,6 +88,32 @@ struct runtime_state {
         return nullptr;
     }
 };
+
+/// The runtimes alive in the process, for spawn_on from a thread that is no loop: their tables keep every member's
+/// mailbox until the runtime goes, so a loop that has exited is recognised (by address) and refused, never touched.
+struct runtime_registry {
+    std::mutex mutex;
+    std::vector<runtime_state*> live;
+};
+inline runtime_registry& runtimes() {
+    static runtime_registry r;
+    return r;
+}
+inline void register_runtime(runtime_state* s) {
+    std::lock_guard<std::mutex> lock(runtimes().mutex);
+    runtimes().live.push_back(s);
+}
+inline void unregister_runtime(runtime_state* s) noexcept {
+    std::lock_guard<std::mutex> lock(runtimes().mutex);
+    std::erase(runtimes().live, s);
+}
+/// The mailbox of `l` if it is (or was) a loop of a live runtime, else null.
+inline std::shared_ptr<mailbox> registered_inbox(const event_loop* l) {
+    std::lock_guard<std::mutex> lock(runtimes().mutex);
+    for (runtime_state* s : runtimes().live)
+        if (runtime_member* m = s->find(l)) return m->box;
+    return nullptr;
+}
 
 /// The runtime whose loop runs on this thread, and that loop's index in it.
 inline thread_local runtime_state* current_runtime = nullptr;

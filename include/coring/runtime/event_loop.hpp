@@ -253,17 +253,6 @@ public:
         }
         return remote_;
     }
-    /// Loop thread, once, before other threads learn of the loop (a runtime does it before its constructor returns):
-    /// creates the inbox and lets any thread post to it through shared_inbox(), for spawn_on and run_on.
-    void share_inbox() {
-        (void)remote();
-        inbox_shared_.store(true, std::memory_order_release);
-    }
-    /// Any thread: the inbox, if share_inbox() was called (else null). Valid while the loop lives; the mailbox itself
-    /// lives as long as the returned pointer.
-    [[nodiscard]] std::shared_ptr<detail::mailbox> shared_inbox() const noexcept {
-        return inbox_shared_.load(std::memory_order_acquire) ? remote_ : nullptr;
-    }
     /// Loop thread, before handing work to another thread: one more remote_item will be posted. While any is expected
     /// the loop keeps a read armed on the inbox's eventfd, and waits for it instead of reporting a deadlock.
     void remote_begin() {
@@ -472,7 +461,6 @@ private:
     std::shared_ptr<detail::mailbox> remote_;         // shared with the threads that post into it
     detail::remote_item* remote_backlog_ = nullptr;   // taken from remote_ and not run yet, oldest first
     std::size_t remote_expected_ = 0;                 // remote_items announced by remote_begin and not yet arrived
-    std::atomic<bool> inbox_shared_{false};           // share_inbox() was called: remote_ is set and never changes
     std::unique_ptr<inbox_reader> reader_ = std::make_unique<inbox_reader>(this); // leaked if the kernel keeps it
     std::vector<std::pair<const void*, std::shared_ptr<void>>> services_; // by type, type-erased (the worker pool)
     std::unique_ptr<detail::provided_buffers> rx_bufs_; // after ring_: unregistered while the ring still exists

@@ -91,7 +91,10 @@ public:
         }
         std::unique_lock<std::mutex> lock(gate_.mutex);
         gate_.cv.wait(lock, [&] { return gate_.built + gate_.failed == threads_.size(); });
-        if (gate_.failed == 0) return;
+        if (gate_.failed == 0) {
+            detail::register_runtime(state_.get());
+            return;
+        }
         std::exception_ptr e = gate_.error;
         lock.unlock();
         quit_and_join();
@@ -100,7 +103,10 @@ public:
     runtime(const runtime&) = delete;
     runtime& operator=(const runtime&) = delete;
     /// Without run(): tears the loops down on their threads and joins them. After run(): nothing is left to do.
-    ~runtime() { quit_and_join(); }
+    ~runtime() {
+        quit_and_join();
+        detail::unregister_runtime(state_.get());
+    }
 
     /// Runs `fn(i)` as a task on loop i's thread, for every i at once (so `fn` must be callable as const; it lives
     /// until run returns). Returns once every fn(i) has finished and every loop has drained; rethrows the first
@@ -242,7 +248,6 @@ private:
             ::pthread_setname_np(::pthread_self(), name.substr(0, 15).c_str());
             slot.emplace(opts_.loop);
             m.loop = &*slot;
-            slot->share_inbox();
             m.box = slot->remote();
             m.exit.self = &m;
             m.exit.run = &on_exit;
