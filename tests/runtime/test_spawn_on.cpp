@@ -149,7 +149,11 @@ TEST_CASE("spawn_on - a loop that has exited refuses tasks and every frame sent 
     counted::alive = 0;
     std::atomic<int> refused{0};
     std::atomic<int> sent{0};
-    coring::runtime rt(2);
+    // Loop 0 blocks its thread below, and a loop's MSG_RING wake-ups leave with its next io_uring_enter, as its I/O
+    // does: loop 1 would sleep through them. The eventfd wakes it at once.
+    coring::runtime_options o;
+    o.loop.wake = coring::cross_wake::eventfd;
+    coring::runtime rt(2, o);
     coring::event_loop* l1 = &rt.loop(1);
     rt.run([&](std::size_t i) -> task<> {
         if (i == 1) co_return;

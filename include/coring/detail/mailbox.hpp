@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <system_error>
 
 namespace coring::detail {
@@ -38,7 +39,20 @@ struct remote_item {
 ///
 /// Shared (std::shared_ptr) with the threads that post, so that it outlives a loop torn down while a worker still
 /// runs. Once closed (by its loop, at destruction) post() refuses new items.
-class mailbox {
+class mailbox;
+
+/// The calling thread's loop, as a sender of MSG_RING wake-ups (see loop_options::wake): queues one on its own ring,
+/// to leave with its next io_uring_enter. Set only on an io_uring loop's thread that may use MSG_RING.
+struct cross_waker {
+    /// Queues a wake-up of `target`'s ring `ring_fd`; false when it cannot (no SQE), and the caller writes the eventfd.
+    virtual bool msg_ring(mailbox& target, int ring_fd) noexcept = 0;
+
+protected:
+    ~cross_waker() = default;
+};
+inline thread_local cross_waker* current_cross_waker = nullptr;
+
+class mailbox : public std::enable_shared_from_this<mailbox> {
 public:
     // Blocking: io_uring polls it either way, and a kernel that answers a non-blocking read of an empty eventfd with
     // -EAGAIN instead of polling would have the loop re-arm the read in a busy loop.
@@ -47,7 +61,20 @@ public:
     }
     mailbox(const mailbox&) = delete;
     mailbox& operator=(const mailbox&) = delete;
-    ~mailbox() { ::close(fd_); }
+    ~mailbox() {
+        ::close(fd_);
+        if (const int r = ring_fd_.load(std::memory_order_relaxed); r >= 0) ::close(r);
+    }
+
+    /// Owner, before any other thread can post: the ring that MSG_RING wake-ups go to, a duplicate descriptor the
+    /// mailbox owns. A duplicate keeps the io_uring file alive while any sender holds the mailbox, so a late wake can
+    /// never reach another file that reused the number.
+    /// Returns the descriptor it replaces (-1 when none), now the caller's to close.
+    int set_ring_fd(int dup_fd) noexcept { return ring_fd_.exchange(dup_fd, std::memory_order_acq_rel); }
+    /// Any thread: MSG_RING wake-ups stop (one failed with an error that will not pass); the eventfd remains.
+    void disable_ring_wake() noexcept { ring_wake_ok_.store(false, std::memory_order_relaxed); }
+    /// Any thread: wakes the loop through its eventfd (a MSG_RING wake-up that failed falls back to it).
+    void wake_by_eventfd() noexcept { wake(); }
 
     /// Any thread: hands `item` to the loop, and wakes the loop if it is asleep (or about to be). Returns false,
     /// leaving `item` untouched, when the mailbox is closed (its loop is gone or going).
@@ -57,12 +84,18 @@ public:
             if (old == closed_mark()) return false;
             item->next = old;
         } while (!head_.compare_exchange_weak(old, item, std::memory_order_seq_cst, std::memory_order_relaxed));
-        // One wake per sleep: only the sender that turns `sleeping_` off writes the eventfd.
-        if (sleeping_.load(std::memory_order_seq_cst) && sleeping_.exchange(false, std::memory_order_seq_cst)) wake();
+        // One wake per sleep: only the sender that turns `sleeping_` off wakes the loop.
+        if (sleeping_.load(std::memory_order_seq_cst) && sleeping_.exchange(false, std::memory_order_seq_cst)) {
+            if (cross_waker* w = current_cross_waker) {
+                const int ring = ring_fd_.load(std::memory_order_acquire);
+                if (ring >= 0 && ring_wake_ok_.load(std::memory_order_relaxed) && w->msg_ring(*this, ring)) return true;
+            }
+            wake();
+        }
         return true;
     }
 
-    /// Any thread: wakes the loop if it sleeps (runtime::stop(), a message with no item).
+    /// Any thread, async-signal-safe (always the eventfd): wakes the loop if it sleeps (runtime::stop()).
     void notify() noexcept {
         if (sleeping_.load(std::memory_order_seq_cst) && sleeping_.exchange(false, std::memory_order_seq_cst)) wake();
     }
@@ -124,6 +157,8 @@ private:
 
     alignas(64) std::atomic<remote_item*> head_{nullptr}; // newest first; closed_mark() once closed
     std::atomic<bool> sleeping_{false};                   // the loop is (about to be) blocked in a wait
+    std::atomic<int> ring_fd_{-1};                        // the owner's ring (a duplicate), for MSG_RING wake-ups
+    std::atomic<bool> ring_wake_ok_{true};
     int fd_;
 };
 

@@ -195,6 +195,8 @@ public:
     static constexpr unsigned feat_no_iowait = 1U << 17;
 
     [[nodiscard]] io_uring* get() noexcept { return &ring_; }
+    /// The ring's own descriptor (never the registered index): what another ring's MSG_RING names.
+    [[nodiscard]] int fd() const noexcept { return ring_.ring_fd; }
     /// Whether waits can take an absolute deadline (enter_abs_timer).
     [[nodiscard]] bool abs_timer() const noexcept { return abs_timer_; }
     [[nodiscard]] unsigned setup_flags() const noexcept { return setup_flags_; }

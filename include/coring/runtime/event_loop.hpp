@@ -12,6 +12,7 @@
 #include <coring/task/spawn.hpp>
 #include <coring/task/task.hpp>
 
+#include <fcntl.h>
 #include <liburing.h>
 #include <sys/utsname.h>
 #if CORING_ASAN
@@ -46,12 +47,14 @@ inline thread_local event_loop* current_loop = nullptr;
 
 /// Counters an event_loop keeps about itself, for tests, benchmarks and the curious.
 struct loop_stats {
-    std::uint64_t turns = 0;    ///< passes over the ready queue
-    std::uint64_t enters = 0;   ///< io_uring_enter calls, for every reason (epoll: epoll_wait calls)
-    std::uint64_t sqes = 0;     ///< SQEs prepared (operations, cancellations, timers; epoll: attempts begun)
-    std::uint64_t cqes = 0;     ///< CQEs reaped (epoll: operations ended)
-    std::uint64_t sq_full = 0;  ///< times the submission queue was full and flushed before the end of a turn
-    std::uint64_t overflow = 0; ///< times the kernel held overflowed completions that had to be flushed
+    std::uint64_t turns = 0;              ///< passes over the ready queue
+    std::uint64_t enters = 0;             ///< io_uring_enter calls, for every reason (epoll: epoll_wait calls)
+    std::uint64_t sqes = 0;               ///< SQEs prepared (operations, cancellations, timers; epoll: attempts begun)
+    std::uint64_t cqes = 0;               ///< CQEs reaped (epoll: operations ended)
+    std::uint64_t sq_full = 0;            ///< times the submission queue was full and flushed before the end of a turn
+    std::uint64_t overflow = 0;           ///< times the kernel held overflowed completions that had to be flushed
+    std::uint64_t wakes_msg_ring = 0;     ///< other loops woken with IORING_OP_MSG_RING (loop_options::wake)
+    std::uint64_t msg_ring_fallbacks = 0; ///< of those, the ones that failed and were sent by eventfd instead
 };
 
 /// The event loop (asyncio's event loop): one io_uring and the tasks it drives, on one thread.
@@ -76,6 +79,10 @@ public:
         open_backend();
         use_ext_arg_ = ring_ && opts_.wait_timeout_arg && (ring_->features() & IORING_FEAT_EXT_ARG);
         core_.exception_handler = opts_.exception_handler;
+        if (wakes_by_msg_ring()) {
+            waker_slot_ = &detail::current_cross_waker;
+            *waker_slot_ = &waker_;
+        }
         detail::current_core = &core_;
         detail::current_loop = this;
         core_slot_ = &detail::current_core;
@@ -120,6 +127,7 @@ public:
 #endif
             (void)reader_.release();
         }
+        if (waker_slot_ && *waker_slot_ == &waker_) *waker_slot_ = nullptr;
         // Through the owner thread's own slots, so that a loop destroyed elsewhere does not stay "current" there.
         if (*loop_slot_ == this) {
             *loop_slot_ = nullptr;
@@ -269,6 +277,13 @@ public:
         if (--remote_expected_ == 0 && reader_->armed) cancel(reader_.get());
     }
 
+    /// For a loop of a runtime: a duplicate of its ring's descriptor, for other loops' MSG_RING wake-ups (-1 on
+    /// epoll, or when the kernel has no MSG_RING, or the duplicate cannot be made).
+    [[nodiscard]] int duplicate_ring_fd() const noexcept {
+        if (!ring_ || !ring_->supports(IORING_OP_MSG_RING)) return -1;
+        return ::fcntl(ring_->fd(), F_DUPFD_CLOEXEC, 0);
+    }
+
     /// A loop-thread service created on first use and destroyed after the loop has drained (the to_thread worker
     /// pool): `Service` is constructed from (const loop_options&, const std::shared_ptr<detail::mailbox>&).
     template <class Service>
@@ -285,6 +300,59 @@ private:
     static constexpr std::uint64_t tag_mask = 7;
     static constexpr std::uint64_t tag_ignore = 1; // cancel and timer-remove CQEs: informational only
     static constexpr std::uint64_t tag_timer = 2;  // the loop's own IORING_OP_TIMEOUT (no EXT_ARG), generation above
+    static constexpr std::uint64_t tag_wake = 3;   // a MSG_RING wake-up from another loop: the mailbox says the rest
+    static constexpr std::uint64_t tag_wake_failed = 4; // our MSG_RING to the mailbox above failed (skip on success)
+
+    /// Whether this loop sends MSG_RING wake-ups (loop_options::wake, CORING_CROSS_WAKE).
+    [[nodiscard]] bool wakes_by_msg_ring() const {
+        if (!ring_ || !ring_->supports(IORING_OP_MSG_RING)) return false;
+        cross_wake w = opts_.wake;
+        if (w == cross_wake::automatic) w = detail::cross_wake_from_environment();
+        if (w == cross_wake::automatic)
+            // Before 6.2 a MSG_RING to a DEFER_TASKRUN ring posted its completion from the sender's context, and
+            // wake-ups were reported lost (axboe/liburing#839, 6.1).
+            return !detail::kernel_older_than(6, 2);
+        return w == cross_wake::msg_ring;
+    }
+    /// Queues a MSG_RING wake-up of `target` on this loop's ring (the sender's own ring: SINGLE_ISSUER holds).
+    bool send_wake(detail::mailbox& target, int ring_fd) noexcept {
+        const auto box = reinterpret_cast<std::uintptr_t>(&target);
+        if (box & tag_mask) return false;
+        io_uring_sqe* sqe = get_sqe();
+        if (!sqe) return false;
+        // Keep the target's mailbox (and its ring descriptor) alive until a failure completion could name it.
+        bool known = false;
+        for (const auto& t : wake_targets_) known = known || t.get() == &target;
+        if (!known) {
+            try {
+                wake_targets_.push_back(target.shared_from_this());
+            } catch (...) {
+                io_uring_prep_nop(sqe); // the SQE is taken: make it harmless
+                sqe->user_data = tag_ignore;
+                return false;
+            }
+        }
+        io_uring_prep_msg_ring(sqe, ring_fd, 0, tag_wake, 0);
+        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+        sqe->user_data = box | tag_wake_failed;
+        ++stats_.sqes;
+        ++stats_.wakes_msg_ring;
+        return true;
+    }
+    /// Submits the MSG_RING wake-ups queued since the last enter, without waiting: a loop that leaves run() must not
+    /// keep them (another loop sleeps until they arrive).
+    void submit_wakes() noexcept {
+        if (!ring_ || io_uring_sq_ready(ring_->get()) == 0) return;
+        ++stats_.enters;
+        (void)ring_->enter(ring_->flush_sq(), 0, 0, nullptr);
+    }
+    struct msg_ring_waker final : detail::cross_waker {
+        event_loop* loop;
+        explicit msg_ring_waker(event_loop* l) noexcept : loop(l) {}
+        bool msg_ring(detail::mailbox& target, int ring_fd) noexcept override {
+            return loop->send_wake(target, ring_fd);
+        }
+    };
 
     /// Refuses a second loop on a thread before any ring is created; released once the loop is fully built.
     struct thread_claim {
@@ -459,8 +527,11 @@ private:
     }
     static constexpr std::size_t remote_batch = 1024; // remote items run per turn at most
     std::shared_ptr<detail::mailbox> remote_;         // shared with the threads that post into it
-    detail::remote_item* remote_backlog_ = nullptr;   // taken from remote_ and not run yet, oldest first
-    std::size_t remote_expected_ = 0;                 // remote_items announced by remote_begin and not yet arrived
+    msg_ring_waker waker_{this};
+    detail::cross_waker** waker_slot_ = nullptr; // the owner thread's current_cross_waker, when this loop set it
+    std::vector<std::shared_ptr<detail::mailbox>> wake_targets_; // mailboxes this loop woke by MSG_RING
+    detail::remote_item* remote_backlog_ = nullptr;              // taken from remote_ and not run yet, oldest first
+    std::size_t remote_expected_ = 0; // remote_items announced by remote_begin and not yet arrived
     std::unique_ptr<inbox_reader> reader_ = std::make_unique<inbox_reader>(this); // leaked if the kernel keeps it
     std::vector<std::pair<const void*, std::shared_ptr<void>>> services_; // by type, type-erased (the worker pool)
     std::unique_ptr<detail::provided_buffers> rx_bufs_; // after ring_: unregistered while the ring still exists
@@ -479,7 +550,10 @@ bool event_loop::run_until(Pred&& done) {
     for (;;) {
         run_remote_items();
         run_ready();
-        if (done()) return true;
+        if (done()) {
+            submit_wakes(); // what this turn posted to sleeping loops must not wait for the next run()
+            return true;
+        }
         if (!poll(core_.ready.empty() && !remote_backlog())) return false;
     }
 }
@@ -506,7 +580,10 @@ inline bool event_loop::poll(bool block) {
     const bool have_timers = !timers_.empty();
     // The loop's own kernel timer is not work: it only bounds a wait.
     const std::size_t work = inflight_ - own_ops();
-    if (block && work == 0 && pending_.empty() && !have_timers) return false;
+    if (block && work == 0 && pending_.empty() && !have_timers) {
+        submit_wakes();
+        return false;
+    }
     // Another thread may post from now on: it wakes the wait through the inbox's eventfd, or the wait does not happen.
     if (block && remote_ && !remote_->prepare_to_sleep()) block = false;
     if (block) {
@@ -514,10 +591,10 @@ inline bool event_loop::poll(bool block) {
         if (have_timers) deadline = std::min(deadline, timers_.earliest());
         wait(deadline);
         if (remote_) remote_->awake();
-    } else if (inflight_ > 0) {
+    } else if (inflight_ > 0 || io_uring_sq_ready(ring_->get()) > 0) { // MSG_RING wakes are not in inflight_
         enter(ring_->flush_sq(), 0, IORING_ENTER_GETEVENTS, nullptr);
     }
-    if (inflight_ > 0) reap();
+    reap(); // also a failed wake-up's completion, or another loop's, which inflight_ does not count
     if (have_timers) fire_timers();
     return true;
 }
@@ -686,8 +763,10 @@ inline void event_loop::reap() {
 
 inline void event_loop::dispatch(std::uint64_t user_data, int res, unsigned flags) noexcept {
     const bool final = !(flags & IORING_CQE_F_MORE);
-    if (final) --inflight_;
-    switch (user_data & tag_mask) {
+    const std::uint64_t tag = user_data & tag_mask;
+    // Wake-ups are not in inflight_: another loop's arrive here, and ours complete here only when they fail.
+    if (final && tag != tag_wake && tag != tag_wake_failed) --inflight_;
+    switch (tag) {
     case 0: {
         auto* op = reinterpret_cast<detail::op_base*>(user_data);
         if (!op) return;
@@ -701,7 +780,16 @@ inline void event_loop::dispatch(std::uint64_t user_data, int res, unsigned flag
     case tag_timer:
         if ((user_data >> 3) == timer_gen_) timer_armed_ = false;
         return;
-    default:
+    case tag_wake_failed: {
+        // The target was asleep and is still owed its wake-up: the eventfd it also waits on. A full CQ (EOVERFLOW)
+        // or a short allocation pass; anything else (the ring gone, EBADFD) will not, so that target gets eventfd.
+        auto* box = reinterpret_cast<detail::mailbox*>(user_data & ~tag_mask);
+        ++stats_.msg_ring_fallbacks;
+        if (res != -EOVERFLOW && res != -ENOMEM && res != -EAGAIN) box->disable_ring_wake();
+        box->wake_by_eventfd();
+        return;
+    }
+    default: // tag_ignore, tag_wake (the mailbox is polled every turn anyway)
         return;
     }
 }

@@ -7,6 +7,9 @@
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
 #include <vector>
 
 namespace coring {
@@ -16,6 +19,28 @@ namespace detail {
 inline bool env_flag(const char* name) noexcept {
     const char* v = std::getenv(name);
     return v && std::strcmp(v, "1") == 0;
+}
+} // namespace detail
+
+/// How a loop wakes another loop of its runtime that sleeps when it posts it a message (run_on, spawn_on, channel).
+enum class cross_wake : unsigned char {
+    automatic, ///< msg_ring where the kernel is known to handle it well (see loop_options::wake), otherwise eventfd
+    msg_ring,  ///< IORING_OP_MSG_RING from the sender's own ring (io_uring loops, Linux 5.18+), else eventfd
+    eventfd,   ///< a write to the target's eventfd, which its ring or epoll has a read armed on
+};
+
+namespace detail {
+/// The wake CORING_CROSS_WAKE names ("msg_ring", "eventfd", "automatic" or unset: automatic). Throws
+/// std::invalid_argument for anything else, so that a typo is not silently ignored.
+inline cross_wake cross_wake_from_environment() {
+    const char* v = std::getenv("CORING_CROSS_WAKE");
+    if (!v || !*v) return cross_wake::automatic;
+    const std::string_view s(v);
+    if (s == "msg_ring") return cross_wake::msg_ring;
+    if (s == "eventfd") return cross_wake::eventfd;
+    if (s == "automatic") return cross_wake::automatic;
+    throw std::invalid_argument("coring: CORING_CROSS_WAKE=" + std::string(s) +
+                                " is not a wake-up (use msg_ring, eventfd or automatic)");
 }
 } // namespace detail
 
@@ -56,6 +81,12 @@ struct loop_options {
     /// its sockets as idle; older kernels always count it. True keeps the kernel's default, which on bare metal with
     /// the schedutil governor also raises the CPU's frequency after such a wait (the "iowait boost").
     bool count_waits_as_iowait = false;
+    /// How this loop, as a sender, wakes a sleeping loop of its runtime. automatic picks msg_ring on Linux 6.2+ (where
+    /// a message to a DEFER_TASKRUN ring runs as the target's task work) and eventfd before; the environment variable
+    /// CORING_CROSS_WAKE=msg_ring|eventfd overrides automatic. Threads without a loop (to_thread's workers, foreign
+    /// threads, a signal's stop()) and epoll loops always use the eventfd. A message never waits for its wake: the
+    /// MSG_RING leaves with the sender's next io_uring_enter, at the end of its turn.
+    cross_wake wake = cross_wake::automatic;
 
     /// Let streams that ask for it (stream::enable_multishot, the HTTP server's connections) keep one multishot
     /// receive armed (Linux 6.0) on a ring of provided buffers (Linux 5.19) instead of submitting a receive per read.

@@ -249,6 +249,7 @@ private:
             slot.emplace(opts_.loop);
             m.loop = &*slot;
             m.box = slot->remote();
+            (void)m.box->set_ring_fd(slot->duplicate_ring_fd()); // before any other loop can post to it
             m.exit.self = &m;
             m.exit.run = &on_exit;
         } catch (...) {
