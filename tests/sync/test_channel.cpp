@@ -441,3 +441,78 @@ TEST_CASE("channel - the last handle destroys the items never received", "[sync]
     }
     CHECK(counted::alive.load() == 0);
 }
+
+TEST_CASE("channel - a runtime stopped from another thread cancels the sends and the receive waiting on its loops",
+          "[sync][channel][runtime]") {
+    counted::alive = 0;
+    {
+        coring::channel<counted> full(1);
+        coring::channel<counted> empty(1);
+        REQUIRE(full.try_send(counted(0)));
+        std::atomic<int> cancelled{0};
+        std::atomic<int> other{0};
+        std::atomic<int> waiting{0};
+        coring::runtime rt(3);
+        // A plain thread stops the runtime once all three wait (a wait that starts later is cancelled at its start).
+        std::thread stopper([&] {
+            while (waiting.load() < 3) std::this_thread::sleep_for(1ms);
+            std::this_thread::sleep_for(20ms);
+            rt.stop();
+        });
+        rt.run([&](std::size_t i) -> task<> {
+            try {
+                waiting.fetch_add(1);
+                if (i < 2) {
+                    co_await full.send(counted(static_cast<int>(i) + 1));
+                } else {
+                    std::optional<counted> c = co_await empty.receive();
+                    if (c) other.fetch_add(1);
+                }
+                other.fetch_add(1); // neither wait may end by itself
+            } catch (const coring::cancelled_error&) {
+                cancelled.fetch_add(1);
+            } catch (...) {
+                other.fetch_add(1);
+            }
+        });
+        stopper.join();
+        CHECK(cancelled.load() == 3);
+        CHECK(other.load() == 0);
+        // The cancelled sends enqueued nothing: only the first item is there.
+        std::optional<counted> c = full.try_receive();
+        REQUIRE(c.has_value());
+        CHECK(c->v == 0);
+        CHECK_FALSE(full.try_receive().has_value());
+    }
+    CHECK(counted::alive.load() == 0);
+}
+
+TEST_CASE("channel - move-only items cross loops and a receiver on the senders' loop wakes directly",
+          "[sync][channel][runtime]") {
+    constexpr int n = 10000;
+    coring::channel<std::unique_ptr<int>> ch(3);
+    std::atomic<int> left{2};
+    long long sums[2] = {0, 0};
+    int nulls = 0;
+    coring::runtime rt(2);
+    rt.run([&](std::size_t i) -> task<> {
+        // Each loop sends n items; loop 1's sender shares the receiver's loop, so their wakes go directly.
+        auto send_range = [](coring::channel<std::unique_ptr<int>> c, int from, std::atomic<int>* l) -> task<> {
+            for (int k = from; k < from + n; ++k) co_await c.send(std::make_unique<int>(k));
+            if (l->fetch_sub(1) == 1) c.close();
+        };
+        auto tx = coring::spawn(send_range(ch, static_cast<int>(i) * n, &left));
+        if (i == 1) {
+            for (;;) {
+                std::optional<std::unique_ptr<int>> p = co_await ch.receive();
+                if (!p) break;
+                if (!*p) ++nulls;
+                else sums[**p / n] += **p;
+            }
+        }
+        co_await std::move(tx);
+    });
+    CHECK(nulls == 0);
+    CHECK(sums[0] == static_cast<long long>(n) * (n - 1) / 2);
+    CHECK(sums[1] == static_cast<long long>(n) * n + static_cast<long long>(n) * (n - 1) / 2);
+}

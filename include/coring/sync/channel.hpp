@@ -31,7 +31,7 @@ public:
 /// passing an item allocates nothing.
 ///
 /// Senders: any number, on any loops. send() waits while the buffer is full; waiting senders are served in order,
-/// and an item handed to send() is only ever moved. Per sender, items arrive in the order sent.
+/// and an item handed to send() is only ever moved. Items sent one after another by one task arrive in that order.
 /// Receivers: one receive() waits at a time. A second receive() that would wait while another one waits throws
 /// std::logic_error (try_receive() and a receive() that finds an item are always allowed). MPMC may come later.
 ///
