@@ -516,3 +516,52 @@ TEST_CASE("channel - move-only items cross loops and a receiver on the senders' 
     CHECK(sums[0] == static_cast<long long>(n) * (n - 1) / 2);
     CHECK(sums[1] == static_cast<long long>(n) * n + static_cast<long long>(n) * (n - 1) / 2);
 }
+
+TEST_CASE("channel - threads with no loop feed and drain loops through try_send and try_receive",
+          "[sync][channel][runtime]") {
+    constexpr int n = 20000;
+    coring::channel<int> to_loop(4);
+    coring::channel<int> from_loop(4);
+    int received = 0;
+    int out_of_order = 0;
+    std::atomic<int> drained{0};
+    std::atomic<int> drain_out_of_order{0};
+    coring::runtime rt(2);
+    rt.run([&](std::size_t i) -> task<> {
+        if (i == 0) {
+            // A plain thread sends into a receive waiting on this loop: every wake is a post to this loop.
+            std::thread feeder([&] {
+                for (int k = 0; k < n; ++k)
+                    while (!to_loop.try_send(int(k))) std::this_thread::yield();
+                to_loop.close();
+            });
+            for (int expect = 0;; ++expect) {
+                std::optional<int> v = co_await to_loop.receive();
+                if (!v) break;
+                if (*v != expect) ++out_of_order;
+                ++received;
+            }
+            feeder.join();
+            co_return;
+        }
+        // A plain thread takes what sends waiting on this loop put in: every admitted sender is woken by a post.
+        std::thread drainer([&] {
+            for (int expect = 0; expect < n;) {
+                std::optional<int> v = from_loop.try_receive();
+                if (!v) {
+                    std::this_thread::yield();
+                    continue;
+                }
+                if (*v != expect) drain_out_of_order.fetch_add(1);
+                ++expect;
+                drained.fetch_add(1);
+            }
+        });
+        for (int k = 0; k < n; ++k) co_await from_loop.send(k);
+        drainer.join();
+    });
+    CHECK(received == n);
+    CHECK(out_of_order == 0);
+    CHECK(drained.load() == n);
+    CHECK(drain_out_of_order.load() == 0);
+}
