@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <random>
@@ -295,6 +296,7 @@ TEST_CASE("channel - sends and receives under short timeouts lose and duplicate 
 
 TEST_CASE("channel - try_send try_receive capacity and close on one loop", "[sync][channel]") {
     CHECK_THROWS_AS(coring::channel<int>(0), std::invalid_argument);
+    CHECK_THROWS_AS(coring::channel<int>(std::numeric_limits<std::size_t>::max()), std::invalid_argument);
     coring::run([]() -> task<> {
         coring::channel<std::unique_ptr<int>> ch(2);
         CHECK(ch.capacity() == 2);
@@ -564,4 +566,44 @@ TEST_CASE("channel - threads with no loop feed and drain loops through try_send 
     CHECK(out_of_order == 0);
     CHECK(drained.load() == n);
     CHECK(drain_out_of_order.load() == 0);
+}
+
+TEST_CASE("channel - a ping-pong between two loops loses no wake-up", "[sync][channel][runtime]") {
+    // Every message finds the other side waiting (or about to wait) on an empty channel and no later message or close
+    // would rescue a lost wake-up: a receive left waiting with an item in the buffer times out here.
+#if defined(__SANITIZE_THREAD__)
+    constexpr int rounds = 3000;
+#else
+    constexpr int rounds = 30000;
+#endif
+    coring::channel<int> ping(1);
+    coring::channel<int> pong(1);
+    int done_rounds = 0;
+    std::atomic<int> stuck{0};
+    std::atomic<int> wrong{0};
+    coring::runtime rt(2);
+    rt.run([&](std::size_t i) -> task<> {
+        coring::channel<int>& in = i == 0 ? pong : ping;
+        coring::channel<int>& out = i == 0 ? ping : pong;
+        if (i == 0) co_await out.send(0);
+        for (int k = 0; k < rounds; ++k) {
+            std::optional<int> v;
+            try {
+                v = co_await coring::timeout(5s, in.receive());
+            } catch (const coring::timeout_error&) {
+                stuck.fetch_add(1);
+                out.close();
+                in.close();
+                co_return;
+            }
+            if (!v) co_return; // the other side got stuck and closed
+            if (*v != 2 * k + (i == 0 ? 1 : 0)) wrong.fetch_add(1);
+            if (i == 0) done_rounds = k + 1;
+            if (i == 0 && k + 1 == rounds) co_return;
+            co_await out.send(*v + 1);
+        }
+    });
+    CHECK(stuck.load() == 0);
+    CHECK(wrong.load() == 0);
+    CHECK(done_rounds == rounds);
 }

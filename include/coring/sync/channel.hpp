@@ -7,6 +7,7 @@
 #include <coroutine>
 #include <cstddef>
 #include <exception>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -28,7 +29,8 @@ public:
 ///
 /// A channel<T> is a cheap, copyable handle to shared state; copies may be handed to other loops and threads, and the
 /// last one destroys the items never received. The buffer holds exactly `capacity` items in slots allocated once, so
-/// passing an item allocates nothing.
+/// passing an item allocates nothing. The awaitables of send() and receive() refer to the state without owning it (no
+/// reference count traffic per item): a handle must live until they are awaited; a waiting one keeps the state itself.
 ///
 /// Senders: any number, on any loops. send() waits while the buffer is full; waiting senders are served in order,
 /// and an item handed to send() is only ever moved. Items sent one after another by one task arrive in that order.
@@ -54,10 +56,12 @@ public:
 /// (their items are not enqueued) and the waiting receiver. Items already in the buffer stay receivable; receive()
 /// returns std::nullopt once the channel is closed and empty, and that is final.
 ///
-/// Locking: every operation takes the state's std::mutex once (a waiter woken across loops takes it once more on its
-/// own thread). It guards the ring (head, count, items), the list of waiting senders, the waiting receiver, every
-/// waiter's state and the closed flag. Wake-ups (mailbox posts, schedule) happen after it is released. Items are moved
-/// under it, so T's move constructor must not throw. A lock-free fast path (crossbeam's array flavour) is future work.
+/// Locking: the buffer is a lock-free ring (crossbeam-channel's array flavour), so a send that finds room and a receive
+/// that finds an item take no lock while nobody waits. A std::mutex guards the waiters: the list of waiting senders,
+/// the waiting receiver, every waiter's state and the closed flag. It is taken to wait, to wake a waiter, to cancel a
+/// wait, to admit a waiting sender and to close. Wake-ups (mailbox posts, schedule) happen after it is released. A
+/// send that finds room while senders wait on a full channel may overtake them by one slot (crossbeam's and tokio's
+/// channels have the same window). T's move constructor must not throw.
 template <class T>
 class channel {
     static_assert(std::is_object_v<T> && !std::is_const_v<T> && std::is_nothrow_move_constructible_v<T>,
@@ -68,42 +72,44 @@ class channel {
 public:
     using value_type = T;
 
-    /// A channel buffering up to `capacity` items (at least 1). Throws std::invalid_argument for 0, std::bad_alloc.
+    /// A channel buffering up to `capacity` items (at least 1). Throws std::invalid_argument for 0 (or a capacity
+    /// beyond SIZE_MAX / 16), std::bad_alloc.
     explicit channel(std::size_t capacity) : s_(make_state(capacity)) {}
 
     /// The awaitable of send().
     class [[nodiscard]] send_awaitable : detail::channel_waiter {
     public:
-        send_awaitable(std::shared_ptr<shared_state> s, T item) noexcept
-            : detail::channel_waiter(&on_cancel, &on_wake), s_(std::move(s)), item_(std::move(item)) {}
+        send_awaitable(shared_state* s, T item) noexcept
+            : detail::channel_waiter(&on_cancel, &on_wake), s_(s), item_(std::move(item)) {}
         /// Movable until it is awaited (a spawned send is moved into its task's frame).
         send_awaitable(send_awaitable&& o) noexcept
-            : detail::channel_waiter(&on_cancel, &on_wake), s_(std::move(o.s_)), item_(std::move(o.item_)) {}
+            : detail::channel_waiter(&on_cancel, &on_wake), s_(o.s_), item_(std::move(o.item_)) {}
         send_awaitable& operator=(send_awaitable&&) = delete;
         /// A frame destroyed while its send waits (not something coring does) leaves the channel first.
         ~send_awaitable() {
             if (!parked_) return;
             std::lock_guard<std::mutex> lock(s_->mutex);
-            if (st_ == wstate::waiting) unlink();
+            if (st_ != wstate::waiting) return;
+            unlink();
+            s_->senders_waiting.fetch_sub(1, std::memory_order_seq_cst);
         }
 
         /// Enqueues at once when there is room and no sender waits, even for a cancelled task. Also ready (to throw)
         /// when the channel is closed.
-        bool await_ready() {
-            detail::channel_waiter* wake = nullptr;
-            {
-                std::lock_guard<std::mutex> lock(s_->mutex);
-                if (s_->closed) {
-                    st_ = wstate::closed;
-                    return true;
-                }
-                if (!s_->sender_may_enter()) return false;
-                s_->push(std::move(item_));
+        bool await_ready() noexcept {
+            // Behind waiting senders: wait too (FIFO), in await_suspend.
+            if (s_->senders_waiting.load(std::memory_order_seq_cst) != 0) return false;
+            switch (s_->ring.try_push(item_)) {
+            case shared_state::result::ok:
                 st_ = wstate::granted;
-                wake = s_->notify_receiver();
+                fire(s_->after_push());
+                return true;
+            case shared_state::result::closed:
+                st_ = wstate::closed;
+                return true;
+            default:
+                return false;
             }
-            fire(wake);
-            return true;
         }
         template <class P>
         bool await_suspend(std::coroutine_handle<P> h) {
@@ -113,20 +119,26 @@ public:
                 return false;
             }
             prepare(h, "coring::channel::send");
+            keep_ = s_->shared_from_this(); // the last handle may go while this waits
             detail::channel_waiter* wake = nullptr;
             {
                 std::lock_guard<std::mutex> lock(s_->mutex);
                 if (s_->closed) {
                     st_ = wstate::closed;
-                } else if (s_->sender_may_enter()) {
-                    s_->push(std::move(item_));
-                    st_ = wstate::granted;
-                    wake = s_->notify_receiver();
                 } else {
-                    parked_ = true;
-                    st_ = wstate::waiting;
-                    s_->senders.push_back(this); // publish last
-                    return true;
+                    // Announce first, then look for room: a pop either leaves room this push finds, or sees the
+                    // announcement and admits this sender once it waits (the pop's admit needs the mutex).
+                    s_->senders_waiting.fetch_add(1, std::memory_order_seq_cst);
+                    if (s_->senders.empty() && s_->ring.try_push(item_) == shared_state::result::ok) {
+                        s_->senders_waiting.fetch_sub(1, std::memory_order_seq_cst);
+                        st_ = wstate::granted;
+                        wake = s_->notify_receiver();
+                    } else {
+                        parked_ = true;
+                        st_ = wstate::waiting;
+                        s_->senders.push_back(this); // publish last
+                        return true;
+                    }
                 }
             }
             unprepare();
@@ -158,39 +170,49 @@ public:
                 std::lock_guard<std::mutex> lock(self->s_->mutex);
                 if (self->st_ != wstate::waiting) return; // granted or closed: the wake is on its way, and wins
                 self->unlink();
+                self->s_->senders_waiting.fetch_sub(1, std::memory_order_seq_cst);
                 self->st_ = wstate::cancelled;
             }
             self->finish();
         }
 
-        std::shared_ptr<shared_state> s_;
-        T item_; // moved into the buffer by whoever grants this send
+        shared_state* s_; // kept alive by the handle it came from, and by keep_ while parked
+        T item_;          // moved into the buffer by whoever grants this send
     };
 
     /// The awaitable of receive().
     class [[nodiscard]] receive_awaitable : detail::channel_waiter {
     public:
-        explicit receive_awaitable(std::shared_ptr<shared_state> s) noexcept
-            : detail::channel_waiter(&on_cancel, &on_wake), s_(std::move(s)) {}
+        explicit receive_awaitable(shared_state* s) noexcept : detail::channel_waiter(&on_cancel, &on_wake), s_(s) {}
         /// Movable until it is awaited.
-        receive_awaitable(receive_awaitable&& o) noexcept
-            : detail::channel_waiter(&on_cancel, &on_wake), s_(std::move(o.s_)) {}
+        receive_awaitable(receive_awaitable&& o) noexcept : detail::channel_waiter(&on_cancel, &on_wake), s_(o.s_) {}
         receive_awaitable& operator=(receive_awaitable&&) = delete;
         ~receive_awaitable() {
             if (!parked_) return;
             std::lock_guard<std::mutex> lock(s_->mutex);
-            if (s_->receiver == this) s_->receiver = nullptr;
+            if (s_->receiver != this) return;
+            s_->receiver = nullptr;
+            s_->receiver_parked.store(false, std::memory_order_seq_cst);
         }
 
         /// Ready when an item is there (even for a cancelled task), or when the channel is closed and empty.
-        bool await_ready() {
-            detail::channel_waiter* wake = nullptr;
-            {
-                std::lock_guard<std::mutex> lock(s_->mutex);
-                if (!take(wake)) return false;
+        bool await_ready() noexcept {
+            switch (s_->ring.try_pop(item_)) {
+            case shared_state::result::ok: {
+                st_ = wstate::granted;
+                detail::channel_waiter* sender = nullptr;
+                detail::channel_waiter* receiver = nullptr;
+                s_->template after_pop<send_awaitable>(sender, receiver);
+                fire(sender);
+                fire(receiver);
+                return true;
             }
-            fire(wake);
-            return true;
+            case shared_state::result::closed:
+                st_ = wstate::closed;
+                return true;
+            default:
+                return false;
+            }
         }
         template <class P>
         bool await_suspend(std::coroutine_handle<P> h) {
@@ -200,23 +222,23 @@ public:
                 return false;
             }
             prepare(h, "coring::channel::receive");
+            keep_ = s_->shared_from_this();
             detail::channel_waiter* wake = nullptr;
-            bool second = false;
             {
-                std::lock_guard<std::mutex> lock(s_->mutex);
-                if (!take(wake)) {
-                    if (!s_->receiver) {
-                        parked_ = true;
-                        st_ = wstate::waiting;
-                        s_->receiver = this; // publish last
-                        return true;
-                    }
-                    second = true;
+                std::unique_lock<std::mutex> lock(s_->mutex);
+                if (s_->receiver) {
+                    lock.unlock();
+                    unprepare();
+                    throw std::logic_error(
+                        "coring: channel::receive: another receive is already waiting on this channel");
+                }
+                if (!take_or_park(wake)) {
+                    parked_ = true;
+                    s_->receiver = this; // publish last (senders take it only when receiver_parked, under the mutex)
+                    return true;
                 }
             }
             unprepare();
-            if (second)
-                throw std::logic_error("coring: channel::receive: another receive is already waiting on this channel");
             fire(wake);
             return false;
         }
@@ -234,20 +256,27 @@ public:
         }
 
     private:
-        // Under the mutex: takes an item (and admits a waiting sender into the freed slot, to be fired), or sees the
-        // channel closed and empty. False when there is nothing to do but wait.
-        bool take(detail::channel_waiter*& wake) noexcept {
-            if (!s_->empty()) {
-                item_.emplace(s_->pop());
+        // Under the mutex: announces the wait, then takes an item (and admits a waiting sender into the freed slot,
+        // to be fired) or sees the channel closed and empty. False, with st_ waiting and receiver_parked set, when
+        // there is nothing to do but wait: a push either lands before the pop here and is found, or sees
+        // receiver_parked and (under the mutex, so after this waiter is linked) wakes it. The receiver itself cannot
+        // be notified here, so admitting needs no notify.
+        bool take_or_park(detail::channel_waiter*& wake) noexcept {
+            s_->receiver_parked.store(true, std::memory_order_seq_cst);
+            switch (s_->ring.try_pop(item_)) {
+            case shared_state::result::ok:
+                s_->receiver_parked.store(false, std::memory_order_seq_cst);
                 wake = s_->template admit_sender<send_awaitable>();
                 st_ = wstate::granted;
                 return true;
-            }
-            if (s_->closed) {
+            case shared_state::result::closed:
+                s_->receiver_parked.store(false, std::memory_order_seq_cst);
                 st_ = wstate::closed;
                 return true;
+            default:
+                st_ = wstate::waiting;
+                return false;
             }
-            return false;
         }
 
         // Home thread: notified (an item came, or the channel closed). Retries here, on its own thread, so that a
@@ -259,10 +288,7 @@ public:
             {
                 std::lock_guard<std::mutex> lock(self->s_->mutex);
                 if (self->cancel_seen_) self->st_ = wstate::cancelled;
-                else if (!self->take(wake)) {
-                    self->st_ = wstate::waiting;
-                    return;
-                }
+                else if (!self->take_or_park(wake)) return; // waits on
                 self->s_->receiver = nullptr;
             }
             self->finish();
@@ -279,50 +305,44 @@ public:
                 }
                 if (self->st_ != wstate::waiting) return;
                 self->s_->receiver = nullptr;
+                self->s_->receiver_parked.store(false, std::memory_order_seq_cst);
                 self->st_ = wstate::cancelled;
             }
             self->finish();
         }
 
-        std::shared_ptr<shared_state> s_;
+        shared_state* s_;       // kept alive by the handle it came from, and by keep_ while parked
         std::optional<T> item_; // what this receive took
     };
 
     /// Puts `item` into the channel, waiting while it is full (behind the senders already waiting). A cancellation
     /// point while it waits (see the class comment). Throws channel_closed when the channel is or gets closed before
     /// the item is in; std::logic_error when it would wait on a thread without an event loop.
-    [[nodiscard]] send_awaitable send(T item) const noexcept { return send_awaitable(s_, std::move(item)); }
+    [[nodiscard]] send_awaitable send(T item) const noexcept { return send_awaitable(s_.get(), std::move(item)); }
 
     /// Takes the oldest item, waiting while the channel is empty; std::nullopt once it is closed and empty. A
     /// cancellation point while it waits (nothing is taken then). Throws std::logic_error when another receive()
     /// already waits on this channel, or when it would wait on a thread without an event loop.
-    [[nodiscard]] receive_awaitable receive() const noexcept { return receive_awaitable(s_); }
+    [[nodiscard]] receive_awaitable receive() const noexcept { return receive_awaitable(s_.get()); }
 
     /// Enqueues `item` if there is room and no sender waits; never waits. Returns false, with `item` untouched, when
     /// the channel is full or closed. Any thread.
     bool try_send(T&& item) const noexcept {
-        detail::channel_waiter* wake = nullptr;
-        {
-            std::lock_guard<std::mutex> lock(s_->mutex);
-            if (s_->closed || !s_->sender_may_enter()) return false;
-            s_->push(std::move(item));
-            wake = s_->notify_receiver();
-        }
-        detail::channel_waiter::fire(wake);
+        if (s_->senders_waiting.load(std::memory_order_seq_cst) != 0) return false; // they go first
+        if (s_->ring.try_push(item) != shared_state::result::ok) return false;
+        detail::channel_waiter::fire(s_->after_push());
         return true;
     }
 
     /// Takes the oldest item if there is one; never waits. std::nullopt when the channel is empty. Any thread.
     [[nodiscard]] std::optional<T> try_receive() const noexcept {
         std::optional<T> out;
-        detail::channel_waiter* wake = nullptr;
-        {
-            std::lock_guard<std::mutex> lock(s_->mutex);
-            if (s_->empty()) return out;
-            out.emplace(s_->pop());
-            wake = s_->template admit_sender<send_awaitable>();
-        }
-        detail::channel_waiter::fire(wake);
+        if (s_->ring.try_pop(out) != shared_state::result::ok) return out;
+        detail::channel_waiter* sender = nullptr;
+        detail::channel_waiter* receiver = nullptr;
+        s_->template after_pop<send_awaitable>(sender, receiver);
+        detail::channel_waiter::fire(sender);
+        detail::channel_waiter::fire(receiver);
         return out;
     }
 
@@ -336,6 +356,8 @@ public:
             std::lock_guard<std::mutex> lock(s_->mutex);
             if (s_->closed) return;
             s_->closed = true;
+            s_->ring.close();
+            s_->senders_waiting.store(0, std::memory_order_seq_cst);
             while (!s_->senders.empty()) {
                 auto* w = static_cast<detail::channel_waiter*>(s_->senders.pop_front());
                 w->st_ = wstate::closed;
@@ -350,16 +372,16 @@ public:
     }
 
     /// Whether close() was called.
-    [[nodiscard]] bool closed() const noexcept {
-        std::lock_guard<std::mutex> lock(s_->mutex);
-        return s_->closed;
-    }
+    [[nodiscard]] bool closed() const noexcept { return s_->ring.closed(); }
     /// The capacity the channel was made with.
-    [[nodiscard]] std::size_t capacity() const noexcept { return s_->capacity(); }
+    [[nodiscard]] std::size_t capacity() const noexcept { return s_->ring.capacity(); }
 
 private:
     static std::shared_ptr<shared_state> make_state(std::size_t capacity) {
         if (capacity == 0) throw std::invalid_argument("coring: channel capacity must be at least 1");
+        // The ring's indexes keep a mark bit and a lap count above the slot index.
+        if (capacity > (std::numeric_limits<std::size_t>::max() >> 4))
+            throw std::invalid_argument("coring: channel capacity too large");
         return std::make_shared<shared_state>(capacity);
     }
 
