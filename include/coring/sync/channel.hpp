@@ -60,8 +60,8 @@ public:
 /// that finds an item take no lock while nobody waits. A std::mutex guards the waiters: the list of waiting senders,
 /// the waiting receiver, every waiter's state and the closed flag. It is taken to wait, to wake a waiter, to cancel a
 /// wait, to admit a waiting sender and to close. Wake-ups (mailbox posts, schedule) happen after it is released. A
-/// send that finds room while senders wait on a full channel may overtake them by one slot (crossbeam's and tokio's
-/// channels have the same window). T's move constructor must not throw.
+/// send that finds room at the very moment another sender starts to wait may overtake it by one slot; waiting senders
+/// are otherwise served in order. T's move constructor must not throw.
 template <class T>
 class channel {
     static_assert(std::is_object_v<T> && !std::is_const_v<T> && std::is_nothrow_move_constructible_v<T>,
