@@ -266,6 +266,8 @@ public:
     [[nodiscard]] const address& local_address() const noexcept { return local_; }
     /// Connections open now.
     [[nodiscard]] std::size_t connections() const noexcept { return live_; }
+    /// Connections accepted by serve() so far (one listener per loop: how evenly the kernel spread them).
+    [[nodiscard]] std::size_t accepted() const noexcept { return accepted_; }
     [[nodiscard]] const server_options& options() const noexcept { return opts_; }
 
 private:
