@@ -250,6 +250,7 @@ struct loop_share {
     bool logged = true;
 };
 
+// Everything the loops of --threads share, in run_threads' frame, which outlives the runtime's run().
 struct cluster {
     coring::runtime* rt = nullptr;
     std::unique_ptr<loop_share[]> loops;
@@ -262,6 +263,7 @@ void order_stop(loop_share* share, int sig) {
     share->stop.set();
 }
 
+// A loop's stop awaitable with --threads: the signal loop 0 passed on.
 coring::task<int> stop_ordered(loop_share* share) {
     co_await share->stop.wait();
     co_return share->signal;
