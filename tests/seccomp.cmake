@@ -75,6 +75,28 @@ function(_coring_seccomp_example)
     set_tests_properties("seccomp: example ${_name}" PROPERTIES LABELS seccomp TIMEOUT 120)
 endfunction()
 
+# _coring_threads_example(<server> <client> <scenario>): the server with --threads 2 (a runtime of two loops, each
+# with its own SO_REUSEPORT listener on the port), talked to and stopped with SIGINT, twice: under the launcher
+# (epoll) and with env as the launcher (io_uring, and no line about epoll), if both programs are built.
+function(_coring_threads_example server client scenario)
+    if(NOT TARGET ${server} OR NOT TARGET ${client})
+        return()
+    endif()
+    set(_args ${scenario} --threads 2 --signal INT)
+    add_test(
+        NAME "seccomp: example ${server} --threads 2"
+        COMMAND "${_coring_seccomp_python}" "${_coring_seccomp_driver}" $<TARGET_FILE:coring_no_io_uring> ${_args}
+                $<TARGET_FILE:${server}> $<TARGET_FILE:${client}>
+        WORKING_DIRECTORY "${_coring_seccomp_work_dir}")
+    set_tests_properties("seccomp: example ${server} --threads 2" PROPERTIES LABELS seccomp TIMEOUT 120)
+    add_test(
+        NAME "example: ${server} --threads 2"
+        COMMAND "${_coring_seccomp_python}" "${_coring_seccomp_driver}" env ${_args} --notice none
+                $<TARGET_FILE:${server}> $<TARGET_FILE:${client}>
+        WORKING_DIRECTORY "${_coring_seccomp_work_dir}")
+    set_tests_properties("example: ${server} --threads 2" PROPERTIES LABELS examples TIMEOUT 120)
+endfunction()
+
 # The tests, registered at the end of the top-level directory (see the top of this file). Runs in that directory's
 # scope: what it needs from here comes as arguments.
 function(_coring_seccomp_add_tests tests_source_dir work_dir)
@@ -124,6 +146,8 @@ function(_coring_seccomp_add_tests tests_source_dir work_dir)
     _coring_seccomp_example(echo_server echo_client -- echo $<TARGET_FILE:echo_server> $<TARGET_FILE:echo_client>)
     _coring_seccomp_example(chat_server -- chat $<TARGET_FILE:chat_server>)
     _coring_seccomp_example(hello_server fetch -- http $<TARGET_FILE:hello_server> $<TARGET_FILE:fetch>)
+    _coring_threads_example(echo_server echo_client echo)
+    _coring_threads_example(hello_server fetch http)
     # weather and crawler: the showcase's checks (three answers, gathered at least 1.5x faster; 196 pages and 4 404s).
     _coring_seccomp_example(
         weather

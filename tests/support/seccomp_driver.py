@@ -6,9 +6,12 @@ what a user would see there: the program works, on the epoll backend, and says s
                                    -- PROGRAM [ARGS...]
     seccomp_driver.py LAUNCHER copy COPY
     seccomp_driver.py LAUNCHER port_scan PORT_SCAN
-    seccomp_driver.py LAUNCHER echo ECHO_SERVER ECHO_CLIENT
+    seccomp_driver.py LAUNCHER echo [SERVER OPTIONS] ECHO_SERVER ECHO_CLIENT
     seccomp_driver.py LAUNCHER chat CHAT_SERVER
-    seccomp_driver.py LAUNCHER http HELLO_SERVER FETCH
+    seccomp_driver.py LAUNCHER http [SERVER OPTIONS] HELLO_SERVER FETCH
+
+SERVER OPTIONS: --threads N (the server runs N loops, and must say how many connections each accepted), --signal
+INT|TERM (what stops it; TERM), --notice once|none (as for run; once).
 
 Every coring program is started as `LAUNCHER PROGRAM ARGS...`. A check that fails prints what was expected, the
 program's output and exits 1. The notice's wording is not fixed: a notice is a line of standard error that mentions
@@ -18,6 +21,8 @@ cases capture standard error and compare it (the once-per-process notice would l
 
 CORING_BACKEND and CORING_BACKEND_NOTICE are otherwise removed from the programs' environment: the fallback must come
 from the refused io_uring_setup, not from the variable that forces epoll, and the notice must not be silenced.
+
+With /usr/bin/env as the LAUNCHER and --notice none, the same scenarios run the servers on io_uring.
 """
 
 import argparse
@@ -139,13 +144,13 @@ class Server:
     """A server example under the launcher: started on a free port, read up to the address it prints first, stopped
     with SIGTERM (the launcher execs, so its PID is the server's)."""
 
-    def __init__(self, launcher, program, args=("127.0.0.1:0",)):
+    def __init__(self, launcher, program, args=("127.0.0.1:0",), notice="once"):
         self.name = os.path.basename(program)
         command = [launcher, program, *args]
         print("$ " + " ".join(command) + " &")
         sys.stdout.flush()
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                        errors="replace", env=environment())
+                                        errors="replace", env=environment(notice))
         self.lines = queue.Queue()
         self.stdout = []
         self.stderr = []
@@ -190,21 +195,22 @@ class Server:
                 print(f"{self.name}: listening on {host} port {m.group(2)}")
                 return host, int(m.group(2))
 
-    def stop(self, expects=()):
-        """SIGTERM; the server must exit 0 and print the notice once."""
-        self.process.send_signal(signal.SIGTERM)
+    def stop(self, expects=(), sig=signal.SIGTERM, notice="once"):
+        """Sends `sig`; the server must exit 0 and print the notice as `notice` says."""
+        name = signal.Signals(sig).name
+        self.process.send_signal(sig)
         try:
             self.process.wait(timeout=SERVER_TIMEOUT)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise Failure(f"{self.name}: still running {SERVER_TIMEOUT} s after SIGTERM: killed")
+            raise Failure(f"{self.name}: still running {SERVER_TIMEOUT} s after {name}: killed")
         for t in self._threads:
             t.join(timeout=5)
         self.report()
         if self.process.returncode != 0:
-            raise Failure(f"{self.name}: exit status {_status(self.process.returncode)} after SIGTERM, expected 0")
+            raise Failure(f"{self.name}: exit status {_status(self.process.returncode)} after {name}, expected 0")
         check_output(self.name, "".join(self.stdout), expects)
-        check_notice(self.name, "".join(self.stderr), "once")
+        check_notice(self.name, "".join(self.stderr), notice)
 
     def kill(self):
         if self.process.poll() is None:
@@ -219,13 +225,24 @@ class Server:
         show(f"{self.name}: standard error", "".join(self.stderr))
 
 
-def serving(launcher, program, body):
-    """Starts the server, runs body(server, host, port), stops the server; kills it whatever happens."""
-    server = Server(launcher, program)
+def serving(launcher, program, body, args=None):
+    """Starts the server, runs body(server, host, port), stops the server; kills it whatever happens. `args` holds
+    the scenario's server options (--threads, --signal, --notice), if it has them."""
+    extra, sig, notice = ["127.0.0.1:0"], signal.SIGTERM, "once"
+    if args is not None:
+        if args.threads:
+            extra += ["--threads", str(args.threads), "--stats"]
+        sig = signal.Signals["SIG" + args.signal]
+        notice = args.notice
+    server = Server(launcher, program, extra, notice)
     try:
         host, port = server.address()
         expects = body(server, host, port)
-        server.stop(expects or ())
+        if args is not None and args.threads:
+            # --stats: one count per loop, each a number (how the kernel spread a handful of connections varies).
+            expects = list(expects or ()) + [r"^accepted:" + "".join(rf" loop {i}: [0-9]+" for i in
+                                                                   range(args.threads)) + "$"]
+        server.stop(expects or (), sig, notice)
     finally:
         if server.process.poll() is None:
             server.kill()
@@ -289,10 +306,11 @@ def scenario_echo(launcher, args):
             if back != payload:
                 raise Failure(f"echo_server: {size} bytes came back different")
             print(f"echo_server: {size} bytes echoed")
-        run(launcher, [args.echo_client, f"{host}:{port}", "4", "64", "1"], expects=[r"round trips/s"])
-        return [r"^stopped: SIGTERM$"]
+        run(launcher, [args.echo_client, f"{host}:{port}", "4", "64", "1"], expects=[r"round trips/s"],
+            notice=args.notice)
+        return [rf"^stopped: SIG{args.signal}$"]
 
-    serving(launcher, args.echo_server, body)
+    serving(launcher, args.echo_server, body, args)
 
 
 def _read_line(f, name):
@@ -338,10 +356,17 @@ def scenario_http(launcher, args):
                 if r.status != 200 or want not in text:
                     raise Failure(f"hello_server: {path} answered {r.status} {text!r}, expected {want!r}")
             print(f"hello_server: {'POST' if data else 'GET'} {path}: {text.strip()}")
-        run(launcher, [args.fetch, base + "/hello/Ada"], expects=[r"^HTTP/1\.1 200", r"Hello, Ada"])
-        return [r"^stopping on SIGTERM$"]
+        run(launcher, [args.fetch, base + "/hello/Ada"], expects=[r"^HTTP/1\.1 200", r"Hello, Ada"],
+            notice=args.notice)
+        return [rf"^stopping on SIG{args.signal}$"]
 
-    serving(launcher, args.hello_server, body)
+    serving(launcher, args.hello_server, body, args)
+
+
+def server_options(p):
+    p.add_argument("--threads", type=int, default=0, help="run the server with --threads N --stats")
+    p.add_argument("--signal", choices=("INT", "TERM"), default="TERM", help="the signal that stops the server")
+    p.add_argument("--notice", choices=("once", "none"), default="once")
 
 
 def main():
@@ -362,6 +387,7 @@ def main():
     p.add_argument("port_scan")
     p.set_defaults(func=scenario_port_scan)
     p = sub.add_parser("echo")
+    server_options(p)
     p.add_argument("echo_server")
     p.add_argument("echo_client")
     p.set_defaults(func=scenario_echo)
@@ -369,6 +395,7 @@ def main():
     p.add_argument("chat_server")
     p.set_defaults(func=scenario_chat)
     p = sub.add_parser("http")
+    server_options(p)
     p.add_argument("hello_server")
     p.add_argument("fetch")
     p.set_defaults(func=scenario_http)

@@ -213,9 +213,12 @@ private:
         try {
             co_await acceptor;
         } catch (const cancelled_error&) {}
-        // Idle connections end now; busy ones finish their request, then close.
+        // Idle connections end now; busy ones finish their request, then close. A connection accepted in this very
+        // turn (its accept completed as the acceptor was being cancelled) has not started yet, and a task cancelled
+        // before it starts never runs, so it would never mark its record finished: left alone, it sees closing_ and
+        // ends by itself as soon as it starts.
         for (conn& c : conns_)
-            if (c.idle && !c.finished) c.h.cancel();
+            if (c.idle && c.started && !c.finished) c.h.cancel();
         if (live_ > 0) {
             bool late = false;
             try {
@@ -225,7 +228,7 @@ private:
             }
             if (late) {
                 for (conn& c : conns_)
-                    if (!c.finished) c.h.cancel();
+                    if (c.started && !c.finished) c.h.cancel();
                 co_await drained_.wait();
             }
         }
@@ -266,12 +269,15 @@ public:
     [[nodiscard]] const address& local_address() const noexcept { return local_; }
     /// Connections open now.
     [[nodiscard]] std::size_t connections() const noexcept { return live_; }
+    /// Connections accepted by serve() so far (one listener per loop: how evenly the kernel spread them).
+    [[nodiscard]] std::size_t accepted() const noexcept { return accepted_; }
     [[nodiscard]] const server_options& options() const noexcept { return opts_; }
 
 private:
     struct conn {
         join_handle<void> h;
         bool idle = true;      // waiting for a request's first byte
+        bool started = false;  // the connection task has begun (only then does cancelling it end it through its body)
         bool finished = false; // the connection task has ended
     };
 
@@ -312,6 +318,7 @@ private:
     /// An accepted HTTPS connection: the handshake (within header_timeout, counted as idle so that a shutdown ends
     /// it at once), then connection() over the TLS stream.
     task<> tls_connection(tcp_stream s, conn& c, tls::context ctx) {
+        c.started = true;
         conn_end guard{this, &c};
         tls::stream t;
         bool ok = false;
@@ -338,6 +345,7 @@ private:
 
     template <class S>
     task<> connection(S s, conn& c) {
+        c.started = true;
         conn_end guard{this, &c};
         bool linger = false;
         try {

@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""hello_server with --threads 1 and 2 under wrk, and the spread of 10,000 connections over echo_server's loops.
+
+    benchmarks/compare/threads_scaling.py --hello build/rel/examples/http/hello_server \\
+        --echo build/rel/examples/echo_server [--seconds 5] [--reps 3] [--paths / /work] [--wrk-threads 2] \\
+        [--connections 32]
+
+Scaling: for each path and each --threads value, starts hello_server on a free port, runs
+`wrk -t2 -c32 -dNs http://127.0.0.1:PORT/PATH` (-t and -c from --wrk-threads and --connections) and reads the server's utime+stime (all its threads, /proc/PID/stat)
+before and after: requests/s and server CPU per request. wrk's own CPU (getrusage of children) is printed beside it,
+since on a small machine the load generator competes with the loops for the same cores. Each row is the median of
+--reps runs (every run is printed).
+
+Spread: echo_server --threads 2 --stats, 10,000 connections opened by this script in batches (each sends a line,
+reads it back, closes), then SIGINT: the per-loop accepted counts and busiest/least busy.
+"""
+
+import argparse
+import os
+import re
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime: fields 14 and 15 of proc(5)
+
+
+def start(argv):
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    m = re.search(r":(\d+)\s*$", line)
+    if not m:
+        p.kill()
+        sys.exit(f"{argv[0]} printed {line!r}, not its address")
+    return p, int(m.group(1))
+
+
+def stop(p):
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=30)
+    if p.returncode != 0:
+        sys.exit(f"server exited {p.returncode}: {err}")
+    return out
+
+
+def wrk_run(hello, threads, path, seconds, wrk_threads, connections):
+    p, port = start([hello, "127.0.0.1:0", "--threads", str(threads), "--stats"])
+    try:
+        time.sleep(0.2)
+        before = cpu_seconds(p.pid)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out = subprocess.run(["wrk", f"-t{wrk_threads}", f"-c{connections}", f"-d{seconds}s", f"http://127.0.0.1:{port}{path}"],
+                             capture_output=True, text=True, check=True).stdout
+        kids_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        after = cpu_seconds(p.pid)
+    finally:
+        stats = stop(p)
+    m = re.search(r"^\s*(\d+) requests in", out, re.M)
+    requests = int(m.group(1))
+    rps = float(re.search(r"Requests/sec:\s*([0-9.]+)", out).group(1))
+    errors = re.search(r"Non-2xx.*|Socket errors.*", out)
+    wrk_cpu = (kids_after.ru_utime + kids_after.ru_stime) - (kids.ru_utime + kids.ru_stime)
+    accepted = stats.strip().splitlines()[-1]
+    return {"rps": rps, "us_per_req": (after - before) * 1e6 / requests, "server_cpu": after - before,
+            "wrk_cpu": wrk_cpu, "errors": errors.group(0) if errors else "", "accepted": accepted}
+
+
+def spread(echo, connections=10000, batch=200):
+    p, port = start([echo, "127.0.0.1:0", "--threads", "2", "--stats"])
+    try:
+        done = 0
+        while done < connections:
+            socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(min(batch, connections - done))]
+            for i, s in enumerate(socks):
+                s.sendall(f"connection {done + i}\n".encode())
+            for i, s in enumerate(socks):
+                want = f"connection {done + i}\n".encode()
+                got = b""
+                while len(got) < len(want):
+                    chunk = s.recv(64)
+                    if not chunk:
+                        break
+                    got += chunk
+                if got != want:
+                    sys.exit(f"echo mismatch: {got!r}")
+                s.close()
+            done += len(socks)
+    finally:
+        out = stop(p)
+    counts = [int(n) for n in re.findall(r"loop \d+: (\d+)", out)]
+    return counts
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hello", required=True)
+    ap.add_argument("--echo")
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--paths", nargs="+", default=["/", "/work"])
+    ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    ap.add_argument("--wrk-threads", type=int, default=2)
+    ap.add_argument("--connections", type=int, default=32)
+    args = ap.parse_args()
+
+    print(f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, {os.cpu_count()} CPUs, "
+          f"load average before: {os.getloadavg()[0]:.2f}")
+    print(f"# wrk -t{args.wrk_threads} -c{args.connections} -d{args.seconds}s, {args.reps} runs per row (median shown; every run below it)")
+    rows = []
+    for path in args.paths:
+        base = None
+        for t in args.threads:
+            runs = [wrk_run(args.hello, t, path, args.seconds, args.wrk_threads, args.connections) for _ in range(args.reps)]
+            med = lambda k: statistics.median(r[k] for r in runs)  # noqa: E731
+            rps = med("rps")
+            base = base or rps
+            rows.append((path, t, rps, rps / base, med("us_per_req"), med("wrk_cpu") / args.seconds))
+            print(f"{path:6} --threads {t}: {rps:10,.0f} req/s ({rps / base:.2f}x), server "
+                  f"{med('us_per_req'):6.2f} us CPU/req, server CPU {med('server_cpu') / args.seconds:.2f} cores, "
+                  f"wrk CPU {med('wrk_cpu') / args.seconds:.2f} cores")
+            for r in runs:
+                print(f"    run: {r['rps']:10,.0f} req/s, {r['us_per_req']:6.2f} us/req, server "
+                      f"{r['server_cpu']:.2f} s, wrk {r['wrk_cpu']:.2f} s; {r['accepted']} {r['errors']}")
+            sys.stdout.flush()
+    if args.echo:
+        counts = spread(args.echo)
+        print(f"# spread: echo_server --threads 2, 10,000 connections (batches of 200, each echoes one line): "
+              f"accepted {counts}, busiest/least busy {max(counts) / min(counts):.3f}")
+    print(f"# load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
