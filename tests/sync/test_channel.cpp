@@ -607,3 +607,46 @@ TEST_CASE("channel - a ping-pong between two loops loses no wake-up", "[sync][ch
     CHECK(wrong.load() == 0);
     CHECK(done_rounds == rounds);
 }
+
+TEST_CASE(
+    "channel - a sender that waits at capacity 1 is admitted by every receive: no wake-up lost on the sender side",
+    "[sync][channel][runtime]") {
+    // Each receive frees the only slot while the sender may be deciding to wait: a sender that announced its wait
+    // after its last look at the slot would sleep with room free, and the receive below would time out.
+#if defined(__SANITIZE_THREAD__)
+    constexpr int n = 20000;
+#else
+    constexpr int n = 200000;
+#endif
+    coring::channel<int> ch(1);
+    std::atomic<int> stuck{0}, wrong{0};
+    int got = 0; // receiver loop only, read after run()
+    coring::runtime rt(2);
+    rt.run([&](std::size_t i) -> task<> {
+        if (i == 0) {
+            for (int k = 0; k < n; ++k) {
+                try {
+                    co_await ch.send(int(k));
+                } catch (const coring::channel_closed&) {
+                    co_return;
+                }
+            }
+            co_return;
+        }
+        for (int k = 0; k < n; ++k) {
+            std::optional<int> v;
+            try {
+                v = co_await coring::timeout(5s, ch.receive());
+            } catch (const coring::timeout_error&) {
+                stuck.fetch_add(1);
+                ch.close();
+                co_return;
+            }
+            if (!v || *v != k) wrong.fetch_add(1);
+            ++got;
+        }
+    });
+    CHECK(stuck.load() == 0);
+    CHECK(wrong.load() == 0);
+    CHECK(got == n);
+}

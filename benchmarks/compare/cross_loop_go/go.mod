@@ -1,0 +1,3 @@
+module cross_loop_go
+
+go 1.19
