@@ -83,7 +83,10 @@ struct channel_waiter : cancel_point, wait_node {
     /// schedules a frame of another loop from this thread.
     static void fire(channel_waiter* w) noexcept {
         if (!w) return;
-        if (event_loop::try_current() == w->home_) return w->on_wake_(w);
+        // The same loop, and not a later loop built at a freed loop's address (a waiter leaked by a failed drain):
+        // the waiter's own reference keeps its mailbox's address from being reused.
+        if (event_loop* here = event_loop::try_current(); here == w->home_ && here->remote() == w->box_)
+            return w->on_wake_(w);
         // Our own reference: once posted, the waiter may resume and free its copy (and its loop go) before post()
         // has finished with the mailbox.
         std::shared_ptr<mailbox> box = w->box_;
