@@ -11,6 +11,9 @@ before and after: requests/s and server CPU per request. wrk's own CPU (getrusag
 since on a small machine the load generator competes with the loops for the same cores. Each row is the median of
 --reps runs (every run is printed).
 
+Peer (--nginx): nginx with worker_processes 1 and 2 (`return 200 "Hello, World!"`, access log off, keep-alive), the
+same wrk run on "/", its server CPU summed over its workers.
+
 Spread: echo_server --threads 2 --stats, 10,000 connections opened by this script in batches (each sends a line,
 reads it back, closes), then SIGINT: the per-loop accepted counts and busiest/least busy.
 """
@@ -23,7 +26,9 @@ import signal
 import socket
 import statistics
 import subprocess
+import shutil
 import sys
+import tempfile
 import time
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -75,6 +80,67 @@ def wrk_run(hello, threads, path, seconds, wrk_threads, connections):
             "wrk_cpu": wrk_cpu, "errors": errors.group(0) if errors else "", "accepted": accepted}
 
 
+NGINX_CONF = """
+worker_processes {workers};
+{user}
+daemon off;
+master_process on;
+error_log {tmp}/error.log;
+pid {tmp}/nginx.pid;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 100000000;
+    keepalive_timeout 75s;
+    tcp_nodelay on;
+    server {{
+        listen 127.0.0.1:{port} reuseport;
+        location / {{ return 200 "Hello, World!"; }}
+    }}
+}}
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def nginx_run(workers, seconds, wrk_threads, connections):
+    tmp = tempfile.mkdtemp(prefix="threads-nginx-")
+    port = free_port()
+    user = "user root root;" if os.geteuid() == 0 else ""
+    with open(f"{tmp}/nginx.conf", "w") as f:
+        f.write(NGINX_CONF.format(workers=workers, user=user, tmp=tmp, port=port))
+    p = subprocess.Popen(["nginx", "-c", f"{tmp}/nginx.conf", "-p", tmp], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port)).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        children = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
+        cpu = lambda: sum(cpu_seconds(int(c)) for c in children)  # noqa: E731
+        before = cpu()
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out = subprocess.run(["wrk", f"-t{wrk_threads}", f"-c{connections}", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
+                             capture_output=True, text=True, check=True).stdout
+        kids_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        after = cpu()
+    finally:
+        p.send_signal(signal.SIGQUIT)
+        p.wait(timeout=30)
+        shutil.rmtree(tmp, ignore_errors=True)
+    requests = int(re.search(r"^\s*(\d+) requests in", out, re.M).group(1))
+    rps = float(re.search(r"Requests/sec:\s*([0-9.]+)", out).group(1))
+    wrk_cpu = (kids_after.ru_utime + kids_after.ru_stime) - (kids.ru_utime + kids.ru_stime)
+    return {"rps": rps, "us_per_req": (after - before) * 1e6 / requests, "server_cpu": after - before,
+            "wrk_cpu": wrk_cpu}
+
+
 def spread(echo, connections=10000, batch=200):
     p, port = start([echo, "127.0.0.1:0", "--threads", "2", "--stats"])
     try:
@@ -111,6 +177,7 @@ def main():
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--wrk-threads", type=int, default=2)
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--nginx", action="store_true", help="also nginx with 1 and 2 workers on /")
     args = ap.parse_args()
 
     print(f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, {os.cpu_count()} CPUs, "
@@ -131,6 +198,20 @@ def main():
             for r in runs:
                 print(f"    run: {r['rps']:10,.0f} req/s, {r['us_per_req']:6.2f} us/req, server "
                       f"{r['server_cpu']:.2f} s, wrk {r['wrk_cpu']:.2f} s; {r['accepted']} {r['errors']}")
+            sys.stdout.flush()
+    if args.nginx:
+        base = None
+        for w in args.threads:
+            runs = [nginx_run(w, args.seconds, args.wrk_threads, args.connections) for _ in range(args.reps)]
+            med = lambda k: statistics.median(r[k] for r in runs)  # noqa: E731
+            rps = med("rps")
+            base = base or rps
+            print(f"nginx  / {w} worker(s): {rps:10,.0f} req/s ({rps / base:.2f}x), server {med('us_per_req'):6.2f} us "
+                  f"CPU/req, server CPU {med('server_cpu') / args.seconds:.2f} cores, wrk CPU "
+                  f"{med('wrk_cpu') / args.seconds:.2f} cores")
+            for r in runs:
+                print(f"    run: {r['rps']:10,.0f} req/s, {r['us_per_req']:6.2f} us/req, server "
+                      f"{r['server_cpu']:.2f} s, wrk {r['wrk_cpu']:.2f} s")
             sys.stdout.flush()
     if args.echo:
         counts = spread(args.echo)
