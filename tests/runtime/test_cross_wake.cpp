@@ -139,3 +139,18 @@ TEST_CASE("cross wake - CORING_CROSS_WAKE that names no wake is refused with a c
     ::unsetenv("CORING_CROSS_WAKE");
     CHECK(what.find("CORING_CROSS_WAKE=carrier-pigeon") != std::string::npos);
 }
+
+TEST_CASE("cross wake - a runtime run from a thread that has a loop of its own returns", "[runtime][cross_wake]") {
+    // The coordinator (this thread) posts the loops' exit items while its own loop is not turning: such posts must
+    // wake by eventfd, since nothing would submit a MSG_RING queued on the idle loop's ring (run() hung for ever).
+    coring::event_loop own;
+    coring::runtime rt(2);
+    std::atomic<int> done{0};
+    rt.run([&](std::size_t) -> task<> {
+        co_await coring::sleep(20ms);
+        done.fetch_add(1);
+    });
+    CHECK(done.load() == 2);
+    // And after it, a loop of this thread that runs again still works.
+    CHECK(own.run([]() -> task<int> { co_return 7; }()) == 7);
+}

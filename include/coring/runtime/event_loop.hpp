@@ -79,10 +79,7 @@ public:
         open_backend();
         use_ext_arg_ = ring_ && opts_.wait_timeout_arg && (ring_->features() & IORING_FEAT_EXT_ARG);
         core_.exception_handler = opts_.exception_handler;
-        if (wakes_by_msg_ring()) {
-            waker_slot_ = &detail::current_cross_waker;
-            *waker_slot_ = &waker_;
-        }
+        msg_ring_wakes_ = wakes_by_msg_ring();
         detail::current_core = &core_;
         detail::current_loop = this;
         core_slot_ = &detail::current_core;
@@ -127,7 +124,6 @@ public:
 #endif
             (void)reader_.release();
         }
-        if (waker_slot_ && *waker_slot_ == &waker_) *waker_slot_ = nullptr;
         // Through the owner thread's own slots, so that a loop destroyed elsewhere does not stay "current" there.
         if (*loop_slot_ == this) {
             *loop_slot_ = nullptr;
@@ -344,7 +340,10 @@ private:
     void submit_wakes() noexcept {
         if (!ring_ || io_uring_sq_ready(ring_->get()) == 0) return;
         ++stats_.enters;
-        (void)ring_->enter(ring_->flush_sq(), 0, 0, nullptr);
+        (void)ring_->enter(ring_->flush_sq(), 0, IORING_ENTER_GETEVENTS, nullptr);
+        // A MSG_RING refused at submission (EBADFD, a full CQ) posts its failure at once: fall back to the eventfd
+        // now, not at the next run(), which may never come. Completions reaped here queue their tasks as usual.
+        reap();
     }
     struct msg_ring_waker final : detail::cross_waker {
         event_loop* loop;
@@ -528,10 +527,12 @@ private:
     static constexpr std::size_t remote_batch = 1024; // remote items run per turn at most
     std::shared_ptr<detail::mailbox> remote_;         // shared with the threads that post into it
     msg_ring_waker waker_{this};
-    detail::cross_waker** waker_slot_ = nullptr; // the owner thread's current_cross_waker, when this loop set it
-    std::vector<std::shared_ptr<detail::mailbox>> wake_targets_; // mailboxes this loop woke by MSG_RING
-    detail::remote_item* remote_backlog_ = nullptr;              // taken from remote_ and not run yet, oldest first
-    std::size_t remote_expected_ = 0; // remote_items announced by remote_begin and not yet arrived
+    bool msg_ring_wakes_ = false; // wakes_by_msg_ring(), decided once
+    // Mailboxes this loop woke by MSG_RING, kept for the loop's life (a failure completion names one by address); a
+    // loop that posts into runtime after runtime keeps each one's mailboxes (and their rings) until it goes.
+    std::vector<std::shared_ptr<detail::mailbox>> wake_targets_;
+    detail::remote_item* remote_backlog_ = nullptr; // taken from remote_ and not run yet, oldest first
+    std::size_t remote_expected_ = 0;               // remote_items announced by remote_begin and not yet arrived
     std::unique_ptr<inbox_reader> reader_ = std::make_unique<inbox_reader>(this); // leaked if the kernel keeps it
     std::vector<std::pair<const void*, std::shared_ptr<void>>> services_; // by type, type-erased (the worker pool)
     std::unique_ptr<detail::provided_buffers> rx_bufs_; // after ring_: unregistered while the ring still exists
@@ -547,6 +548,15 @@ private:
 
 template <class Pred>
 bool event_loop::run_until(Pred&& done) {
+    // Posts from this thread wake sleeping loops by MSG_RING only while this loop turns, since only a turn submits
+    // them; outside (before run, after it, in the destructor's rejections) they write the target's eventfd.
+    struct waker_scope {
+        detail::cross_waker* saved;
+        explicit waker_scope(detail::cross_waker* w) noexcept : saved(detail::current_cross_waker) {
+            if (w) detail::current_cross_waker = w;
+        }
+        ~waker_scope() { detail::current_cross_waker = saved; }
+    } scope(msg_ring_wakes_ ? &waker_ : nullptr);
     for (;;) {
         run_remote_items();
         run_ready();

@@ -84,8 +84,10 @@ struct loop_options {
     /// How this loop, as a sender, wakes a sleeping loop of its runtime. automatic picks msg_ring on Linux 6.2+ (where
     /// a message to a DEFER_TASKRUN ring runs as the target's task work) and eventfd before; the environment variable
     /// CORING_CROSS_WAKE=msg_ring|eventfd overrides automatic. Threads without a loop (to_thread's workers, foreign
-    /// threads, a signal's stop()) and epoll loops always use the eventfd. A message never waits for its wake: the
-    /// MSG_RING leaves with the sender's next io_uring_enter, at the end of its turn.
+    /// threads, a signal's stop()) and epoll loops always use the eventfd, and so does a loop's thread outside run().
+    /// The MSG_RING leaves with the sender's next io_uring_enter, at the end of its turn, as the turn's I/O does: a
+    /// task that blocks its loop's thread (a blocking call, a long computation) delays the wake-ups it sent until it
+    /// yields; choose eventfd for a loop whose tasks do that.
     cross_wake wake = cross_wake::automatic;
 
     /// Let streams that ask for it (stream::enable_multishot, the HTTP server's connections) keep one multishot
