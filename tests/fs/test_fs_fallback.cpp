@@ -110,11 +110,12 @@ TEST_CASE("fs fallback - without the file opcodes every call runs on the worker 
           "[fs][fallback][io_uring-only]") {
     temp_dir dir;
     const int fds = coring_test::open_fds();
+    // SQEs other than the inbox's eventfd reads (which wake the loop for the pool's results, as many as it slept).
     std::uint64_t ring_sqes = 0, pool_sqes = 0;
     {
         coring::event_loop loop;
         loop.run(everything(dir));
-        ring_sqes = loop.stats().sqes;
+        ring_sqes = loop.stats().sqes - loop.stats().inbox_reads;
     }
     ::unlink((dir / "fifo").c_str());
     ::unlink((dir / "f.bin").c_str());
@@ -124,7 +125,7 @@ TEST_CASE("fs fallback - without the file opcodes every call runs on the worker 
         CHECK_FALSE(loop.supports(IORING_OP_READ));
         CHECK(loop.supports(IORING_OP_NOP));
         loop.run(everything(dir));
-        pool_sqes = loop.stats().sqes;
+        pool_sqes = loop.stats().sqes - loop.stats().inbox_reads;
     }
     // The ring carried the file operations in the first run only (the second used it for wake-ups alone).
     INFO("ring run: " << ring_sqes << " SQEs, pool run: " << pool_sqes << " SQEs");

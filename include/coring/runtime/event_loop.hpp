@@ -55,6 +55,8 @@ struct loop_stats {
     std::uint64_t overflow = 0;           ///< times the kernel held overflowed completions that had to be flushed
     std::uint64_t wakes_msg_ring = 0;     ///< other loops woken with IORING_OP_MSG_RING (loop_options::wake)
     std::uint64_t msg_ring_fallbacks = 0; ///< of those, the ones that failed and were sent by eventfd instead
+    std::uint64_t inbox_reads =
+        0; ///< reads armed on the inbox's eventfd (wake-ups by other threads; SQEs among `sqes`)
 };
 
 /// The event loop (asyncio's event loop): one io_uring and the tasks it drives, on one thread.
@@ -264,6 +266,7 @@ public:
         ++remote_expected_;
         if (!reader_->armed) {
             reader_->armed = true;
+            ++stats_.inbox_reads;
             start(reader_.get());
         }
     }
@@ -504,6 +507,7 @@ private:
         }
         if (remote_expected_ > 0 && !reader_->armed) {
             reader_->armed = true;
+            ++stats_.inbox_reads;
             start(reader_.get());
         }
     }
