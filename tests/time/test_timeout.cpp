@@ -76,7 +76,9 @@ TEST_CASE("timeout - an awaitable still running at the deadline is cancelled and
                     CHECK_THROWS_AS(co_await coring::timeout(d, coring::sleep(10s)), coring::timeout_error);
                     const auto waited = clk::now() - t0;
                     CHECK(waited >= d);
-                    CHECK(waited < d + 1s);
+                    // Far from the 10 s the sleep would take: a deadline that did not fire. Not tighter: in CI's kernel
+                    // 6.1 guest (QEMU without KVM, tests two at a time) a 20 ms deadline once came after 3.2 s.
+                    CHECK(waited < d + 5s);
                 }
                 // The task itself was not cancelled: it goes on waiting normally.
                 co_await coring::sleep(1ms);
