@@ -88,6 +88,13 @@ inline task<std::string> read_file_at(std::string path) {
             step = std::min(step * 2, detail::whole_file_chunk);
         }
     }
+    if (size > 0) {
+        // A read that races a truncation can return the zeros the kernel writes over the cut-off end of the last
+        // page as file content, with no short read to tell. The file only had those bytes while it was longer than
+        // it is now: what lies past its size after the last read was never its content at any one time.
+        const std::uint64_t now = co_await f.size();
+        if (out.size() > now) out.resize(static_cast<std::size_t>(now));
+    }
     co_await f.close();
     co_return out;
 }
