@@ -200,6 +200,7 @@ public:
         conns_.emplace_back();
         conn& c = conns_.back();
         ++live_;
+        drained_.clear(); // set when the last one ended during a shutdown: not drained any more
         co_await connection(std::move(s), c);
     }
 #endif
@@ -253,6 +254,7 @@ public:
         conns_.emplace_back();
         conn& c = conns_.back();
         ++live_;
+        drained_.clear(); // set when the last one ended during a shutdown: not drained any more
         s.enable_multishot();
         co_await connection(std::move(s), c);
     }
@@ -292,6 +294,7 @@ private:
             conns_.emplace_back();
             conn& c = conns_.back();
             ++live_;
+            drained_.clear(); // set when the last one ended during a shutdown: not drained any more
 #if CORING_HTTP_TLS
             if (tls_) {
                 c.h = spawn(tls_connection(std::move(s), c, *tls_));
