@@ -284,17 +284,33 @@ public:
     }
 
     /// A loop-thread service created on first use and destroyed after the loop has drained (the to_thread worker
-    /// pool): `Service` is constructed from (const loop_options&, const std::shared_ptr<detail::mailbox>&).
+    /// pool): `Service` is constructed from (const loop_options&, const std::shared_ptr<detail::mailbox>&), unless
+    /// one was given with use_service.
     template <class Service>
     Service& service() {
-        static constexpr char key = 0; // one address per Service type
         for (auto& [k, s] : services_)
-            if (k == &key) return *static_cast<Service*>(s.get());
-        services_.emplace_back(&key, std::make_shared<Service>(opts_, remote()));
+            if (k == service_key<Service>()) return *static_cast<Service*>(s.get());
+        services_.emplace_back(service_key<Service>(), std::make_shared<Service>(opts_, remote()));
         return *static_cast<Service*>(services_.back().second.get());
+    }
+    /// Makes `s` this loop's `Service` (a runtime's worker pool, shared by its loops), before the loop makes one of
+    /// its own. The loop drops its reference after it drained, as for its own services. Throws std::logic_error when
+    /// the loop already has one.
+    template <class Service>
+    void use_service(std::shared_ptr<Service> s) {
+        for (auto& entry : services_)
+            if (entry.first == service_key<Service>())
+                throw std::logic_error("coring: event_loop::use_service: the loop already has this service");
+        services_.emplace_back(service_key<Service>(), std::move(s));
     }
 
 private:
+    template <class Service>
+    static const void* service_key() noexcept {
+        static constexpr char key = 0; // one address per Service type
+        return &key;
+    }
+
     // user_data values that are not op_base pointers (those are 8-aligned, so the low 3 bits are free).
     static constexpr std::uint64_t tag_mask = 7;
     static constexpr std::uint64_t tag_ignore = 1; // cancel and timer-remove CQEs: informational only

@@ -109,6 +109,7 @@ struct loop_options {
     std::vector<unsigned> unsupported_opcodes;
 
     /// Threads of the pool that runs to_thread() jobs, started on first use; 0 means min(32, cores + 4), as asyncio.
+    /// The loops of a runtime share one pool, and this bounds it as a whole.
     unsigned worker_threads = 0;
 
     /// How long leaving run() or destroying the loop waits for cancelled tasks and operations to finish. Whatever is

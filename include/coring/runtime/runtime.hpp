@@ -1,6 +1,7 @@
 #pragma once
 
 #include <coring/detail/runtime_state.hpp>
+#include <coring/detail/worker_pool.hpp>
 #include <coring/error.hpp>
 #include <coring/runtime/event_loop.hpp>
 #include <coring/runtime/runtime_options.hpp>
@@ -57,6 +58,9 @@ inline std::vector<int> affinity_cpus() {
 /// all fn(i) have finished, or until the first failure, stop() or a stop signal: then every loop cancels its tasks and
 /// drains them, as coring::run does for one loop, and run() returns or rethrows.
 ///
+/// to_thread() on any of the loops uses one worker pool, shared by them and bounded by runtime_options::loop.
+/// worker_threads as a whole; each job comes back to the loop that submitted it.
+///
 /// Not done yet: a runtime whose loops all wait for each other for ever is not reported as deadlocked (it waits for
 /// stop() or a signal).
 class runtime {
@@ -68,6 +72,7 @@ public:
         std::vector<int> cpus = detail::affinity_cpus();
         if (n == 0) n = cpus.empty() ? 1 : cpus.size();
         state_ = std::make_unique<detail::runtime_state>(n);
+        pool_ = std::make_shared<detail::worker_pool>(detail::worker_pool::thread_limit(opts_.loop.worker_threads));
         loops_.reset(new std::optional<event_loop>[n]);
         threads_.reserve(n);
         {
@@ -247,6 +252,9 @@ private:
             const std::string name = "coring-loop-" + std::to_string(i);
             ::pthread_setname_np(::pthread_self(), name.substr(0, 15).c_str());
             slot.emplace(opts_.loop);
+            // One to_thread pool for every loop, so that loop_options::worker_threads bounds the process's threads.
+            pool_->attach(slot->remote());
+            slot->use_service(pool_);
             m.loop = &*slot;
             m.box = slot->remote();
             (void)m.box->set_ring_fd(slot->duplicate_ring_fd()); // before any other loop can post to it
@@ -326,6 +334,7 @@ private:
 
     runtime_options opts_;
     std::unique_ptr<detail::runtime_state> state_;
+    std::shared_ptr<detail::worker_pool> pool_;          // to_thread's threads, shared by the loops; joined after them
     std::unique_ptr<std::optional<event_loop>[]> loops_; // loop i lives in loops_[i], built and destroyed by thread i
     std::vector<std::thread> threads_;
     gate gate_;

@@ -88,6 +88,7 @@ public:
         detail::worker_pool& pool = loop.service<detail::worker_pool>();
         loop_ = &loop;
         pool_ = &pool;
+        home = loop.remote().get();
         h_ = h;
         // Announce the remote completion before a worker can post it: the loop then keeps its inbox read armed and
         // does not mistake the wait for a deadlock.
@@ -185,8 +186,9 @@ private:
 /// Cancelling the caller withdraws a job that has not started; one that has started is waited for and its result
 /// discarded before cancelled_error is thrown (see to_thread_awaitable).
 ///
-/// The pool belongs to the loop (loop_options::worker_threads; threads start on demand). Destroying the loop while a
-/// job still runs after loop_options::shutdown_timeout leaves that thread running, detached; it finishes on its own.
+/// The pool belongs to the loop (loop_options::worker_threads; threads start on demand), or, for the loops of a
+/// runtime, is shared by all of them with one bound. Destroying the loop while a job still runs after
+/// loop_options::shutdown_timeout leaves that thread running, detached; it finishes on its own.
 ///
 /// Call from a task on the loop thread. GCC 12 destroys twice each capture of a lambda written inside a co_await
 /// expression (PR 100611): the calling coroutine copies the capture into a frame temporary of its own and destroys
