@@ -110,40 +110,43 @@ public:
         state_->homes.push_back(box);
     }
 
+    /// Makes `pool` the worker pool of `loop` (an event_loop, before anything used its own): attaches the loop's inbox,
+    /// then hands the pool to the loop, which drops its reference once it drained.
+    template <class Loop>
+    static void install(const std::shared_ptr<worker_pool>& pool, Loop& loop) {
+        pool->attach(loop.remote());
+        loop.use_service(pool);
+    }
+
     /// Queues `job` (its `execute`, `home` and remote_item::run set) and starts a thread if every started one is busy.
     /// Throws std::system_error when no thread can be started and none exists (the job is then not queued).
     void submit(pool_job* job) {
-        bool start_thread, wake;
+        bool wake;
         {
             std::lock_guard<std::mutex> lock(state_->mutex);
             job->state_.store(pool_job::state::queued, std::memory_order_relaxed);
             state_->push_back(job);
             const std::size_t idle = state_->idle.load(std::memory_order_relaxed);
             wake = idle > 0;
-            start_thread = state_->queued > idle && state_->started < max_;
-            // The thread about to start counts as started and idle from now on, so that the next submit (from this
-            // loop or another) does not start another one for the same job.
-            if (start_thread) {
-                state_->idle.fetch_add(1, std::memory_order_relaxed);
-                ++state_->started;
+            if (state_->queued > idle && state_->started < max_) {
+                // Started under the lock (at most max_ times in the pool's life): a submit from another loop meanwhile
+                // waits, and never counts on a thread that may yet fail to start, so every queued job always has a
+                // live worker to take it. The new thread itself waits for the lock before it looks at the queue.
+                try {
+                    start_worker();
+                    ++state_->started;
+                    state_->idle.fetch_add(1, std::memory_order_relaxed);
+                } catch (...) {
+                    // With a worker running, the job is taken sooner or later; with none it would wait forever.
+                    if (state_->started == 0) {
+                        state_->erase(job);
+                        job->state_.store(pool_job::state::withdrawn, std::memory_order_relaxed);
+                        throw;
+                    }
+                }
             }
         }
         if (wake) state_->wake.notify_one();
-        if (!start_thread) return;
-        try {
-            start_worker();
-        } catch (...) {
-            bool others;
-            {
-                std::lock_guard<std::mutex> lock(state_->mutex);
-                state_->idle.fetch_sub(1, std::memory_order_relaxed);
-                others = --state_->started > 0;
-            }
-            // With a worker running, the job is taken sooner or later; with none it would wait forever.
-            if (others) return;
-            (void)withdraw(job);
-            throw;
-        }
     }
 
     /// Takes `job` back if no worker has taken it yet. Does not wait for a running job.
@@ -180,7 +183,7 @@ private:
         pool_job* head = nullptr;     // FIFO of queued jobs
         pool_job* tail = nullptr;     //
         std::size_t queued = 0;       // length of the FIFO
-        std::size_t started = 0;      // threads started, or being started by a submit
+        std::size_t started = 0;      // threads started
         // Workers not inside a job (waiting, about to wait, or just started). Counted up by a worker as soon as its job
         // is done, before it posts the job and relocks: a submit that follows the completion at once must not start
         // a thread for nothing. Counted down under the lock when a worker takes a job. Atomic for the lock-free

@@ -253,8 +253,7 @@ private:
             ::pthread_setname_np(::pthread_self(), name.substr(0, 15).c_str());
             slot.emplace(opts_.loop);
             // One to_thread pool for every loop, so that loop_options::worker_threads bounds the process's threads.
-            pool_->attach(slot->remote());
-            slot->use_service(pool_);
+            detail::worker_pool::install(pool_, *slot);
             m.loop = &*slot;
             m.box = slot->remote();
             (void)m.box->set_ring_fd(slot->duplicate_ring_fd()); // before any other loop can post to it
