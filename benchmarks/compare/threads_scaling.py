@@ -58,13 +58,36 @@ def stop(p):
     return out
 
 
-def wrk_run(hello, threads, path, seconds, wrk_threads, connections):
+# wrk sends `depth` requests per write on each connection (HTTP/1.1 pipelining) and counts every response: the load
+# generator then costs a fraction of its CPU per request, which on a 2-core machine it takes from the server.
+PIPELINE_LUA = """
+local depth = %d
+init = function(args)
+   local r = {}
+   for i = 1, depth do r[i] = wrk.format(nil, nil) end
+   req = table.concat(r)
+end
+request = function() return req end
+"""
+
+
+def wrk_command(wrk_threads, connections, seconds, url, pipeline):
+    cmd = ["wrk", f"-t{wrk_threads}", f"-c{connections}", f"-d{seconds}s"]
+    if pipeline > 1:
+        script = os.path.join(tempfile.gettempdir(), f"coring_pipeline_{pipeline}.lua")
+        with open(script, "w") as f:
+            f.write(PIPELINE_LUA % pipeline)
+        cmd += ["-s", script]
+    return cmd + [url]
+
+
+def wrk_run(hello, threads, path, seconds, wrk_threads, connections, pipeline=1):
     p, port = start([hello, "127.0.0.1:0", "--threads", str(threads), "--stats"])
     try:
         time.sleep(0.2)
         before = cpu_seconds(p.pid)
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-        out = subprocess.run(["wrk", f"-t{wrk_threads}", f"-c{connections}", f"-d{seconds}s", f"http://127.0.0.1:{port}{path}"],
+        out = subprocess.run(wrk_command(wrk_threads, connections, seconds, f"http://127.0.0.1:{port}{path}", pipeline),
                              capture_output=True, text=True, check=True).stdout
         kids_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         after = cpu_seconds(p.pid)
@@ -178,16 +201,20 @@ def main():
     ap.add_argument("--wrk-threads", type=int, default=2)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--nginx", action="store_true", help="also nginx with 1 and 2 workers on /")
+    ap.add_argument("--pipeline", type=int, default=1, help="requests per write on each wrk connection (default 1)")
     args = ap.parse_args()
 
     print(f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, {os.cpu_count()} CPUs, "
           f"load average before: {os.getloadavg()[0]:.2f}")
-    print(f"# wrk -t{args.wrk_threads} -c{args.connections} -d{args.seconds}s, {args.reps} runs per row (median shown; every run below it)")
+    print(f"# wrk -t{args.wrk_threads} -c{args.connections} -d{args.seconds}s"
+          f"{f', {args.pipeline} requests pipelined per write' if args.pipeline > 1 else ''}, "
+          f"{args.reps} runs per row (median shown; every run below it)")
     rows = []
     for path in args.paths:
         base = None
         for t in args.threads:
-            runs = [wrk_run(args.hello, t, path, args.seconds, args.wrk_threads, args.connections) for _ in range(args.reps)]
+            runs = [wrk_run(args.hello, t, path, args.seconds, args.wrk_threads, args.connections, args.pipeline)
+                    for _ in range(args.reps)]
             med = lambda k: statistics.median(r[k] for r in runs)  # noqa: E731
             rps = med("rps")
             base = base or rps
