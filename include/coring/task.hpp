@@ -2,6 +2,7 @@
 
 // Tasks and the combinators that run them.
 #include <coring/error.hpp>
+#include <coring/task/future.hpp>
 #include <coring/task/gather.hpp>
 #include <coring/task/run.hpp>
 #include <coring/task/run_on.hpp>
