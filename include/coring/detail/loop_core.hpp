@@ -2,6 +2,7 @@
 
 #include <coring/config.hpp>
 #include <coring/detail/ready_queue.hpp>
+#include <coring/detail/timer_queue.hpp>
 
 #include <cxxabi.h>
 #include <unistd.h>
@@ -26,6 +27,7 @@ class promise_base;
 /// inline-resume budget. Kept apart from event_loop so that task.hpp does not depend on io_uring.
 struct loop_core {
     ready_queue ready;                                         // coroutines to resume on this turn or the next
+    timer_queue* timers = nullptr;                             // the loop's, so sleeping needs no event_loop.hpp
     promise_base* roots = nullptr;                             // live spawned tasks (intrusive doubly-linked list)
     std::size_t root_count = 0;                                // length of `roots`
     std::uintptr_t stack_base = 0;                             // stack position where the loop resumes coroutines

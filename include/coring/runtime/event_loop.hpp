@@ -39,6 +39,7 @@
 namespace coring {
 
 class event_loop;
+class callback_handle;
 
 namespace detail {
 /// The event loop of this thread, if any.
@@ -81,6 +82,7 @@ public:
         open_backend();
         use_ext_arg_ = ring_ && opts_.wait_timeout_arg && (ring_->features() & IORING_FEAT_EXT_ARG);
         core_.exception_handler = opts_.exception_handler;
+        core_.timers = &timers_;
         msg_ring_wakes_ = wakes_by_msg_ring();
         detail::current_core = &core_;
         detail::current_loop = this;
@@ -153,6 +155,31 @@ public:
         check_owner("spawn");
         return detail::spawn_root(core_, std::move(t));
     }
+
+    /// Calls `fn()` on this loop soon, after the tasks that are ready now (asyncio's call_soon). Returns a handle
+    /// that can cancel the call. An exception `fn` throws goes to the exception handler. Loop thread only; the call
+    /// is a small task of its own (one frame, no other allocation). Defined in runtime/callbacks.hpp.
+    template <class F>
+    callback_handle call_soon(F&& fn);
+    /// Calls `fn()` on this loop after `delay` (asyncio's call_later); zero or negative: on the next timer pass. No
+    /// kernel object: a timer in the loop's queue, like sleep().
+    template <class Rep, class Period, class F>
+    callback_handle call_later(std::chrono::duration<Rep, Period> delay, F&& fn);
+    /// Calls `fn()` on this loop at `when` (asyncio's call_at; compare with time()). Time points of other clocks are
+    /// converted once, now.
+    template <class Clock, class Duration, class F>
+    callback_handle call_at(std::chrono::time_point<Clock, Duration> when, F&& fn);
+    /// Calls `fn()` on this loop, from any thread (asyncio's call_soon_threadsafe): the way for a thread coring did
+    /// not start (a library's callback thread) to hand a result to the loop, e.g. by setting a promise. On the loop's
+    /// own thread it is call_soon. From another thread the loop must belong to a runtime (coring::runtime or
+    /// run_on_cores, whose loops always listen to other threads); a standalone event_loop of another thread is
+    /// refused with std::logic_error, since it may be asleep with nobody to wake it. One allocation; `fn` runs at the
+    /// top of a turn; if the loop goes away first, `fn` is destroyed uncalled. Throws std::runtime_error when the
+    /// loop has exited.
+    template <class F>
+    void call_soon_threadsafe(F&& fn);
+    /// The loop's clock (asyncio's loop.time()): steady_clock::now(), the clock of call_at and sleep_until.
+    [[nodiscard]] static std::chrono::steady_clock::time_point time() noexcept { return detail::clock::now(); }
 
     /// Replaces the handler for exceptions that end detached tasks; an empty function restores the default.
     void set_exception_handler(std::function<void(std::exception_ptr)> handler) {
@@ -954,3 +981,6 @@ T event_loop::run(task<T> main) {
 }
 
 } // namespace coring
+
+// The definitions of call_soon, call_later, call_at and call_soon_threadsafe.
+#include <coring/runtime/callbacks.hpp>

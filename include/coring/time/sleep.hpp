@@ -1,10 +1,10 @@
 #pragma once
 
 #include <coring/detail/cancel.hpp>
+#include <coring/detail/loop_core.hpp>
 #include <coring/detail/promise_base.hpp>
 #include <coring/detail/timer_queue.hpp>
 #include <coring/error.hpp>
-#include <coring/runtime/event_loop.hpp>
 
 #include <chrono>
 #include <cmath>
@@ -44,6 +44,19 @@ inline clock::time_point saturating_add(clock::time_point t, clock::duration d) 
     return t + d;
 }
 
+/// `t` on the loop's clock (steady_clock), saturated; a time point of another clock is converted through its own
+/// now(), once, here (a later change of the system clock does not move it).
+template <class Clock, class Duration>
+clock::time_point to_loop_clock(std::chrono::time_point<Clock, Duration> t) noexcept {
+    if constexpr (std::is_same_v<Clock, clock>) {
+        return saturating_add(clock::time_point{}, to_clock_duration(t.time_since_epoch()));
+    } else {
+        const auto now = Clock::now();
+        if (t <= now) return clock::now(); // due (no overflow for min())
+        return saturating_add(clock::now(), to_clock_duration(t - now));
+    }
+}
+
 } // namespace detail
 
 /// The awaitable of sleep() and sleep_until(): a timer node in the awaiting frame, no kernel object of its own.
@@ -65,7 +78,7 @@ public:
     sleep_awaitable& operator=(const sleep_awaitable&) = delete;
     sleep_awaitable& operator=(sleep_awaitable&&) = delete;
     ~sleep_awaitable() {
-        if (linked()) detail::current_loop->remove_timer(this);
+        if (linked()) detail::current_core->timers->remove(this);
         if (ctx_ && ctx_->point == this) ctx_->point = nullptr;
     }
 
@@ -78,18 +91,18 @@ public:
             cancelled_ = true;
             return false;
         }
-        event_loop& loop = event_loop::current();
+        detail::loop_core& core = detail::require_core("sleep");
         h_ = h;
         if (relative_) {
             const detail::clock::duration delay = deadline.time_since_epoch(); // stored there until now
             if (delay <= detail::clock::duration::zero()) {
                 yielded_ = true;
-                loop.schedule(h);
+                core.ready.push(h);
                 return true;
             }
             deadline = detail::deadline_after(delay);
         }
-        loop.add_timer(this);
+        core.timers->insert(this);
         if (ctx_) ctx_->point = this;
         return true;
     }
@@ -111,7 +124,7 @@ private:
     }
     static void on_cancel(detail::cancel_point* c) noexcept {
         auto* self = static_cast<sleep_awaitable*>(c);
-        detail::current_loop->remove_timer(self);
+        detail::current_core->timers->remove(self);
         self->cancelled_ = true;
         self->ctx_->point = nullptr;
         detail::current_core->ready.push(self->h_);
@@ -134,14 +147,7 @@ template <class Rep, class Period>
 /// Suspends the calling task until `t` (at the earliest). Time points of other clocks are converted once, now.
 template <class Clock, class Duration>
 [[nodiscard]] sleep_awaitable sleep_until(std::chrono::time_point<Clock, Duration> t) noexcept {
-    if constexpr (std::is_same_v<Clock, detail::clock>) {
-        return sleep_awaitable::until(
-            detail::saturating_add(detail::clock::time_point{}, detail::to_clock_duration(t.time_since_epoch())));
-    } else {
-        const auto now = Clock::now();
-        if (t <= now) return sleep_awaitable::until(detail::clock::now()); // due (no overflow for min())
-        return sleep_awaitable::until(detail::saturating_add(detail::clock::now(), detail::to_clock_duration(t - now)));
-    }
+    return sleep_awaitable::until(detail::to_loop_clock(t));
 }
 
 } // namespace coring
