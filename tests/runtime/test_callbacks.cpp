@@ -263,8 +263,7 @@ TEST_CASE("call_soon_threadsafe - wakes a loop that sleeps with nothing else to 
     CHECK(woke_at < 5);
 }
 
-TEST_CASE("call_soon_threadsafe - refused for a standalone loop of another thread and after the loop exited",
-          "[runtime][callbacks]") {
+TEST_CASE("call_soon_threadsafe - refused for a standalone loop of another thread", "[runtime][callbacks]") {
     SECTION("standalone") {
         coring::event_loop loop;
         std::string error;
@@ -278,14 +277,6 @@ TEST_CASE("call_soon_threadsafe - refused for a standalone loop of another threa
         other.join();
         CHECK(error.find("call_soon_threadsafe") != std::string::npos);
     }
-    SECTION("exited") {
-        counted::alive = 0;
-        coring::runtime rt(1);
-        coring::event_loop* target = &rt.loop(0);
-        rt.run([](std::size_t) -> task<> { co_return; });
-        CHECK_THROWS_AS(target->call_soon_threadsafe([c = counted()] {}), std::runtime_error);
-        CHECK(counted::alive == 0);
-    }
     SECTION("on the loop's own thread it is call_soon") {
         coring::event_loop loop;
         int calls = 0;
@@ -297,26 +288,92 @@ TEST_CASE("call_soon_threadsafe - refused for a standalone loop of another threa
     }
 }
 
-TEST_CASE("call_soon_threadsafe - calls posted to a loop that goes away are destroyed uncalled",
+TEST_CASE("call_soon_threadsafe - calls posted before the runtime stops all run, and their functions are freed",
           "[runtime][callbacks]") {
     counted::alive = 0;
     std::atomic<int> calls{0};
-    std::atomic<bool> posted{false};
     {
         coring::runtime rt(1);
         coring::event_loop* target = &rt.loop(0);
         rt.run([&](std::size_t) -> task<> {
+            // Posted while the loop's main blocks its thread: they run after main ends, before the loop exits
+            // (the runtime's exit message comes after them).
             std::thread t([&] {
-                // Posted while the loop's main is stuck in a blocking call: they can only run after main ends, when
-                // the loop no longer runs items (or runs them in the drain; either way nothing leaks).
                 for (int k = 0; k < 100; ++k) target->call_soon_threadsafe([&, c = counted()] { calls.fetch_add(1); });
-                posted.store(true);
             });
             t.join();
             co_return;
         });
-        CHECK(posted.load());
     }
+    CHECK(calls.load() == 100);
     CHECK(counted::alive == 0);
-    CHECK(calls.load() <= 100);
+}
+
+TEST_CASE("call_at - cancelled by a callback due in the same timer pass, it does not run", "[runtime][callbacks]") {
+    coring::event_loop loop;
+    int ran = 0;
+    bool cancel_said = false;
+    loop.run([&]() -> task<> {
+        coring::event_loop& l = coring::event_loop::current();
+        const auto t = coring::event_loop::time() + 10ms;
+        coring::callback_handle victim;
+        auto killer = l.call_at(t, [&] { cancel_said = victim.cancel(); });
+        victim = l.call_at(t + 1us, [&] { ++ran; });
+        co_await coring::yield_now();      // both callback tasks start and arm their timers
+        std::this_thread::sleep_for(30ms); // both due by the next timer pass
+        co_await coring::sleep(50ms);
+        CHECK(victim.cancelled());
+    }());
+    CHECK(cancel_said);
+    CHECK(ran == 0);
+}
+
+TEST_CASE("call_later - cancelled after its timer fired but before it ran, it does not run", "[runtime][callbacks]") {
+    coring::event_loop loop;
+    int ran = 0;
+    bool said = false;
+    loop.run([&]() -> task<> {
+        auto h = coring::event_loop::current().call_later(5ms, [&] { ++ran; });
+        co_await coring::yield_now();      // the callback task arms its timer
+        std::this_thread::sleep_for(20ms); // due
+        co_await coring::yield_now();      // this task is queued first, then the timer pass queues the callback
+        said = h.cancel();
+        co_await coring::sleep(20ms);
+    }());
+    CHECK(said);
+    CHECK(ran == 0);
+}
+
+TEST_CASE("callbacks - an exception is reported at once, though the handle is kept", "[runtime][callbacks]") {
+    coring::loop_options o;
+    std::vector<double> reported_at;
+    coring_test::stopwatch clock;
+    o.exception_handler = [&](std::exception_ptr) { reported_at.push_back(clock.seconds()); };
+    coring::event_loop loop(o);
+    loop.run([&]() -> task<> {
+        coring::callback_handle kept =
+            coring::event_loop::current().call_soon([] { throw std::runtime_error("boom"); });
+        co_await coring::sleep(100ms);
+        CHECK(kept.done());
+        CHECK(reported_at.size() == 1);
+    }());
+    REQUIRE(reported_at.size() == 1);
+    CHECK(reported_at[0] < 0.09);
+}
+
+TEST_CASE("callbacks - a callback that replaces its own handle (a ticker)", "[runtime][callbacks]") {
+    coring::event_loop loop;
+    int ticks = 0;
+    struct ticker {
+        coring::callback_handle h;
+        int* ticks;
+        void tick() {
+            if (++*ticks < 5) h = coring::event_loop::current().call_later(1ms, [this] { tick(); });
+        }
+    } t{{}, &ticks};
+    loop.run([&]() -> task<> {
+        t.h = coring::event_loop::current().call_soon([&] { t.tick(); });
+        co_await coring::sleep(50ms);
+    }());
+    CHECK(ticks == 5);
 }

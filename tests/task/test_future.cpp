@@ -9,6 +9,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -271,10 +272,65 @@ TEST_CASE("future - void and move-only values and awaiting a temporary future", 
 
         coring::promise<std::unique_ptr<int>> pu;
         pu.set_value(std::make_unique<int>(8));
-        const std::unique_ptr<int>& u = co_await pu.get_future(); // a reference into the state the promise keeps
-        CHECK(*u == 8);
-        CHECK(*pu.get_future().result() == 8);
+        coring::future<std::unique_ptr<int>> kept = pu.get_future();
+        CHECK(*kept.result() == 8);
+        bool shared_refused = false;
+        try {
+            (void)co_await pu.get_future(); // `kept` shares the value: it cannot be moved out
+        } catch (const std::logic_error&) {
+            shared_refused = true;
+        }
+        CHECK(shared_refused);
+        std::unique_ptr<int> taken = co_await std::move(kept); // the last future: the value moves out
+        CHECK_FALSE(kept.valid());
+        REQUIRE(taken);
+        CHECK(*taken == 8);
+        CHECK(pu.get_future().result() == nullptr); // what a later future finds: the moved-from value
     }());
+}
+
+TEST_CASE("future - awaiting a temporary gives the value itself, which outlives the state", "[task][future]") {
+    std::string got;
+    coring::run([](std::string& got) -> task<> {
+        auto make = []() {
+            coring::promise<std::string> p;
+            p.set_value(std::string(100, 'x')); // on the heap: a dangling reference would show under ASan
+            return p.get_future();              // the promise goes here
+        };
+        const std::string& v = co_await make(); // bound to the returned value, not into the freed state
+        got = v;
+        coring::promise<std::string> p2;
+        coring::future<std::string> f2 = p2.get_future();
+        p2.set_value("copy");
+        std::string c = co_await std::move(f2); // another holder (the promise): copied
+        CHECK(c == "copy");
+        CHECK(p2.get_future().result() == "copy");
+    }(got));
+    CHECK(got == std::string(100, 'x'));
+}
+
+TEST_CASE("future - a promise set on another thread while tasks wait is refused", "[task][future]") {
+    std::string error;
+    int value = 0;
+    coring::run([](std::string& error, int& value) -> task<> {
+        coring::promise<int> p;
+        auto w = coring::spawn(
+            [](coring::future<int> f, int& value) -> task<> { value = co_await f; }(p.get_future(), value));
+        co_await settle();
+        std::thread other([&] {
+            try {
+                p.set_value(1);
+            } catch (const std::logic_error& e) {
+                error = e.what();
+            }
+        });
+        other.join();
+        CHECK_FALSE(p.is_set());
+        p.set_value(2); // on the loop's thread
+        co_await w;
+    }(error, value));
+    CHECK(error.find("call_soon_threadsafe") != std::string::npos);
+    CHECK(value == 2);
 }
 
 TEST_CASE("future - the value lives as long as a future or the promise and is destroyed once", "[task][future]") {
@@ -305,7 +361,14 @@ TEST_CASE("future - a future with no state refuses result and co_await", "[task]
     CHECK(f.exception() == nullptr);
     CHECK_THROWS_AS(f.result(), std::logic_error);
     coring::promise<int> p;
-    CHECK_THROWS_AS(p.get_future().result(), std::logic_error); // not done yet
+    try {
+        (void)p.get_future().result();
+        FAIL("result() of a pending future returned");
+    } catch (const coring::broken_promise&) {
+        FAIL("a pending future is not broken");
+    } catch (const std::logic_error& e) {
+        CHECK(std::string(e.what()).find("before the future is done") != std::string::npos);
+    }
     coring::run([](coring::future<int> empty) -> task<> {
         const std::string r = co_await outcome_of(empty);
         CHECK(r.rfind("logic_error", 0) == 0);

@@ -3,16 +3,19 @@
 // Plain functions scheduled on the loop (asyncio's call_soon, call_later, call_at, call_soon_threadsafe). Included at
 // the end of event_loop.hpp, whose members these are.
 
+#include <coring/detail/cancel.hpp>
 #include <coring/detail/loop_core.hpp>
 #include <coring/detail/loop_inbox.hpp>
 #include <coring/detail/mailbox.hpp>
 #include <coring/detail/promise_base.hpp>
+#include <coring/error.hpp>
 #include <coring/runtime/event_loop.hpp>
 #include <coring/task/spawn.hpp>
 #include <coring/task/task.hpp>
 #include <coring/time/sleep.hpp>
 
 #include <chrono>
+#include <coroutine>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -42,10 +45,35 @@ struct callback_fn {
     };
 };
 
+/// Calls `f`; what it throws goes to the loop's exception handler now, as asyncio does, not when the handle goes.
+template <class F>
+void call_reporting(F& f, const char* what) noexcept {
+    try {
+        std::invoke(f);
+    } catch (...) {
+        require_core(what).report(std::current_exception());
+    }
+}
+
+/// Throws cancelled_error, without suspending, when the awaiting task's chain was cancelled.
+struct cancellation_check {
+    bool requested = false;
+    bool await_ready() const noexcept { return false; }
+    template <class P>
+    bool await_suspend(std::coroutine_handle<P> h) noexcept {
+        cancel_context* c = context_of(h);
+        requested = c && c->requested;
+        return false;
+    }
+    void await_resume() const {
+        if (requested) throw cancelled_error();
+    }
+};
+
 template <class F>
 task<> call_soon_body(callback_fn<F> c) {
     typename callback_fn<F>::release guard{c.f};
-    std::invoke(*c.f); // a spawned task cancelled before it starts never gets here
+    call_reporting(*c.f, "call_soon"); // a spawned task cancelled before it starts never gets here
     co_return;
 }
 
@@ -53,7 +81,8 @@ template <class F>
 task<> call_at_body(clock::time_point when, callback_fn<F> c) {
     typename callback_fn<F>::release guard{c.f};
     co_await sleep_awaitable::until(when);
-    std::invoke(*c.f);
+    co_await cancellation_check(); // cancelled after its timer fired, before it ran: asyncio skips it too
+    call_reporting(*c.f, "call_at");
 }
 
 /// A function on its way to a loop from another thread: the only allocation call_soon_threadsafe makes.
@@ -68,11 +97,7 @@ struct threadsafe_call : remote_item {
     // The loop's thread, at the top of a turn.
     static void call(remote_item* item) noexcept {
         std::unique_ptr<threadsafe_call> self(static_cast<threadsafe_call*>(item));
-        try {
-            std::invoke(self->f);
-        } catch (...) {
-            require_core("call_soon_threadsafe").report(std::current_exception());
-        }
+        call_reporting(self->f, "call_soon_threadsafe");
     }
     // The loop closed before it got to the call: the function is destroyed without being called.
     static void drop(remote_item* item) noexcept { delete static_cast<threadsafe_call*>(item); }
@@ -89,7 +114,7 @@ constexpr void check_callback() {
 
 /// A callback scheduled with call_soon, call_later or call_at (asyncio's Handle and TimerHandle): cancel it before it
 /// runs. Dropping the handle does not cancel the callback (as in asyncio); an exception the callback throws goes to
-/// the loop's exception handler once the callback has run and the handle is gone.
+/// the loop's exception handler at once.
 ///
 /// Belongs to the loop's thread, like the task that runs the callback (a callback is a small task of its own: it
 /// shows in task_count(), and a loop that drains at the end of run() cancels callbacks that have not run yet).

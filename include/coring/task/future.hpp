@@ -41,11 +41,17 @@ struct future_state {
     std::optional<stored> value; // engaged once set with a value
     std::exception_ptr error;    // set with an exception
     status st = status::pending; //
-    std::uint32_t refs = 1;      // the promise and every future
+    bool promise_alive = true;   // the promise (which never reads the value) still holds a reference
+    std::uint32_t refs = 1;      // the promise, every future and every awaitable in use
+    loop_core* home = nullptr;   // the loop of the tasks that wait, set by each wait
 
     void release() noexcept {
         if (--refs == 0) delete this;
     }
+
+    /// Whether finishing would wake tasks of a loop other than this thread's (a promise set or dropped on a thread
+    /// that is not its waiters' loop): their coroutines would be queued on the wrong thread, or on none.
+    [[nodiscard]] bool foreign_thread() const noexcept { return !waiters.empty() && home != current_core; }
 
     /// Marks the state finished with `s` and wakes every waiter; they are queued on the loop, never resumed inline.
     void finish(status s) noexcept {
@@ -83,14 +89,19 @@ struct future_state {
 /// ```
 ///
 /// Copies share one state (an asyncio future is one object, however many names it has): every copy sees the same
-/// outcome. `co_await f` gives a const reference to the value, valid while any copy of the future or the promise
-/// lives; rethrows the exception it was set with; throws broken_promise when the promise was destroyed unset. A task
+/// outcome. `co_await f` on a named future gives a const reference to the value, valid while `f` lives; on a
+/// temporary (`co_await p.get_future()`) or `co_await std::move(f)` it gives the value itself (copied, or for a
+/// move-only type moved out of the last future), so that no reference outlives the state. Both rethrow the
+/// exception the future was set with, and throw broken_promise when the promise was destroyed unset. A task
 /// cancelled while it waits gets cancelled_error and the future is untouched: the other waiters, and later ones, still
 /// get its outcome.
 ///
-/// Single loop: a future and its promise belong to the thread of the event loop whose tasks use them, like an event
-/// (to set one from another thread, post the call with run_on or the loop's call_soon_threadsafe when it exists).
-/// Debug builds (CORING_CHECKS) throw std::logic_error when two loops wait on one future at once.
+/// Single loop: a future and its promise belong to the thread of the event loop whose tasks use them, like an event.
+/// To set one from another thread, hand the call to the loop (`loop.call_soon_threadsafe([&] { p.set_value(v); })`).
+/// Setting a promise whose tasks wait on another thread's loop throws std::logic_error, and destroying it there unset
+/// aborts with a message (checked in every build: it would otherwise queue coroutines on the wrong thread). A promise
+/// is move-only, like std::promise: to keep one in a std::function (which must be copyable), hold it in a
+/// std::shared_ptr. Debug builds (CORING_CHECKS) throw std::logic_error when two loops wait on one future at once.
 template <class T>
 class future {
     using state = detail::future_state<T>;
@@ -131,15 +142,17 @@ public:
     /// The exception the future was set with, or null (a value, not done yet, no state, or a destroyed promise).
     [[nodiscard]] std::exception_ptr exception() const noexcept { return s_ ? s_->error : nullptr; }
 
-    /// The awaitable of `co_await f`. Keeps the state alive until the co_await ends, so that awaiting a temporary
-    /// future (`co_await p.get_future()`) is safe.
-    class [[nodiscard]] awaitable : detail::waiter {
+    /// The awaitable of `co_await f`: `by_value` false for a named future (a const reference to the value), true for
+    /// a temporary or std::move(f) (the value itself). Keeps the state alive until the co_await ends.
+    template <bool by_value>
+    class [[nodiscard]] basic_awaitable : detail::waiter {
     public:
-        explicit awaitable(state* s) noexcept : s_(s) { ++s_->refs; }
+        /// Adopts one reference to `s`.
+        explicit basic_awaitable(state* s) noexcept : s_(s) {}
         /// Movable until it is awaited.
-        awaitable(awaitable&& o) noexcept : detail::waiter(o), s_(std::exchange(o.s_, nullptr)) {}
-        awaitable& operator=(awaitable&&) = delete;
-        ~awaitable() {
+        basic_awaitable(basic_awaitable&& o) noexcept : detail::waiter(o), s_(std::exchange(o.s_, nullptr)) {}
+        basic_awaitable& operator=(basic_awaitable&&) = delete;
+        ~basic_awaitable() {
             if (s_) s_->release();
         }
 
@@ -147,31 +160,56 @@ public:
         bool await_ready() const noexcept { return s_->st != state::status::pending; }
         template <class P>
         bool await_suspend(std::coroutine_handle<P> h) {
-            return suspend(s_->waiters, h, "coring::future");
+            if (!suspend(s_->waiters, h, "coring::future")) return false;
+            s_->home = detail::current_core;
+            return true;
         }
-        /// The value (a const reference into the shared state), or what the future was set with. Throws
-        /// cancelled_error when the task was cancelled before the future was done; a task woken by the outcome and
-        /// cancelled before it ran gets the outcome (its next wait throws).
+        /// The value, or what the future was set with. Throws cancelled_error when the task was cancelled before the
+        /// future was done; a task woken by the outcome and cancelled before it ran gets the outcome (its next wait
+        /// throws).
         decltype(auto) await_resume() const {
             if (result() == outcome::cancelled) throw cancelled_error();
             const auto& v = s_->get();
             if constexpr (std::is_void_v<T>) {
                 (void)v;
                 return;
-            } else {
+            } else if constexpr (!by_value) {
                 return static_cast<const T&>(v);
+            } else {
+                if constexpr (std::is_copy_constructible_v<T>) {
+                    if (s_->refs == 1) return T(std::move(*s_->value)); // nobody, not even the promise, can read it
+                    return T(v);
+                } else {
+                    // The only way to take a move-only value: allowed when no other future or awaitable shares it
+                    // (the promise cannot read it; a future it makes later finds the moved-from value).
+                    if (s_->refs - (s_->promise_alive ? 1 : 0) == 1) return T(std::move(*s_->value));
+                    throw std::logic_error("coring: co_await std::move(f) on a future of a move-only type that other "
+                                           "copies of the future share; only the last copy can take the value");
+                }
             }
         }
 
     private:
         state* s_;
     };
+    using awaitable = basic_awaitable<false>;
 
-    /// Waits for the outcome (see the class comment). A cancellation point while it waits. Throws std::logic_error
-    /// on a future with no state, or when it would wait on a thread without an event loop.
-    awaitable operator co_await() const {
+    /// Waits for the outcome and gives a const reference to the value, valid while this future lives (see the class
+    /// comment). A cancellation point while it waits. Throws std::logic_error on a future with no state, or when it
+    /// would wait on a thread without an event loop.
+    awaitable operator co_await() const& {
         if (!s_) throw std::logic_error("coring: co_await on a future with no state");
+        ++s_->refs;
         return awaitable(s_);
+    }
+    /// For a temporary future (`co_await p.get_future()`, `co_await std::move(f)`): the same wait, but gives the value
+    /// itself, never a reference that would outlive the temporary. A copyable value is copied (moved when nothing else
+    /// holds the state). A move-only value is moved out, which needs this to be the last future (else
+    /// std::logic_error); the promise may still make futures, which then see the moved-from value. Leaves this
+    /// future without a state.
+    basic_awaitable<true> operator co_await() && {
+        if (!s_) throw std::logic_error("coring: co_await on a future with no state");
+        return basic_awaitable<true>(std::exchange(s_, nullptr));
     }
 
 private:
@@ -245,11 +283,21 @@ private:
     state* checked_unset() const {
         state* s = checked();
         if (s->st != state::status::pending) throw std::logic_error("coring: promise already set");
+        if (s->foreign_thread())
+            detail::throw_sharing_violation("promise set on a thread that is not its waiters' event loop (from "
+                                            "another thread, use the loop's call_soon_threadsafe)");
         return s;
     }
     void abandon() noexcept {
         if (!s_) return;
-        if (s_->st == state::status::pending) s_->finish(state::status::broken);
+        if (s_->st == state::status::pending) {
+            // Checked always, not only with CORING_CHECKS: the alternative is a crash on a null or foreign loop.
+            if (s_->foreign_thread())
+                detail::sharing_violation("a promise with waiting tasks was destroyed unset on a thread that is not "
+                                          "their event loop (hand it back with call_soon_threadsafe)");
+            s_->finish(state::status::broken);
+        }
+        s_->promise_alive = false;
         std::exchange(s_, nullptr)->release();
     }
 
