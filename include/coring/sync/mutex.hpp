@@ -9,6 +9,8 @@
 
 namespace coring {
 
+class condition;
+
 /// A lock for tasks of one event loop (asyncio.Lock): `auto g = co_await m.lock();` waits without blocking the loop
 /// and returns a guard that unlocks when it goes out of scope.
 ///
@@ -62,6 +64,7 @@ public:
 
     private:
         friend class mutex;
+        friend class condition;
         explicit guard(mutex* m) noexcept : m_(m) {}
 
         mutex* m_ = nullptr; // the mutex whose lock this guard owns, or null
@@ -122,6 +125,7 @@ public:
     [[nodiscard]] bool locked() const noexcept { return locked_; }
 
 private:
+    friend class condition; // hands waiters over from its own queue (wait morphing)
     using outcome = detail::waiter::outcome;
 
     /// unlock() without the check: hand the lock over, or free it.

@@ -20,14 +20,89 @@ public:
     [[nodiscard]] const char* what() const noexcept override { return "coring: the queue is closed"; }
 };
 
-/// A FIFO queue between tasks of one event loop (asyncio.Queue): push() waits while a bounded queue is full, pop()
-/// waits while the queue is empty.
+namespace detail {
+
+/// queue<T>'s storage, first in first out: a growable ring of items with manual lifetimes (no default constructor
+/// needed, and no per-item allocation: std::deque allocates a block every few hundred bytes of traffic).
+///
+/// A basic_queue storage has size(), empty(), next() (the item pop() removes), push(item) (may throw; then nothing
+/// changed) and pop().
+template <class T>
+class fifo_storage {
+public:
+    fifo_storage() noexcept = default;
+    fifo_storage(const fifo_storage&) = delete;
+    fifo_storage& operator=(const fifo_storage&) = delete;
+    ~fifo_storage() {
+        while (size_) pop();
+        release();
+    }
+
+    [[nodiscard]] std::size_t size() const noexcept { return size_; }
+    [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
+    /// The item the next pop() removes.
+    [[nodiscard]] T& next() noexcept { return data_[head_]; }
+
+    template <class U>
+    void push(U&& v) {
+        if (size_ == cap_) grow();
+        std::construct_at(data_ + ((head_ + size_) & (cap_ - 1)), std::forward<U>(v));
+        ++size_;
+    }
+    void pop() noexcept {
+        std::destroy_at(data_ + head_);
+        head_ = (head_ + 1) & (cap_ - 1);
+        // After a burst, do not keep a large buffer for the queue's whole life.
+        if (--size_ == 0 && cap_ > shrink_above) release();
+    }
+
+private:
+    static constexpr std::size_t first_capacity = 16;
+    static constexpr std::size_t shrink_above = 1024;
+
+    // Strong guarantee: the items are moved only when that cannot throw, else copied.
+    void grow() {
+        const std::size_t cap = cap_ ? cap_ * 2 : first_capacity;
+        std::allocator<T> a;
+        T* nd = a.allocate(cap);
+        std::size_t i = 0;
+        try {
+            for (; i < size_; ++i) std::construct_at(nd + i, std::move_if_noexcept(data_[(head_ + i) & (cap_ - 1)]));
+        } catch (...) {
+            std::destroy(nd, nd + i);
+            a.deallocate(nd, cap);
+            throw;
+        }
+        for (std::size_t j = 0; j < size_; ++j) std::destroy_at(data_ + ((head_ + j) & (cap_ - 1)));
+        if (data_) a.deallocate(data_, cap_);
+        data_ = nd;
+        cap_ = cap;
+        head_ = 0;
+    }
+    void release() noexcept {
+        if (data_) std::allocator<T>().deallocate(data_, cap_);
+        data_ = nullptr;
+        cap_ = head_ = 0;
+    }
+
+    T* data_ = nullptr;    // cap_ slots, size_ of them alive from head_ on (wrapping)
+    std::size_t cap_ = 0;  // 0 or a power of two
+    std::size_t head_ = 0; // slot of the oldest item
+    std::size_t size_ = 0; // items alive
+};
+
+} // namespace detail
+
+/// A queue between tasks of one event loop: push() waits while a bounded queue is full, pop() waits while the queue
+/// is empty. `Storage` decides which item comes out next: the oldest for queue<T> (asyncio.Queue), the newest for
+/// lifo_queue<T> (asyncio.LifoQueue), the smallest for priority_queue<T> (asyncio.PriorityQueue). "Oldest item"
+/// below means "the item next in that order".
 ///
 /// `maxsize` 0 makes it unbounded. Once handed to push() or try_push(), an item is only ever moved: a push that finds
 /// a task waiting in pop() moves its item straight into that task's awaiter, and a pop from a full queue moves the
 /// oldest waiting pusher's item into the queue, so woken waiters never have to race for a slot or an item. Waiters
-/// are served in order (FIFO), on both sides. The items live in a ring buffer that grows by doubling (a bounded queue
-/// never beyond maxsize rounded up to a power of two) and is freed when a large one empties.
+/// are served in order (FIFO), on both sides. queue<T>'s items live in a ring buffer that grows by doubling (a bounded
+/// queue never beyond maxsize rounded up to a power of two) and is freed when a large one empties.
 ///
 /// close() (asyncio's Queue.shutdown(), not immediate) ends the queue's life: every waiting pusher and popper wakes
 /// with queue_closed; later push() throws queue_closed and try_push() returns false; pop() keeps returning the items
@@ -43,8 +118,8 @@ public:
 /// Single loop: used only on the thread of the event loop whose tasks use it (no locks, no atomics). It can be
 /// neither copied nor moved (waiters point into it). Destroy it only once no task waits on it: tasks still
 /// waiting then are orphaned and stay suspended until they are cancelled.
-template <class T>
-class queue {
+template <class T, class Storage>
+class basic_queue {
     static_assert(std::is_object_v<T> && !std::is_const_v<T> && std::is_move_constructible_v<T>,
                   "coring::queue<T>: T must be a non-const, move-constructible object type");
 
@@ -52,16 +127,16 @@ public:
     using value_type = T;
 
     /// An unbounded queue (usable as a default-initialised member). Allocates nothing until the first item.
-    queue() noexcept = default;
+    basic_queue() noexcept = default;
     /// A queue holding at most `maxsize` items; 0 for no limit.
-    explicit queue(std::size_t maxsize) noexcept : max_(maxsize) {}
-    queue(const queue&) = delete;
-    queue& operator=(const queue&) = delete;
+    explicit basic_queue(std::size_t maxsize) noexcept : max_(maxsize) {}
+    basic_queue(const basic_queue&) = delete;
+    basic_queue& operator=(const basic_queue&) = delete;
 
     /// The awaitable of push().
     class [[nodiscard]] push_awaitable : detail::waiter {
     public:
-        push_awaitable(queue& q, T item) noexcept(std::is_nothrow_move_constructible_v<T>)
+        push_awaitable(basic_queue& q, T item) noexcept(std::is_nothrow_move_constructible_v<T>)
             : q_(&q), item_(std::move(item)) {}
         /// Movable until it is awaited (a spawned push is moved into its task's frame).
         push_awaitable(push_awaitable&& o) noexcept(std::is_nothrow_move_constructible_v<T>)
@@ -71,7 +146,7 @@ public:
         /// Enqueues at once when the queue has room or a task waits in pop(), even for a cancelled task (it does not
         /// wait). Also ready (to throw) when the queue is closed.
         bool await_ready() {
-            queue& q = *q_;
+            basic_queue& q = *q_;
             if (q.closed_) {
                 set_result(outcome::closed);
                 return true;
@@ -82,7 +157,7 @@ public:
                 return true;
             }
             if (q.full()) return false;
-            q.items_.push_back(std::move(item_));
+            q.items_.push(std::move(item_));
             set_result(outcome::granted);
             return true;
         }
@@ -105,15 +180,15 @@ public:
         }
 
     private:
-        friend class queue;
-        queue* q_;
+        friend class basic_queue;
+        basic_queue* q_;
         T item_; // the item to enqueue; taken by a pop() while this pusher waits
     };
 
     /// The awaitable of pop().
     class [[nodiscard]] pop_awaitable : detail::waiter {
     public:
-        explicit pop_awaitable(queue& q) noexcept : q_(&q) {}
+        explicit pop_awaitable(basic_queue& q) noexcept : q_(&q) {}
         /// Movable until it is awaited (a spawned pop is moved into its task's frame).
         pop_awaitable(pop_awaitable&& o) noexcept : detail::waiter(o), q_(o.q_) {}
         pop_awaitable& operator=(pop_awaitable&&) = delete;
@@ -143,8 +218,8 @@ public:
         }
 
     private:
-        friend class queue;
-        queue* q_;
+        friend class basic_queue;
+        basic_queue* q_;
         std::optional<T> item_; // where a push() puts its item while this popper waits
     };
 
@@ -201,71 +276,6 @@ public:
 private:
     using outcome = detail::waiter::outcome;
 
-    /// A growable ring of items with manual lifetimes: no default constructor needed, and no per-item allocation
-    /// (std::deque allocates a block every few hundred bytes of traffic).
-    class ring {
-    public:
-        ring() noexcept = default;
-        ring(const ring&) = delete;
-        ring& operator=(const ring&) = delete;
-        ~ring() {
-            while (size_) pop_front();
-            release();
-        }
-
-        [[nodiscard]] std::size_t size() const noexcept { return size_; }
-        [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
-        [[nodiscard]] T& front() noexcept { return data_[head_]; }
-
-        template <class U>
-        void push_back(U&& v) {
-            if (size_ == cap_) grow();
-            std::construct_at(data_ + ((head_ + size_) & (cap_ - 1)), std::forward<U>(v));
-            ++size_;
-        }
-        void pop_front() noexcept {
-            std::destroy_at(data_ + head_);
-            head_ = (head_ + 1) & (cap_ - 1);
-            // After a burst, do not keep a large buffer for the queue's whole life.
-            if (--size_ == 0 && cap_ > shrink_above) release();
-        }
-
-    private:
-        static constexpr std::size_t first_capacity = 16;
-        static constexpr std::size_t shrink_above = 1024;
-
-        // Strong guarantee: the items are moved only when that cannot throw, else copied.
-        void grow() {
-            const std::size_t cap = cap_ ? cap_ * 2 : first_capacity;
-            std::allocator<T> a;
-            T* nd = a.allocate(cap);
-            std::size_t i = 0;
-            try {
-                for (; i < size_; ++i)
-                    std::construct_at(nd + i, std::move_if_noexcept(data_[(head_ + i) & (cap_ - 1)]));
-            } catch (...) {
-                std::destroy(nd, nd + i);
-                a.deallocate(nd, cap);
-                throw;
-            }
-            for (std::size_t j = 0; j < size_; ++j) std::destroy_at(data_ + ((head_ + j) & (cap_ - 1)));
-            if (data_) a.deallocate(data_, cap_);
-            data_ = nd;
-            cap_ = cap;
-            head_ = 0;
-        }
-        void release() noexcept {
-            if (data_) std::allocator<T>().deallocate(data_, cap_);
-            data_ = nullptr;
-            cap_ = head_ = 0;
-        }
-
-        T* data_ = nullptr;    // cap_ slots, size_ of them alive from head_ on (wrapping)
-        std::size_t cap_ = 0;  // 0 or a power of two
-        std::size_t head_ = 0; // slot of the oldest item
-        std::size_t size_ = 0; // items alive
-    };
-
     template <class U>
     bool try_push_impl(U&& item) {
         if (closed_) return false;
@@ -274,7 +284,7 @@ private:
             return true;
         }
         if (full()) return false;
-        items_.push_back(std::forward<U>(item));
+        items_.push(std::forward<U>(item));
         return true;
     }
 
@@ -292,16 +302,16 @@ private:
     /// it frees (pushers only wait while the queue is full).
     T take() {
         if constexpr (std::is_nothrow_move_constructible_v<T>) {
-            T out(std::move(items_.front()));
-            items_.pop_front();
+            T out(std::move(items_.next()));
+            items_.pop();
             if (!pushers_.empty()) admit_pusher(); // into the freed slot: nothing can throw
             return out;
         } else {
             // The pusher's item goes in first (the buffer may grow by one slot): should moving the front item out
             // throw, that pusher has still been served and nothing is lost.
             if (!pushers_.empty()) admit_pusher();
-            T out(std::move(items_.front()));
-            items_.pop_front();
+            T out(std::move(items_.next()));
+            items_.pop();
             return out;
         }
     }
@@ -309,16 +319,20 @@ private:
     /// Moves the oldest waiting pusher's item to the end of the queue and wakes it.
     void admit_pusher() {
         auto* p = static_cast<push_awaitable*>(detail::waiter::from(pushers_.front()));
-        items_.push_back(std::move(p->item_)); // first: if it throws, the pusher still waits
+        items_.push(std::move(p->item_)); // first: if it throws, the pusher still waits
         pushers_.pop_front();
         p->wake(outcome::granted);
     }
 
-    ring items_;                // the queued items, oldest first
+    Storage items_;             // the queued items, in the order they come out
     detail::wait_list pushers_; // tasks suspended in push(), oldest first; non-empty only while the queue is full
     detail::wait_list poppers_; // tasks suspended in pop(), oldest first; non-empty only while the queue is empty
     std::size_t max_ = 0;       // maxsize; 0 = unbounded
     bool closed_ = false;       // close() was called
 };
+
+/// The FIFO queue (asyncio.Queue); see basic_queue.
+template <class T>
+using queue = basic_queue<T, detail::fifo_storage<T>>;
 
 } // namespace coring
