@@ -167,6 +167,14 @@ public:
         return take_result(h_, move);
     }
 
+    /// The exception a finished task ended with (asyncio's Task.exception()), cancelled_error's for a cancelled task,
+    /// null for a value; does not take the result, nor count as having seen the exception (dropping the handle still
+    /// reports one nobody took). Throws std::logic_error when the task has not finished.
+    [[nodiscard]] std::exception_ptr exception() const {
+        if (!done()) throw std::logic_error("coring: join_handle::exception() on a task that has not finished");
+        return h_.promise().exception_;
+    }
+
     awaiter operator co_await() & noexcept { return awaiter(h_, false); }
     awaiter operator co_await() && noexcept { return awaiter(h_, true); }
 

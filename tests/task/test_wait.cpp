@@ -1,0 +1,119 @@
+#include "support/helpers.hpp"
+
+#include <coring/coring.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+using namespace std::chrono_literals;
+using coring::task;
+
+namespace {
+
+task<int> after(std::chrono::milliseconds d, int v) {
+    co_await coring::sleep(d);
+    co_return v;
+}
+
+task<int> fails_after(std::chrono::milliseconds d) {
+    co_await coring::sleep(d);
+    throw std::runtime_error("failed");
+}
+
+std::vector<task<int>> three(std::chrono::milliseconds a, std::chrono::milliseconds b, std::chrono::milliseconds c) {
+    std::vector<task<int>> ts;
+    ts.push_back(after(a, 0));
+    ts.push_back(after(b, 1));
+    ts.push_back(after(c, 2));
+    return ts;
+}
+
+} // namespace
+
+TEST_CASE("wait - all_completed gives every task done, in the order they finished", "[task][wait]") {
+    coring::run([]() -> task<> {
+        auto r = co_await coring::wait(three(30ms, 10ms, 20ms));
+        CHECK(r.done == std::vector<std::size_t>{1, 2, 0});
+        CHECK(r.pending.empty());
+        REQUIRE(r.tasks.size() == 3);
+        const int v0 = co_await r.tasks[0];
+        const int v2 = co_await r.tasks[2];
+        CHECK(v0 == 0);
+        CHECK(v2 == 2);
+    }());
+}
+
+TEST_CASE("wait - first_completed returns at the first; the others keep running", "[task][wait]") {
+    coring::run([]() -> task<> {
+        coring_test::stopwatch clock;
+        auto r = co_await coring::wait(three(200ms, 10ms, 300ms), coring::return_when::first_completed);
+        CHECK(clock.seconds() < 0.15);
+        CHECK(r.done == std::vector<std::size_t>{1});
+        CHECK(r.pending == std::vector<std::size_t>{0, 2});
+        CHECK_FALSE(r.tasks[0].done());
+        const int v0 = co_await r.tasks[0]; // still running: it finishes
+        CHECK(v0 == 0);
+        r.tasks[2].cancel();
+    }());
+}
+
+TEST_CASE("wait - first_exception returns at the first failure, not at a cancellation", "[task][wait]") {
+    coring::run([]() -> task<> {
+        std::vector<task<int>> ts;
+        ts.push_back(after(300ms, 0));
+        ts.push_back(after(10s, 1));
+        ts.push_back(fails_after(30ms));
+        ts.push_back(after(5ms, 3));
+        auto r = co_await coring::wait(std::move(ts), coring::return_when::first_exception);
+        CHECK(r.done == std::vector<std::size_t>{3, 2});
+        CHECK(r.pending == std::vector<std::size_t>{0, 1});
+        REQUIRE(r.tasks[2].exception());
+        bool rethrown = false;
+        try {
+            (void)co_await r.tasks[2];
+        } catch (const std::runtime_error&) {
+            rethrown = true;
+        }
+        CHECK(rethrown);
+        for (std::size_t i : r.pending) r.tasks[i].cancel();
+
+        // Without a failure it waits for all; a task cancelled on its own is no failure.
+        std::vector<task<int>> ok;
+        ok.push_back(after(5ms, 0));
+        ok.push_back(after(10s, 1));
+        auto pending = coring::spawn(coring::wait(std::move(ok), coring::return_when::first_exception));
+        co_await coring::sleep(20ms);
+        CHECK_FALSE(pending.done());
+        pending.cancel(); // the caller's cancellation cancels the tasks it started
+        bool cancelled = false;
+        try {
+            (void)co_await pending;
+        } catch (const coring::cancelled_error&) {
+            cancelled = true;
+        }
+        CHECK(cancelled);
+        for (int i = 0; i < 5; ++i) co_await coring::yield_now(); // the cancelled tasks end
+        CHECK(coring::event_loop::current().task_count() == 1);   // the main task alone
+    }());
+}
+
+TEST_CASE("wait - a timeout returns what is done and leaves the rest pending and running", "[task][wait]") {
+    coring::run([]() -> task<> {
+        coring_test::stopwatch clock;
+        auto r = co_await coring::wait(three(10ms, 10s, 20ms), coring::return_when::all_completed, 60ms);
+        const double took = clock.seconds();
+        CHECK(took >= 0.055);
+        CHECK(took < 5);
+        CHECK(r.done == std::vector<std::size_t>{0, 2});
+        CHECK(r.pending == std::vector<std::size_t>{1});
+        CHECK_FALSE(r.tasks[1].done());
+        r.tasks[1].cancel();
+        auto empty = co_await coring::wait(std::vector<task<int>>{});
+        CHECK(empty.tasks.empty());
+        CHECK(empty.done.empty());
+    }());
+}
