@@ -5,6 +5,7 @@
 #include <coring/task/as_completed.hpp>
 #include <coring/task/future.hpp>
 #include <coring/task/gather.hpp>
+#include <coring/task/generator.hpp>
 #include <coring/task/map_bounded.hpp>
 #include <coring/task/run.hpp>
 #include <coring/task/run_on.hpp>
