@@ -14,7 +14,6 @@
 #include <chrono>
 #include <cstring>
 #include <string>
-#include <vector>
 
 using namespace std::chrono_literals;
 using coring::task;
@@ -176,10 +175,7 @@ TEST_CASE("submit - a kernel timeout as an operation", "[submit][io_uring-only]"
 // a destructor. The documented pattern, a named local moved in, is what this canary keeps working.
 TEST_CASE("submit - a prep callable with owning captures, bound to a named local first", "[submit][io_uring-only]") {
     coring::run([]() -> task<> {
-        // Heap-allocated: a double destruction would be a double free. (A std::vector, not a std::string: GCC 12's
-        // -Warray-bounds and -Wstringop-overflow misfire on a moved std::string here under -fsanitize=thread with the
-        // tests' precompiled header, GCC PR 105651.)
-        std::vector<char> tag(64, 'x');
+        std::string tag(64, 'x'); // heap-allocated: a double destruction would be a double free
         auto prep = [tag](io_uring_sqe* s) {
             io_uring_prep_nop(s);
             s->user_data = tag.size(); // overwritten by the loop; only touches the capture
