@@ -132,3 +132,41 @@ TEST_CASE("barrier - one party never waits", "[sync][barrier]") {
     }());
     CHECK(sum == 1);
 }
+
+TEST_CASE("barrier - a waiter released and cancelled in the same turn returns its index", "[sync][barrier]") {
+    coring::event_loop loop;
+    coring::barrier b(2);
+    std::vector<std::string> log;
+    loop.run([&]() -> task<> {
+        auto a = coring::spawn([](coring::barrier& b, std::vector<std::string>& log) -> task<> {
+            try {
+                const std::size_t i = co_await b.wait();
+                log.push_back("a passed " + std::to_string(i));
+            } catch (const coring::cancelled_error&) {
+                log.push_back("a cancelled");
+            }
+        }(b, log));
+        co_await settle();
+        const std::size_t mine = co_await b.wait(); // releases a ...
+        a.cancel();                                 // ... which is cancelled before it runs
+        co_await a;
+        CHECK(mine == 1);
+        // An already cancelled task does not arrive.
+        auto c = coring::spawn([](coring::barrier& b, std::vector<std::string>& log) -> task<> {
+            try {
+                co_await coring::sleep(10s);
+            } catch (const coring::cancelled_error&) {}
+            try {
+                (void)co_await b.wait();
+                log.push_back("c passed");
+            } catch (const coring::cancelled_error&) {
+                log.push_back("c did not arrive");
+            }
+        }(b, log));
+        co_await settle();
+        c.cancel();
+        co_await c;
+        CHECK(b.waiting() == 0);
+    }());
+    CHECK(log == std::vector<std::string>{"a passed 0", "c did not arrive"});
+}

@@ -103,7 +103,8 @@ TEST_CASE("condition - wait releases the mutex while it waits and holds it again
     CHECK(log == std::vector<std::string>{"waiting", "woken with the lock"});
 }
 
-TEST_CASE("condition - notify wakes in wait order; notify(n) wakes n; nobody waiting is a no-op", "[sync][condition]") {
+TEST_CASE("condition - notify wakes in wait order - notify(n) wakes n - nobody waiting is a no-op",
+          "[sync][condition]") {
     coring::event_loop loop;
     coring::mutex m;
     coring::condition cv;
@@ -189,7 +190,7 @@ TEST_CASE("condition - a waiter notified before the cancellation returns normall
     CHECK(log == std::vector<std::string>{"notified", "cancelled at the next wait"});
 }
 
-TEST_CASE("condition - an already cancelled task does not wait and keeps the lock; an empty guard is refused",
+TEST_CASE("condition - an already cancelled task does not wait and keeps the lock - an empty guard is refused",
           "[sync][condition]") {
     coring::event_loop loop;
     coring::mutex m;
@@ -219,4 +220,71 @@ TEST_CASE("condition - an already cancelled task does not wait and keeps the loc
         CHECK_FALSE(m.locked());
     }());
     CHECK(log == std::vector<std::string>{"cancelled, still locked", "empty guard refused"});
+}
+
+TEST_CASE("condition - cancelled with the mutex free it takes the mutex at once and notify works without the lock",
+          "[sync][condition]") {
+    coring::event_loop loop;
+    coring::mutex m;
+    coring::condition cv;
+    std::vector<std::string> log;
+    loop.run([&]() -> task<> {
+        auto w = [](coring::mutex& m, coring::condition& cv, std::vector<std::string>& log) -> task<> {
+            auto g = co_await m.lock();
+            try {
+                co_await cv.wait(g);
+                log.push_back(g.owns_lock() && m.locked() ? "notified, locked" : "notified, unlocked");
+            } catch (const coring::cancelled_error&) {
+                log.push_back(g.owns_lock() && m.locked() ? "cancelled, locked" : "cancelled, unlocked");
+            }
+        };
+        auto a = coring::spawn(w(m, cv, log));
+        co_await settle();
+        a.cancel(); // mutex free: requeue takes it directly
+        co_await a;
+        CHECK_FALSE(m.locked());
+        auto b = coring::spawn(w(m, cv, log));
+        co_await settle();
+        cv.notify_one(); // without holding the lock
+        co_await b;
+        CHECK_FALSE(m.locked());
+    }());
+    CHECK(log == std::vector<std::string>{"cancelled, locked", "notified, locked"});
+}
+
+TEST_CASE("condition - a timeout around a predicate wait and waiters on two mutexes", "[sync][condition]") {
+    coring::event_loop loop;
+    coring::mutex m1, m2;
+    coring::condition cv;
+    std::vector<std::string> log;
+    loop.run([&]() -> task<> {
+        bool ready = false;
+        auto w = [](coring::mutex& m, coring::condition& cv, bool& ready, std::vector<std::string>& log,
+                    std::string name) -> task<> {
+            auto g = co_await m.lock();
+            try {
+                co_await coring::timeout(20ms, cv.wait(g, [&ready] { return ready; }));
+                log.push_back(name + " ready");
+            } catch (const coring::timeout_error&) {
+                log.push_back(name + (g.owns_lock() ? " timed out, locked" : " timed out, unlocked"));
+            }
+        };
+        auto a = coring::spawn(w(m1, cv, ready, log, "a"));
+        auto b = coring::spawn(w(m2, cv, ready, log, "b"));
+        co_await settle();
+        CHECK_FALSE(m1.locked());
+        CHECK_FALSE(m2.locked());
+        cv.notify_all(); // predicate false: both wait again
+        co_await settle();
+        co_await a;
+        {
+            auto g2 = co_await m2.lock(); // b cannot take m2 back while this holds it
+            co_await coring::sleep(30ms);
+            CHECK(m2.locked());
+        }
+        co_await b;
+        CHECK_FALSE(m1.locked());
+        CHECK_FALSE(m2.locked());
+    }());
+    CHECK(log == std::vector<std::string>{"a timed out, locked", "b timed out, locked"});
 }

@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <deque>
+#include <type_traits>
 #include <vector>
 
 using coring::task;
@@ -13,6 +15,15 @@ namespace {
 task<> settle(int turns = 5) {
     for (int i = 0; i < turns; ++i) co_await coring::yield_now();
 }
+
+/// An ordinary user type whose move constructor may throw (as any struct holding a libstdc++ std::deque).
+struct job {
+    int v = 0;
+    std::deque<int> payload;
+    explicit job(int x) : v(x) {}
+    bool operator<(const job& o) const { return v < o.v; }
+};
+static_assert(!std::is_nothrow_move_constructible_v<job>);
 
 } // namespace
 
@@ -29,7 +40,7 @@ TEST_CASE("lifo_queue - the newest item comes out first, as asyncio.LifoQueue", 
     CHECK(out == std::vector<int>{4, 9, 3, 2, 1});
 }
 
-TEST_CASE("lifo_queue - bounded: a pusher waits until a pop; a cancelled pusher enqueues nothing; close",
+TEST_CASE("lifo_queue - bounded: a pusher waits until a pop - a cancelled pusher enqueues nothing - close",
           "[sync][lifo_queue]") {
     coring::event_loop loop;
     coring::lifo_queue<int> q(1);
@@ -55,4 +66,40 @@ TEST_CASE("lifo_queue - bounded: a pusher waits until a pop; a cancelled pusher 
         CHECK_FALSE(q.try_push(4));
     }());
     CHECK(out == std::vector<int>{1, 2});
+}
+
+TEST_CASE(
+    "lifo_queue - a pop from a full queue with a waiting pusher gives the newest queued item when T's move may throw",
+    "[sync][lifo_queue]") {
+    coring::event_loop loop;
+    coring::lifo_queue<job> q(2);
+    std::vector<int> out;
+    loop.run([&]() -> task<> {
+        co_await q.push(job(1));
+        co_await q.push(job(2));
+        auto pusher = coring::spawn([](coring::lifo_queue<job>& q) -> task<> { co_await q.push(job(3)); }(q));
+        co_await settle();
+        out.push_back((co_await q.pop()).v); // the newest queued item, not the pusher's
+        co_await pusher;
+        out.push_back((co_await q.pop()).v);
+        out.push_back((co_await q.pop()).v);
+    }());
+    CHECK(out == std::vector<int>{2, 3, 1});
+}
+
+TEST_CASE("lifo_queue - the same with a noexcept move gives the same order", "[sync][lifo_queue]") {
+    coring::event_loop loop;
+    coring::lifo_queue<int> q(2);
+    std::vector<int> out;
+    loop.run([&]() -> task<> {
+        co_await q.push(1);
+        co_await q.push(2);
+        auto pusher = coring::spawn([](coring::lifo_queue<int>& q) -> task<> { co_await q.push(3); }(q));
+        co_await settle();
+        out.push_back(co_await q.pop());
+        co_await pusher;
+        out.push_back(co_await q.pop());
+        out.push_back(co_await q.pop());
+    }());
+    CHECK(out == std::vector<int>{2, 3, 1});
 }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,7 +33,7 @@ TEST_CASE("priority_queue - the smallest item comes out first, as asyncio.Priori
     CHECK(out == std::vector<std::string>{"a", "b", "c", "d", "e"});
 }
 
-TEST_CASE("priority_queue - std::greater gives largest first; many items in heap order", "[sync][priority_queue]") {
+TEST_CASE("priority_queue - std::greater gives largest first - many items in heap order", "[sync][priority_queue]") {
     coring::priority_queue<int, std::greater<int>> q;
     std::vector<int> in;
     for (int i = 0; i < 5000; ++i) in.push_back((i * 7919) % 5000);
@@ -43,7 +44,7 @@ TEST_CASE("priority_queue - std::greater gives largest first; many items in heap
     CHECK(std::is_sorted(out.begin(), out.end(), std::greater<int>()));
 }
 
-TEST_CASE("priority_queue - a bounded queue makes pushers wait; a pop admits the waiting pusher's item",
+TEST_CASE("priority_queue - a bounded queue makes pushers wait - a pop admits the waiting pusher's item",
           "[sync][priority_queue]") {
     coring::event_loop loop;
     coring::priority_queue<int> q(2);
@@ -68,4 +69,29 @@ TEST_CASE("priority_queue - a bounded queue makes pushers wait; a pop admits the
         CHECK_THROWS_AS(q.try_pop().value(), std::bad_optional_access);
     }());
     CHECK(out == std::vector<int>{10, 1, 20, 7});
+}
+
+namespace {
+struct flaky_less {
+    static inline int throw_on = -1; // throws (once) when it compares this priority
+    bool operator()(const std::pair<int, std::string>& a, const std::pair<int, std::string>& b) const {
+        if (a.first == throw_on || b.first == throw_on) {
+            throw_on = -1;
+            throw std::runtime_error("comparison failed");
+        }
+        return a.first < b.first;
+    }
+};
+} // namespace
+
+TEST_CASE("priority_queue - a push whose comparison throws leaves the queue as it was", "[sync][priority_queue]") {
+    coring::priority_queue<std::pair<int, std::string>, flaky_less> q;
+    REQUIRE(q.try_push({1, std::string(30, 'a')}));
+    REQUIRE(q.try_push({2, std::string(30, 'b')}));
+    flaky_less::throw_on = 0;
+    CHECK_THROWS_AS(q.try_push({0, std::string(30, 'z')}), std::runtime_error);
+    CHECK(q.size() == 2);
+    std::vector<std::string> out;
+    while (auto v = q.try_pop()) out.push_back(v->second);
+    CHECK(out == std::vector<std::string>{std::string(30, 'a'), std::string(30, 'b')});
 }

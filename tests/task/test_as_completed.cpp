@@ -67,7 +67,7 @@ TEST_CASE("as_completed - results come in the order the tasks finish, with their
     CHECK(positions == std::vector<std::size_t>{3, 1, 2, 0});
 }
 
-TEST_CASE("as_completed - an exception comes out of the next() that reaches its task; the rest go on",
+TEST_CASE("as_completed - an exception comes out of the next() that reaches its task - the rest go on",
           "[task][as_completed]") {
     std::vector<std::string> log;
     coring::run([](std::vector<std::string>& log) -> task<> {
@@ -146,4 +146,69 @@ TEST_CASE("as_completed - awaitables other than tasks, and move-only results", "
         }
     }(total));
     CHECK(total == 6);
+}
+
+// Cases from an independent review (each failed before its fix).
+
+namespace {
+task<int> records(int& ran, int v) {
+    co_await coring::sleep(1ms);
+    ++ran;
+    co_return v;
+}
+} // namespace
+
+// A1: as_completed() / wait() refuse an empty (or started) task with std::logic_error, but only after starting the
+// tasks before it: those run on, uncancelled, their handles dropped (gather checks every task before starting any).
+TEST_CASE("as_completed - an empty task among them is refused before any starts", "[task][as_completed]") {
+    int ran = 0;
+    coring::event_loop loop;
+    loop.run([](int& ran) -> task<> {
+        std::vector<task<int>> ts;
+        ts.push_back(records(ran, 1));
+        ts.push_back(task<int>{}); // empty
+        bool refused = false;
+        try {
+            auto ac = coring::as_completed(std::move(ts));
+        } catch (const std::logic_error&) {
+            refused = true;
+        }
+        CHECK(refused);
+        co_await coring::sleep(10ms);
+    }(ran));
+    CHECK(ran == 0);
+}
+
+// Non-task awaitables outlive their child's cancellation node unless await_owned destroys them before the task ends
+// (a heap-use-after-free under Clang with ASan before the fix).
+
+TEST_CASE("as_completed - of sleeps", "[task][as_completed]") {
+    coring::run([]() -> task<> {
+        std::vector<coring::sleep_awaitable> sleeps;
+        sleeps.push_back(coring::sleep(1ms));
+        auto s = coring::as_completed(std::move(sleeps));
+        co_await s.next();
+    }()); // ~as_completed_set drops the handle: the frame goes, ~sleep_awaitable reads the deleted member
+}
+
+TEST_CASE("wait - of sleeps", "[task][as_completed]") {
+    coring::run([]() -> task<> {
+        std::vector<coring::sleep_awaitable> sleeps;
+        sleeps.push_back(coring::sleep(1ms));
+        auto r = co_await coring::wait(std::move(sleeps));
+        CHECK(r.done.size() == 1);
+    }());
+}
+
+TEST_CASE("wait - of timeouts with a pending handle dropped", "[task][as_completed]") {
+    coring::run([]() -> task<> {
+        std::vector<coring::sleep_awaitable> sleeps;
+        sleeps.push_back(coring::sleep(1ms));
+        sleeps.push_back(coring::sleep(20ms));
+        {
+            auto r = co_await coring::wait(std::move(sleeps), coring::return_when::first_completed);
+            CHECK(r.pending.size() == 1);
+        } // the pending one is detached: its frame frees itself at its end, right after member_done
+        co_await coring::sleep(40ms);
+    }());
 }

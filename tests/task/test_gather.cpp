@@ -242,3 +242,16 @@ TEST_CASE("gather - children cancelled before they started never run", "[gather]
         CHECK(ran == 0);
     }());
 }
+
+// The same for gather, which frees its slots before its tasks' frames.
+TEST_CASE("gather - a vector of sleeps", "[task][gather]") {
+    int done = 0;
+    coring::run([](int& done) -> task<> {
+        std::vector<coring::sleep_awaitable> sleeps;
+        sleeps.push_back(coring::sleep(1ms));
+        sleeps.push_back(coring::sleep(2ms));
+        co_await coring::gather(std::move(sleeps));
+        ++done;
+    }(done));
+    CHECK(done == 1);
+}

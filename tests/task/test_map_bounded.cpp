@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <forward_list>
 #include <list>
 #include <stdexcept>
 #include <string>
@@ -84,7 +85,7 @@ TEST_CASE("map_bounded - the first failure stops the rest and is rethrown", "[ta
                     std::invalid_argument);
 }
 
-TEST_CASE("gather with a limit - {.limit = n} bounds how many run; results in order", "[task][map_bounded]") {
+TEST_CASE("gather with a limit - {.limit = n} bounds how many run - results in order", "[task][map_bounded]") {
     load l;
     std::vector<int> out;
     coring::run([](load& l, std::vector<int>& out) -> task<> {
@@ -136,4 +137,80 @@ TEST_CASE("gather with a limit - cancelling the caller cancels what runs and sta
         CHECK(l.started == 5);
     }(l));
     CHECK(loop.task_count() == 0);
+}
+
+// Cases from an independent review (each failed, or would fail under Clang with ASan, before its fix).
+
+// D1: a forward range without size(): map_worker grows s.results with resize() while another worker is suspended in
+// `s.results[i].emplace(co_await t)`, whose object expression `s.results[i]` was evaluated before the suspension
+// (C++17 sequencing of E1.f(E2)). The reallocation leaves it writing into freed memory: ASan heap-use-after-free.
+TEST_CASE("map_bounded - a range without size() and results of a type with heap memory", "[task][map_bounded]") {
+    std::vector<std::string> out;
+    coring::run([](std::vector<std::string>& out) -> task<> {
+        std::forward_list<int> items{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20};
+        auto fn = [](int x) -> task<std::string> {
+            co_await coring::sleep(std::chrono::milliseconds(1 + (x * 7) % 5));
+            co_return std::string(40, static_cast<char>('a' + x % 26));
+        };
+        out = co_await coring::map_bounded(items, 4, fn);
+    }(out));
+    REQUIRE(out.size() == 20);
+    for (int i = 0; i < 20; ++i) CHECK(out[i] == std::string(40, static_cast<char>('a' + (i + 1) % 26)));
+}
+
+// D2: "the first failure stops the rest, no new one starts": a worker whose item finished in the same turn as the
+// failure (woken before the cancellation arrived) takes the next item anyway, and fn runs for it (a task awaited
+// directly runs its body up to its first wait). With gather(tasks, {.limit}), a task "not started when one fails"
+// does start.
+TEST_CASE("map_bounded - no item starts after the first failure", "[task][map_bounded]") {
+    std::vector<int> started;
+    coring::run([](std::vector<int>& started) -> task<> {
+        coring::event ev;
+        std::vector<int> items{0, 1, 2, 3};
+        auto fn = [&](int x) -> task<int> {
+            started.push_back(x);
+            if (x == 0) {
+                co_await coring::yield_now();
+                ev.set();                                  // wakes item 1 (granted) ...
+                throw std::runtime_error("item 0 failed"); // ... then fails: the workers are cancelled
+            }
+            if (x == 1) {
+                co_await ev.wait(); // granted before the cancellation: returns normally
+                co_return x;
+            }
+            co_await coring::sleep(1ms);
+            co_return x;
+        };
+        try {
+            (void)co_await coring::map_bounded(items, 2, fn);
+        } catch (const std::runtime_error&) {}
+    }(started));
+    CHECK(started == std::vector<int>{0, 1});
+}
+
+TEST_CASE("gather with a limit - no task starts after the first failure", "[task][map_bounded]") {
+    std::vector<int> started;
+    coring::run([](std::vector<int>& started) -> task<> {
+        coring::event ev;
+        auto t = [](std::vector<int>& started, coring::event& ev, int x) -> task<int> {
+            started.push_back(x);
+            if (x == 0) {
+                co_await coring::yield_now();
+                ev.set();
+                throw std::runtime_error("task 0 failed");
+            }
+            if (x == 1) {
+                co_await ev.wait(); // granted before the cancellation: returns normally
+                co_return x;
+            }
+            co_await coring::sleep(1ms);
+            co_return x;
+        };
+        std::vector<task<int>> ts;
+        for (int i = 0; i < 4; ++i) ts.push_back(t(started, ev, i));
+        try {
+            (void)co_await coring::gather(std::move(ts), {.limit = 2});
+        } catch (const std::runtime_error&) {}
+    }(started));
+    CHECK(started == std::vector<int>{0, 1});
 }

@@ -216,3 +216,16 @@ TEST_CASE("task_group - join waits for children spawned while it was about to re
         co_await watcher;
     }());
 }
+
+// A non-task awaitable spawned into a group must be gone before the group frees the child's cancellation node (a
+// heap-use-after-free under Clang with ASan when await_owned kept it as a parameter copy until the frame died).
+TEST_CASE("task_group - a sleep spawned directly with its handle dropped", "[task][task_group]") {
+    int done = 0;
+    coring::run([](int& done) -> task<> {
+        coring::task_group g;
+        (void)g.spawn(coring::sleep(1ms));
+        co_await g.join();
+        ++done;
+    }(done));
+    CHECK(done == 1);
+}

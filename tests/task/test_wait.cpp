@@ -47,7 +47,7 @@ TEST_CASE("wait - all_completed gives every task done, in the order they finishe
     }());
 }
 
-TEST_CASE("wait - first_completed returns at the first; the others keep running", "[task][wait]") {
+TEST_CASE("wait - first_completed returns at the first - the others keep running", "[task][wait]") {
     coring::run([]() -> task<> {
         coring_test::stopwatch clock;
         auto r = co_await coring::wait(three(200ms, 10ms, 300ms), coring::return_when::first_completed);
@@ -115,5 +115,53 @@ TEST_CASE("wait - a timeout returns what is done and leaves the rest pending and
         auto empty = co_await coring::wait(std::vector<task<int>>{});
         CHECK(empty.tasks.empty());
         CHECK(empty.done.empty());
+    }());
+}
+
+// Cases from an independent review (each failed before its fix).
+
+namespace {
+task<int> records(int& ran, int v) {
+    co_await coring::sleep(1ms);
+    ++ran;
+    co_return v;
+}
+} // namespace
+
+// A1: as_completed() / wait() refuse an empty (or started) task with std::logic_error, but only after starting the
+// tasks before it: those run on, uncancelled, their handles dropped (gather checks every task before starting any).
+TEST_CASE("wait - an empty task among them is refused before any starts", "[task][wait]") {
+    int ran = 0;
+    coring::event_loop loop;
+    loop.run([](int& ran) -> task<> {
+        std::vector<task<int>> ts;
+        ts.push_back(records(ran, 1));
+        ts.push_back(task<int>{});
+        bool refused = false;
+        try {
+            (void)co_await coring::wait(std::move(ts));
+        } catch (const std::logic_error&) {
+            refused = true;
+        }
+        CHECK(refused);
+        co_await coring::sleep(10ms);
+    }(ran));
+    CHECK(ran == 0);
+}
+
+// Coverage the suite lacks: first_exception must not return for a task that ended with cancelled_error.
+TEST_CASE("wait - first_exception is not ended by a child that was cancelled", "[task][wait]") {
+    coring::run([]() -> task<> {
+        auto inner = coring::spawn(coring::sleep(10s));
+        std::vector<task<void>> ts;
+        ts.push_back([](coring::join_handle<void>& h) -> task<void> { co_await h; }(inner)); // ends cancelled
+        ts.push_back([]() -> task<void> { co_await coring::sleep(30ms); }());
+        auto w = coring::spawn(coring::wait(std::move(ts), coring::return_when::first_exception));
+        co_await coring::sleep(5ms);
+        inner.cancel();
+        co_await coring::sleep(5ms);
+        CHECK_FALSE(w.done()); // the cancelled child is no failure
+        auto r = co_await w;
+        CHECK(r.done == std::vector<std::size_t>{0, 1});
     }());
 }

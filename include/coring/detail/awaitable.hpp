@@ -48,10 +48,15 @@ inline constexpr bool is_task_v<task<T>> = true;
 
 // Wrappers are free function templates taking the awaitable as a parameter, never lambdas with captures: GCC 12
 // destroys captures of temporary lambdas in co_await expressions twice (PR 100611, PR 107288).
+// The awaitable is moved into a local of the body: locals are destroyed before final_suspend, parameter copies only
+// with the frame. A combinator's completion hook (task_group, completion_watch) frees the child's cancellation
+// context at final_suspend, and gather frees its slots before the tasks; an awaitable whose destructor looks at the
+// context it recorded (sleep, timeout) must be gone by then.
 template <class A, class R = task_value_t<await_result_t<A>>>
 task<R> await_owned(A a) {
-    if constexpr (std::is_void_v<R>) co_await std::move(a);
-    else co_return co_await std::move(a);
+    A own(std::move(a));
+    if constexpr (std::is_void_v<R>) co_await std::move(own);
+    else co_return co_await std::move(own);
 }
 
 template <class A, class R = task_value_t<await_result_t<A&>>>

@@ -126,4 +126,20 @@ cancel_context* context_of(std::coroutine_handle<Promise> h) noexcept {
     else return nullptr;
 }
 
+/// `co_await cancellation_check{}`: throws cancelled_error, without suspending, when the awaiting chain was cancelled
+/// (a loop that must not start its next step once cancelled, and would otherwise reach no wait first).
+struct cancellation_check {
+    bool requested = false;
+    bool await_ready() const noexcept { return false; }
+    template <class P>
+    bool await_suspend(std::coroutine_handle<P> h) noexcept {
+        cancel_context* c = context_of(h);
+        requested = c && c->requested;
+        return false;
+    }
+    void await_resume() const {
+        if (requested) throw cancelled_error();
+    }
+};
+
 } // namespace coring::detail

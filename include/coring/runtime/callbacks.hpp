@@ -55,21 +55,6 @@ void call_reporting(F& f, const char* what) noexcept {
     }
 }
 
-/// Throws cancelled_error, without suspending, when the awaiting task's chain was cancelled.
-struct cancellation_check {
-    bool requested = false;
-    bool await_ready() const noexcept { return false; }
-    template <class P>
-    bool await_suspend(std::coroutine_handle<P> h) noexcept {
-        cancel_context* c = context_of(h);
-        requested = c && c->requested;
-        return false;
-    }
-    void await_resume() const {
-        if (requested) throw cancelled_error();
-    }
-};
-
 template <class F>
 task<> call_soon_body(callback_fn<F> c) {
     typename callback_fn<F>::release guard{c.f};

@@ -80,7 +80,13 @@ public:
         }
         /// Once in the mutex's queue, the lock must be taken whatever happens: cancellation is ignored there (the
         /// chain's cancellation stays requested and is met at the next wait).
-        static void cancel_ignored(detail::cancel_point*) noexcept {}
+        static void cancel_ignored(detail::cancel_point* c) noexcept {
+            auto* self = static_cast<wait_awaitable*>(c);
+            if (self->linked()) return;
+            // Orphaned by a mutex destroyed under it (a misuse): end the wait, without the lock, rather than hang.
+            self->m_ = nullptr;
+            self->wake(outcome::cancelled);
+        }
 
         /// Notified (or cancelled): takes the mutex if it is free and wakes, or joins the mutex's queue, where the
         /// next unlock hands it the lock and wakes it.

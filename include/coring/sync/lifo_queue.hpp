@@ -17,6 +17,7 @@ public:
     [[nodiscard]] std::size_t size() const noexcept { return items_.size(); }
     [[nodiscard]] bool empty() const noexcept { return items_.empty(); }
     [[nodiscard]] T& next() noexcept { return items_.back(); }
+    static constexpr bool admits_at_back = false; // see fifo_storage
     template <class U>
     void push(U&& v) {
         items_.push_back(std::forward<U>(v));

@@ -20,10 +20,20 @@ public:
     [[nodiscard]] std::size_t size() const noexcept { return items_.size(); }
     [[nodiscard]] bool empty() const noexcept { return items_.empty(); }
     [[nodiscard]] T& next() noexcept { return items_.front(); }
+    static constexpr bool admits_at_back = false; // see fifo_storage
+    /// Strong guarantee for a comparison that throws: the new item's place is found by comparisons alone, before
+    /// anything moves (std::push_heap would leave the moved-from shell of the item in the heap and lose the item).
     template <class U>
     void push(U&& v) {
-        items_.push_back(std::forward<U>(v));
-        std::push_heap(items_.begin(), items_.end(), after{&less_});
+        const T& nv = v; // U is T, T& or const T& (basic_queue pushes only T)
+        std::size_t hole = items_.size();
+        while (hole > 0 && less_(nv, items_[(hole - 1) / 2])) hole = (hole - 1) / 2;
+        items_.push_back(std::forward<U>(v)); // vector's guarantee; from here on, moves only
+        std::size_t i = items_.size() - 1;
+        if (i == hole) return;
+        T moving(std::move(items_[i]));
+        for (; i != hole; i = (i - 1) / 2) items_[i] = std::move(items_[(i - 1) / 2]);
+        items_[hole] = std::move(moving);
     }
     void pop() noexcept {
         std::pop_heap(items_.begin(), items_.end(), after{&less_});

@@ -42,6 +42,8 @@ public:
     [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
     /// The item the next pop() removes.
     [[nodiscard]] T& next() noexcept { return data_[head_]; }
+    /// A pushed item comes out after every item already queued (take() relies on it).
+    static constexpr bool admits_at_back = true;
 
     template <class U>
     void push(U&& v) {
@@ -120,8 +122,9 @@ private:
 /// waiting then are orphaned and stay suspended until they are cancelled.
 template <class T, class Storage>
 class basic_queue {
-    static_assert(std::is_object_v<T> && !std::is_const_v<T> && std::is_move_constructible_v<T>,
-                  "coring::queue<T>: T must be a non-const, move-constructible object type");
+    static_assert(
+        std::is_object_v<T> && !std::is_const_v<T> && std::is_move_constructible_v<T>,
+        "coring::queue<T> (and lifo_queue, priority_queue): T must be a non-const, move-constructible object type");
 
 public:
     using value_type = T;
@@ -301,7 +304,9 @@ private:
     /// Removes the oldest item (the queue must not be empty) and lets the oldest waiting pusher's item into the slot
     /// it frees (pushers only wait while the queue is full).
     T take() {
-        if constexpr (std::is_nothrow_move_constructible_v<T>) {
+        // Admitting the pusher first is only order-neutral when its item goes behind every other (FIFO); from a stack
+        // or a heap it could be the very item this pop returns.
+        if constexpr (std::is_nothrow_move_constructible_v<T> || !Storage::admits_at_back) {
             T out(std::move(items_.next()));
             items_.pop();
             if (!pushers_.empty()) admit_pusher(); // into the freed slot: nothing can throw

@@ -3,6 +3,7 @@
 #include <coring/detail/awaitable.hpp>
 #include <coring/detail/completion_watch.hpp>
 #include <coring/error.hpp>
+#include <coring/task/gather.hpp> // detail::check_unstarted
 #include <coring/task/spawn.hpp>
 #include <coring/task/task.hpp>
 
@@ -33,8 +34,14 @@ class as_completed_set {
 public:
     /// Starts every task. Throws std::logic_error without a loop on this thread or for an empty or started task.
     explicit as_completed_set(std::vector<task<T>> tasks) {
+        for (const auto& t : tasks) detail::check_unstarted(t); // all or nothing, as gather
         handles_.reserve(tasks.size());
-        for (std::size_t i = 0; i < tasks.size(); ++i) handles_.push_back(watch_.spawn(std::move(tasks[i]), i));
+        try {
+            for (std::size_t i = 0; i < tasks.size(); ++i) handles_.push_back(watch_.spawn(std::move(tasks[i]), i));
+        } catch (...) {
+            watch_.detach(true); // no destructor runs for a half-built set: cancel what did start (bad_alloc)
+            throw;
+        }
     }
     as_completed_set(const as_completed_set&) = delete;
     as_completed_set& operator=(const as_completed_set&) = delete;
@@ -56,6 +63,9 @@ public:
         while (watch_.finished().size() == taken_) {
             watch_.changed().clear();
             co_await watch_.changed().wait();
+            // Another next() may have taken the last result meanwhile.
+            if (taken_ == handles_.size())
+                throw std::logic_error("coring: as_completed: every result was already taken");
         }
         last_ = watch_.finished()[taken_++];
         co_return handles_[last_].result();

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <coring/detail/awaitable.hpp>
+#include <coring/detail/promise_base.hpp>
 #include <coring/task/gather.hpp>
 #include <coring/task/task.hpp>
 
@@ -22,12 +23,19 @@ struct gather_options {
     /// At most this many of the tasks run at once; 0 means no bound (all at once, as gather(tasks)).
     std::size_t limit = 0;
 };
+// Written as a braced argument inside co_await (`gather(tasks, {.limit = 16})`), which GCC 12 handles only for types
+// without a destructor to run (PR 100611): keep it so.
+static_assert(std::is_trivially_destructible_v<gather_options>);
 
 namespace detail {
 
+/// How map_bounded hands an item to fn: as an lvalue (a reference into the range, or a local copy of a prvalue).
+template <class Range>
+using map_item_t = std::remove_reference_t<std::ranges::range_reference_t<Range>>&;
+
 /// What map_bounded's function gives for one item: the result type of the task (or awaitable) it returns.
 template <class F, class Range>
-using map_result_t = typename as_task_t<std::invoke_result_t<F&, std::ranges::range_reference_t<Range>>>::value_type;
+using map_result_t = typename as_task_t<std::invoke_result_t<F&, map_item_t<Range>>>::value_type;
 
 /// What the workers of one map_bounded share: the next item to take, and the results in item order.
 template <class Range, class F>
@@ -43,11 +51,14 @@ struct map_state {
 };
 
 /// One of `limit` workers: takes the next item while there is one, awaits fn(item), stores the result in its slot.
-/// The first failure ends gather(), which cancels the other workers, so no further item starts.
+/// The first failure ends gather(), which cancels the other workers; a worker checks for that before each item (its
+/// last item may have finished in the same turn as the failure), so no further item starts.
 template <class Range, class F>
 task<> map_worker(map_state<Range, F>& s) {
     using R = typename map_state<Range, F>::R;
-    while (s.next != s.end) {
+    for (;;) {
+        co_await cancellation_check{};
+        if (s.next == s.end) co_return;
         const std::size_t i = s.index++;
         decltype(auto) item = *s.next; // a reference into the range (a forward range: still valid after ++)
         ++s.next;
@@ -56,7 +67,10 @@ task<> map_worker(map_state<Range, F>& s) {
         if constexpr (std::is_void_v<R>) {
             co_await std::move(t);
         } else {
-            s.results[i].emplace(co_await std::move(t));
+            // Not `s.results[i].emplace(co_await ...)`: that evaluates s.results[i] before suspending (Clang does), and
+            // another worker's resize() may reallocate s.results meanwhile (ranges without size()).
+            R r = co_await std::move(t);
+            s.results[i].emplace(std::move(r));
         }
     }
 }
@@ -94,7 +108,7 @@ auto map_bounded_impl(Range items, std::size_t limit, F fn)
 /// `items` is kept (moved or copied) for the whole call and must be a forward range; `fn` is called with a reference
 /// to each item in it. Throws std::invalid_argument when `limit` is 0.
 template <std::ranges::forward_range Range, class F>
-    requires std::invocable<F&, std::ranges::range_reference_t<Range>>
+    requires std::invocable<F&, detail::map_item_t<Range>>
 [[nodiscard]] auto map_bounded(Range items, std::size_t limit, F fn) {
     if (limit == 0) throw std::invalid_argument("coring: map_bounded with a limit of 0");
     return detail::map_bounded_impl(std::move(items), limit, std::move(fn));

@@ -3,6 +3,7 @@
 #include <coring/detail/awaitable.hpp>
 #include <coring/detail/completion_watch.hpp>
 #include <coring/error.hpp>
+#include <coring/task/gather.hpp> // detail::check_unstarted
 #include <coring/task/spawn.hpp>
 #include <coring/task/task.hpp>
 #include <coring/time/timeout.hpp>
@@ -64,18 +65,22 @@ bool wait_satisfied(return_when when, completion_watch& w, std::vector<join_hand
 }
 
 template <class T>
-task<wait_result<T>> wait_tasks(std::vector<task<T>> tasks, return_when when,
-                                std::optional<clock::time_point> deadline) {
+task<wait_result<T>> wait_tasks(std::vector<task<T>> tasks, return_when when, std::optional<clock::duration> timeout) {
+    // From the await, as coring::timeout measures, not from the call that made the awaitable.
+    std::optional<clock::time_point> deadline;
+    if (timeout) deadline = deadline_after(*timeout);
+    for (const auto& t : tasks) check_unstarted(t); // all or nothing, as gather
     completion_watch w;
     wait_result<T> r;
-    r.tasks.reserve(tasks.size());
-    for (std::size_t i = 0; i < tasks.size(); ++i) r.tasks.push_back(w.spawn(std::move(tasks[i]), i));
-    // The caller's cancellation cancels the tasks: their handles, in `r`, would otherwise be lost with it.
+    // The caller's cancellation (or a failure to start them all) cancels the tasks: their handles, in `r`, would
+    // otherwise be lost with it.
     struct cancel_unless_returned {
         completion_watch& w;
         bool returned = false;
         ~cancel_unless_returned() { w.detach(!returned); }
     } guard{w};
+    r.tasks.reserve(tasks.size());
+    for (std::size_t i = 0; i < tasks.size(); ++i) r.tasks.push_back(w.spawn(std::move(tasks[i]), i));
     std::size_t checked = 0;
     while (!wait_satisfied(when, w, r.tasks, checked)) {
         w.changed().clear();
@@ -125,13 +130,12 @@ template <class A>
     return detail::wait_tasks(detail::wait_owned_tasks(as), when, std::nullopt);
 }
 
-/// wait() for at most `timeout`: returns then with whatever is done (the rest pending, still running; unlike
-/// coring::timeout, nothing is cancelled and no timeout_error is thrown).
+/// wait() for at most `timeout` (from when it is awaited): returns then with whatever is done (the rest pending, still
+/// running; unlike coring::timeout, nothing is cancelled and no timeout_error is thrown).
 template <class A, class Rep, class Period>
     requires detail::awaitable<A>
 [[nodiscard]] auto wait(std::vector<A> as, return_when when, std::chrono::duration<Rep, Period> timeout) {
-    return detail::wait_tasks(detail::wait_owned_tasks(as), when,
-                              detail::deadline_after(detail::to_clock_duration(timeout)));
+    return detail::wait_tasks(detail::wait_owned_tasks(as), when, detail::to_clock_duration(timeout));
 }
 
 } // namespace coring
