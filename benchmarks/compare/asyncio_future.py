@@ -11,11 +11,9 @@ the coring / asyncio ratio table. Standard library only.
 
 import argparse
 import asyncio
-import statistics
 import sys
-import time
 
-from asyncio_sync import coring_figures  # the same JSON reading
+from asyncio_sync import coring_figures, measure  # the same JSON reading and timing
 
 
 async def set_then_await(n):
@@ -81,19 +79,6 @@ WORKLOADS = [
     ("call_soon (ns/callback)", call_soon, 200_000, "BM_call_soon"),
     ("call_later+cancel (ns)", call_later_cancel, 200_000, "BM_call_later_cancel"),
 ]
-
-
-def measure(fn, n, repetitions):
-    samples = []
-    for _ in range(repetitions):
-        loop = asyncio.new_event_loop()
-        try:
-            start = time.perf_counter_ns()
-            loop.run_until_complete(fn(n))
-            samples.append((time.perf_counter_ns() - start) / n)
-        finally:
-            loop.close()
-    return statistics.median(samples)
 
 
 def main():
