@@ -93,9 +93,10 @@ TEST_CASE("cross wake - loops asked to wake each other with MSG_RING do and ever
     const long sum = r.sum;
     CHECK(sum == long(round_trips) * (round_trips - 1) / 2);
     INFO("MSG_RING wakes: loop 0 " << counts[0].msg_ring << ", loop 1 " << counts[1].msg_ring);
-    // Each direction sleeps at least at every tenth round trip.
-    CHECK(counts[0].msg_ring >= round_trips / 10);
-    CHECK(counts[1].msg_ring >= round_trips / 10);
+    // Both directions wake by MSG_RING. How many round trips needed a wake at all is scheduling, not coring (the
+    // emulated kernel 6.1 guest once gave 258 of 3,000 where a tenth was asked), so only "some" is checked.
+    CHECK(counts[0].msg_ring > 0);
+    CHECK(counts[1].msg_ring > 0);
     CHECK(counts[0].fallbacks == 0);
     CHECK(counts[1].fallbacks == 0);
 }
@@ -122,8 +123,8 @@ TEST_CASE("cross wake - a MSG_RING wake that fails is sent by eventfd and that t
     // Loop 0's first wake of loop 1 failed (EBADFD: not a ring), went by eventfd, and was the last MSG_RING to it.
     CHECK(counts[0].msg_ring == 1);
     CHECK(counts[0].fallbacks == 1);
-    // Loop 1's ring is fine: loop 1 still wakes loop 0 with MSG_RING.
-    CHECK(counts[1].msg_ring >= round_trips / 10);
+    // Loop 1's ring is fine: loop 1 still wakes loop 0 with MSG_RING, never by the fallback (how often: see above).
+    CHECK(counts[1].msg_ring > 0);
     CHECK(counts[1].fallbacks == 0);
 }
 
