@@ -131,8 +131,10 @@ TEST_CASE("run_on - values of every kind and exceptions come back", "[runtime][r
 
 TEST_CASE("run_on - cancelling the caller cancels the remote task and waits for it", "[runtime][run_on]") {
     wrong_loop = 0;
+    std::atomic<int> remote_started{0};
     std::atomic<int> remote_cancelled{0};
-    bool timed_out = false;
+    bool caller_cancelled = false;
+    bool waited_for_remote = false;
     bool after_cancelled = false;
     int remote_ran = 0; // loop 1 only, read after run()
     coring::runtime rt(2);
@@ -140,7 +142,8 @@ TEST_CASE("run_on - cancelling the caller cancels the remote task and waits for 
     coring::event_loop* l1 = &rt.loop(1);
     rt.run([&](std::size_t i) -> task<> {
         if (i == 1) co_return;
-        auto sleeper = [&remote_cancelled]() -> task<> {
+        auto sleeper = [&remote_started, &remote_cancelled]() -> task<> {
+            remote_started.fetch_add(1);
             try {
                 co_await coring::sleep(1h);
             } catch (const coring::cancelled_error&) {
@@ -148,11 +151,24 @@ TEST_CASE("run_on - cancelling the caller cancels the remote task and waits for 
                 throw;
             }
         };
+        // The deadline comes once the remote task runs: one that has not started yet is withdrawn, not cancelled
+        // (the last part of this test), and on a slow machine 5 ms may pass before loop 1 takes it.
+        auto started_then_wait = [&remote_started, l1, &sleeper]() -> task<> {
+            auto h = coring::spawn(coring::run_on(*l1, sleeper));
+            while (remote_started.load() == 0) {
+                co_await coring::sleep(1ms);
+            }
+            co_await coring::sleep(5ms);
+            h.cancel();
+            co_await h;
+        };
         try {
-            co_await coring::timeout(5ms, coring::run_on(*l1, sleeper));
-        } catch (const coring::timeout_error&) {
-            timed_out = true;
+            co_await started_then_wait();
+        } catch (const coring::cancelled_error&) {
+            caller_cancelled = true;
         }
+        // run_on returned only after the remote task ended.
+        waited_for_remote = remote_cancelled.load() == 1;
         expect_loop(l0);
         // A task already cancelled sends nothing.
         auto counted = [&remote_ran] { ++remote_ran; };
@@ -170,7 +186,9 @@ TEST_CASE("run_on - cancelling the caller cancels the remote task and waits for 
             after_cancelled = true;
         }
     });
-    CHECK(timed_out);
+    CHECK(caller_cancelled);
+    CHECK(waited_for_remote);
+    CHECK(remote_started.load() == 1);
     CHECK(remote_cancelled.load() == 1);
     CHECK(after_cancelled);
     CHECK(remote_ran == 0);
