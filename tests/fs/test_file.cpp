@@ -20,6 +20,8 @@
 #include <system_error>
 #include <vector>
 
+namespace test_file {
+
 using namespace std::chrono_literals;
 using coring::file;
 using coring::open_mode;
@@ -111,7 +113,7 @@ TEST_CASE("file - modes that mean nothing are std::invalid_argument before any I
 
 task<> positional_and_sequential(const temp_dir& dir) {
     const std::string p = dir / "data.bin";
-    const std::string content = coring_test::pattern(100000);
+    const std::string content = coring_test::pattern_bytes(100000);
     coring_test::spit(p, content);
 
     file f = co_await file::open(p, open_mode::read | open_mode::write);
@@ -175,7 +177,7 @@ TEST_CASE("file - read_at, read, write_at, write_all, seek, position, size, sync
 task<> parallel_reads(const temp_dir& dir) {
     const std::string p = dir / "parallel.bin";
     const std::size_t size = 8 << 20;
-    const std::string content = coring_test::pattern(size);
+    const std::string content = coring_test::pattern_bytes(size);
     coring_test::spit(p, content);
     file f = co_await file::open(p, open_mode::read);
 
@@ -497,7 +499,7 @@ task<> direct_io(const temp_dir& dir, bool& skipped) {
     CHECK(f.direct_io_alignment() >= 1);
     coring::aligned_buffer out(64 * 1024);
     CHECK(reinterpret_cast<std::uintptr_t>(out.data()) % 4096 == 0);
-    const std::string pat = coring_test::pattern(out.size());
+    const std::string pat = coring_test::pattern_bytes(out.size());
     std::memcpy(out.data(), pat.data(), out.size());
     co_await f.write_all_at(out, 0);
     coring::aligned_buffer in(64 * 1024);
@@ -768,3 +770,5 @@ TEST_CASE("file - sync, sync_data or size made before close() and awaited after:
     }
     CHECK(coring_test::open_fds() == fds);
 }
+
+} // namespace test_file

@@ -14,6 +14,8 @@
 #include <string>
 #include <system_error>
 
+namespace test_filesystem {
+
 using coring::task;
 using coring_test::exists;
 using coring_test::failure_of;
@@ -140,18 +142,10 @@ TEST_CASE("filesystem - a read-only directory refuses changes with EACCES naming
 namespace {
 
 // The four ways callers name a path (issue 10): each must reach every call that takes one.
-struct as_fs_path {
-    std::filesystem::path operator()(const std::string& s) const { return s; }
-};
-struct as_string {
-    std::string operator()(const std::string& s) const { return s; }
-};
-struct as_string_view {
-    std::string_view operator()(const std::string& s) const { return s; }
-};
-struct as_c_str {
-    const char* operator()(const std::string& s) const { return s.c_str(); }
-};
+using coring_test::as_c_str;
+using coring_test::as_fs_path;
+using coring_test::as_string;
+using coring_test::as_string_view;
 
 } // namespace
 
@@ -186,3 +180,5 @@ TEMPLATE_TEST_CASE("filesystem - every call takes a std::filesystem::path, std::
         CHECK(missing.what.find("remove " + sub + "/c") != std::string::npos);
     }(dir));
 }
+
+} // namespace test_filesystem

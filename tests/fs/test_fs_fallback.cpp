@@ -23,6 +23,8 @@
 #include <system_error>
 #include <vector>
 
+namespace test_fs_fallback {
+
 using namespace std::chrono_literals;
 using coring::file;
 using coring::open_mode;
@@ -41,7 +43,7 @@ coring::loop_options without_file_opcodes() {
 
 task<> everything(const temp_dir& dir) {
     const std::string p = dir / "f.bin";
-    const std::string data = coring_test::pattern(3 << 20);
+    const std::string data = coring_test::pattern_bytes(3 << 20);
     {
         file f = co_await file::open(p, open_mode::read | open_mode::write | open_mode::create);
         co_await f.write_all(data);
@@ -438,3 +440,5 @@ TEST_CASE("fs fallback - a pty master on the worker pool is read and written its
     CHECK(got == "hello");
     CHECK(echoed == "world");
 }
+
+} // namespace test_fs_fallback

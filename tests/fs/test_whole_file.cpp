@@ -19,6 +19,8 @@
 #include <system_error>
 #include <thread>
 
+namespace test_whole_file {
+
 using namespace std::chrono_literals;
 using coring::file;
 using coring::open_mode;
@@ -33,7 +35,7 @@ task<> round_trips(const temp_dir& dir) {
                              std::size_t{(1 << 20) + 1}, std::size_t{(11 << 20) + 12345}}) {
         INFO("size " << size);
         const std::string p = dir / ("f" + std::to_string(size));
-        const std::string data = coring_test::pattern(size, size);
+        const std::string data = coring_test::pattern_bytes(size, size);
         co_await coring::write_file(p, data);
         CHECK(coring_test::slurp(p) == data);
         const std::string back = co_await coring::read_file(p);
@@ -57,8 +59,8 @@ TEST_CASE("whole file - write_file and read_file round trips from 0 bytes to sev
 task<> big_file(const temp_dir& dir) {
     const std::string p = dir / "big.bin";
     const std::size_t size = std::size_t{256} << 20;
-    std::string data = coring_test::pattern(size);
-    const std::uint64_t sum = coring_test::checksum(data);
+    std::string data = coring_test::pattern_bytes(size);
+    const std::uint64_t sum = coring_test::checksum_of(data);
     {
         file f = co_await file::open(p, open_mode::write | open_mode::create | open_mode::truncate);
         co_await f.write_all(data);
@@ -71,7 +73,7 @@ task<> big_file(const temp_dir& dir) {
     data = std::string(); // the read below must not find the bytes anywhere but in the file
     const std::string back = co_await coring::read_file(p);
     CHECK(back.size() == size);
-    CHECK(coring_test::checksum(back) == sum);
+    CHECK(coring_test::checksum_of(back) == sum);
 }
 
 TEST_CASE("whole file - 256 MiB written with write_all, synced, read back with read_file: same checksum",
@@ -101,7 +103,7 @@ TEST_CASE("whole file - /proc files whose size reads 0 are read to their end", "
 task<> changing_size(const temp_dir& dir, bool grow) {
     const std::string p = dir / "changing";
     const std::size_t start = 24 << 20;
-    coring_test::spit(p, coring_test::pattern(start));
+    coring_test::spit(p, coring_test::pattern_bytes(start));
     std::atomic<bool> stop{false};
     std::thread changer([&] {
         const int fd = ::open(p.c_str(), O_WRONLY | O_CLOEXEC);
@@ -110,7 +112,7 @@ task<> changing_size(const temp_dir& dir, bool grow) {
             if (grow && size > start + (64 << 20)) {
                 // grown enough: let the reads catch up with the end
             } else if (grow) {
-                const std::string more = coring_test::pattern(256 * 1024, size);
+                const std::string more = coring_test::pattern_bytes(256 * 1024, size);
                 if (::pwrite(fd, more.data(), more.size(), static_cast<off_t>(size)) > 0) size += more.size();
             } else if (size > 4096) {
                 size /= 2;
@@ -123,7 +125,7 @@ task<> changing_size(const temp_dir& dir, bool grow) {
     std::string got;
     for (int i = 0; i < 5; ++i) {
         got = co_await coring::read_file(p);
-        const std::string expect = coring_test::pattern(got.size());
+        const std::string expect = coring_test::pattern_bytes(got.size());
         CHECK(got == expect);
         if (grow) CHECK(got.size() >= start);
         else CHECK(got.size() <= start);
@@ -183,10 +185,10 @@ TEST_CASE("whole file - missing paths and directories are std::system_error nami
 TEST_CASE("whole file - read_file and write_file cancelled half-way leave no descriptor and no hang",
           "[fs][whole_file]") {
     temp_dir dir;
-    coring_test::spit(dir / "big", coring_test::pattern(64 << 20));
+    coring_test::spit(dir / "big", coring_test::pattern_bytes(64 << 20));
     const int fds = coring_test::open_fds();
     coring::run([](const temp_dir& d) -> task<> {
-        const std::string data = coring_test::pattern(64 << 20);
+        const std::string data = coring_test::pattern_bytes(64 << 20);
         for (int i = 0; i < 20; ++i) {
             auto r = coring::spawn(coring::read_file(d / "big"));
             auto w = coring::spawn(coring::write_file(d / "out", data));
@@ -210,18 +212,10 @@ TEST_CASE("whole file - read_file and write_file cancelled half-way leave no des
 namespace {
 
 // The four ways callers name a path (issue 10): each must reach every call that takes one.
-struct as_fs_path {
-    std::filesystem::path operator()(const std::string& s) const { return s; }
-};
-struct as_string {
-    std::string operator()(const std::string& s) const { return s; }
-};
-struct as_string_view {
-    std::string_view operator()(const std::string& s) const { return s; }
-};
-struct as_c_str {
-    const char* operator()(const std::string& s) const { return s.c_str(); }
-};
+using coring_test::as_c_str;
+using coring_test::as_fs_path;
+using coring_test::as_string;
+using coring_test::as_string_view;
 
 } // namespace
 
@@ -246,3 +240,5 @@ TEMPLATE_TEST_CASE("whole file - read_file and write_file take a std::filesystem
         CHECK(later == "later");
     }(dir));
 }
+
+} // namespace test_whole_file

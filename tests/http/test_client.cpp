@@ -22,6 +22,8 @@
 #include <system_error>
 #include <vector>
 
+namespace test_client {
+
 using namespace std::chrono_literals;
 using coring::task;
 using coring::http::client;
@@ -1751,3 +1753,5 @@ TEST_CASE("http client - aiohttp server: get, post, chunked, keep-alive by peer 
     }
     CHECK(coring_test::open_fds() == fds);
 }
+
+} // namespace test_client

@@ -23,6 +23,8 @@
 #include <string>
 #include <vector>
 
+namespace test_https {
+
 using namespace std::chrono_literals;
 using coring::task;
 using coring::http::client;
@@ -532,5 +534,7 @@ TEST_CASE("https - client against aiohttp with ssl: GET, chunked, keep-alive", "
     }
     CHECK(coring_test::open_fds() == fds);
 }
+
+} // namespace test_https
 
 #endif // CORING_HTTP_TLS

@@ -38,6 +38,8 @@
 #include <thread>
 #include <vector>
 
+namespace test_https_nginx {
+
 using namespace std::chrono_literals;
 using coring::task;
 using coring::http::client;
@@ -295,5 +297,7 @@ TEST_CASE("https nginx - coring's client fetches static files and return from ng
     }
     CHECK(coring_test::open_fds() == fds);
 }
+
+} // namespace test_https_nginx
 
 #endif // CORING_HTTP_TLS

@@ -15,6 +15,8 @@
 #include <string>
 #include <utility>
 
+namespace test_json {
+
 #if CORING_HTTP_HAS_JSON
 
 using namespace std::chrono_literals;
@@ -418,3 +420,5 @@ TEST_CASE("http json - without nlohmann/json the JSON calls are absent", "[http]
 }
 
 #endif
+
+} // namespace test_json

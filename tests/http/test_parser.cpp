@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+namespace test_parser {
+
 using coring::http::detail::message_parser;
 using coring::http::detail::parse_state;
 
@@ -300,3 +302,5 @@ TEST_CASE("http parser - upgrades end the connection, 100-continue with a chunke
         CHECK(p.finish() == parse_state::need_more);
     }
 }
+
+} // namespace test_parser

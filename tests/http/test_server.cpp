@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+namespace test_server {
+
 using namespace std::chrono_literals;
 using coring::task;
 using coring::http::request;
@@ -686,3 +688,5 @@ TEST_CASE("http server - one connection alternating statuses, versions and heade
         }
     });
 }
+
+} // namespace test_server

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+namespace test_server_peers {
+
 using namespace std::chrono_literals;
 using coring::task;
 using coring::http::request;
@@ -133,3 +135,5 @@ print("|".join(out))
 }
 
 } // namespace
+
+} // namespace test_server_peers

@@ -21,6 +21,8 @@
 #include <thread>
 #include <vector>
 
+namespace test_server_threads {
+
 using namespace std::chrono_literals;
 using coring::task;
 
@@ -107,3 +109,5 @@ TEST_CASE("http server threads - a graceful shutdown on two loops under a stream
     }
     CHECK(coring_test::open_fds() == fds);
 }
+
+} // namespace test_server_threads

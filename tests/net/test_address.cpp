@@ -16,6 +16,8 @@
 #include <stdexcept>
 #include <string>
 
+namespace test_address {
+
 using coring::address;
 
 namespace {
@@ -228,3 +230,5 @@ TEST_CASE("address - from_path: a Unix address from a std::filesystem::path, str
     CHECK_THROWS_AS(address::from_path(""), std::invalid_argument);
     CHECK_THROWS_AS(address::from_path(std::string(200, 'x')), std::invalid_argument);
 }
+
+} // namespace test_address

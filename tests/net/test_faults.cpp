@@ -26,6 +26,8 @@
 #include <thread>
 #include <vector>
 
+namespace test_faults {
+
 using namespace std::chrono_literals;
 using coring::address;
 using coring::task;
@@ -512,3 +514,5 @@ TEST_CASE("faults - EMFILE storm: the server backs off without spinning and reco
     }
     CHECK(coring_test::open_fds() == fds);
 }
+
+} // namespace test_faults

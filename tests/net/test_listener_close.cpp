@@ -18,6 +18,8 @@
 #include <system_error>
 #include <utility>
 
+namespace test_listener_close {
+
 using namespace std::chrono_literals;
 using coring::address;
 using coring::task;
@@ -343,3 +345,5 @@ TEST_CASE("listener close - with operations in flight the descriptor is closed b
     }());
     CHECK(coring_test::open_fds() == fds);
 }
+
+} // namespace test_listener_close

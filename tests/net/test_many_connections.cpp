@@ -17,6 +17,8 @@
 #include <system_error>
 #include <vector>
 
+namespace test_many_connections {
+
 using namespace std::chrono_literals;
 using coring::address;
 using coring::task;
@@ -197,3 +199,5 @@ TEST_CASE("many connections - 10000 concurrent loopback TCP connections, all ope
     }
     CHECK(coring_test::open_fds() == fds);
 }
+
+} // namespace test_many_connections

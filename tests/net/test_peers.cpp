@@ -13,6 +13,8 @@
 #include <system_error>
 #include <vector>
 
+namespace test_peers {
+
 using namespace std::chrono_literals;
 using coring::address;
 using coring::task;
@@ -394,3 +396,5 @@ TEST_CASE("peers - netcat as an echo client over TCP and a Unix socket", "[net][
     SECTION("unix") { coring::run(netcat_echo(coring_test::unix_path{}, nc)); }
     CHECK(coring_test::open_fds() == fds);
 }
+
+} // namespace test_peers

@@ -11,6 +11,8 @@
 #include <system_error>
 #include <vector>
 
+namespace test_resolve {
+
 using namespace std::chrono_literals;
 using coring::address;
 using coring::task;
@@ -153,3 +155,5 @@ TEST_CASE("resolve - cancelling the caller stops its wait", "[net][resolve]") {
     }());
     CHECK(coring_test::open_fds() == fds);
 }
+
+} // namespace test_resolve

@@ -24,6 +24,8 @@
 #include <thread>
 #include <vector>
 
+namespace test_reuse_port {
+
 using namespace std::chrono_literals;
 using coring::address;
 using coring::task;
@@ -196,3 +198,5 @@ TEST_CASE("reuse_port - 10000 connections to two loops listening on one port are
     CHECK(spread <= 1.3);
     CHECK(coring_test::open_fds() == fds);
 }
+
+} // namespace test_reuse_port

@@ -6,6 +6,8 @@
 
 #include <string>
 
+namespace test_stream_basics {
+
 using namespace std::chrono_literals;
 using coring::task;
 
@@ -60,3 +62,5 @@ TEST_CASE("net - connect errors name the operation and the address", "[net]") {
         CHECK(refused);
     }());
 }
+
+} // namespace test_stream_basics

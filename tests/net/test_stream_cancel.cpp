@@ -13,6 +13,8 @@
 #include <system_error>
 #include <vector>
 
+namespace test_stream_cancel {
+
 using namespace std::chrono_literals;
 using coring::task;
 using coring_test::for_each_family;
@@ -269,3 +271,5 @@ TEST_CASE("stream - reads racing random deadlines lose and duplicate nothing, on
     }
     CHECK(coring_test::open_fds() == fds);
 }
+
+} // namespace test_stream_cancel

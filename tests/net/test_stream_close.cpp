@@ -12,6 +12,8 @@
 #include <string>
 #include <system_error>
 
+namespace test_stream_close {
+
 using namespace std::chrono_literals;
 using coring::task;
 using coring_test::for_each_family;
@@ -190,3 +192,5 @@ TEST_CASE("stream - the destructor closes, moves carry the socket and the read-a
     for_each_family([](auto fam) { coring::run(destructor_and_moves(fam)); });
     CHECK(coring_test::open_fds() == fds);
 }
+
+} // namespace test_stream_close

@@ -19,6 +19,8 @@
 #include <system_error>
 #include <vector>
 
+namespace test_stream_multishot {
+
 using namespace std::chrono_literals;
 using coring::task;
 using coring_test::for_each_family;
@@ -328,3 +330,5 @@ TEST_CASE("stream multishot - a stream that outlives run() and its loop", "[net]
     server.reset();
     client.reset();
 }
+
+} // namespace test_stream_multishot

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+namespace test_stream_reads {
+
 using namespace std::chrono_literals;
 using coring::task;
 using coring_test::for_each_family;
@@ -275,3 +277,5 @@ TEST_CASE("stream - two thousand lines written in random pieces are read back wh
     for_each_family([](auto fam) { coring::run(many_lines_in_random_pieces(fam)); });
     CHECK(coring_test::open_fds() == fds);
 }
+
+} // namespace test_stream_reads

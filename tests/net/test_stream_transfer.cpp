@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+namespace test_stream_transfer {
+
 using namespace std::chrono_literals;
 using coring::task;
 using coring_test::for_each_family;
@@ -155,3 +157,5 @@ TEST_CASE("stream - checksum and pattern helpers: the same bytes give the same s
     shorter.update(std::string_view(data).substr(0, 999));
     CHECK(shorter.value() != whole.value());
 }
+
+} // namespace test_stream_transfer

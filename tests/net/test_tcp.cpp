@@ -15,6 +15,8 @@
 #include <system_error>
 #include <vector>
 
+namespace test_tcp {
+
 using namespace std::chrono_literals;
 using coring::address;
 using coring::task;
@@ -370,3 +372,5 @@ TEST_CASE("tcp - an echo server serves many clients at once", "[net][tcp]") {
     }());
     CHECK(coring_test::open_fds() == fds);
 }
+
+} // namespace test_tcp

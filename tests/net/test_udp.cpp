@@ -11,6 +11,8 @@
 #include <string>
 #include <system_error>
 
+namespace test_udp {
+
 using namespace std::chrono_literals;
 using coring::address;
 using coring::task;
@@ -186,3 +188,5 @@ TEST_CASE("udp - errors: address in use, closed socket, send to an impossible ad
     }());
     CHECK(coring_test::open_fds() == fds);
 }
+
+} // namespace test_udp

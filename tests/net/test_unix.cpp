@@ -19,6 +19,8 @@
 #include <system_error>
 #include <vector>
 
+namespace test_unix {
+
 using namespace std::chrono_literals;
 using coring::address;
 using coring::task;
@@ -188,18 +190,10 @@ TEST_CASE("unix - errors name the path: missing socket, missing directory, bad a
 namespace {
 
 // The four ways callers name a path (issue 10): each must reach every call that takes one.
-struct as_fs_path {
-    std::filesystem::path operator()(const std::string& s) const { return s; }
-};
-struct as_string {
-    std::string operator()(const std::string& s) const { return s; }
-};
-struct as_string_view {
-    std::string_view operator()(const std::string& s) const { return s; }
-};
-struct as_c_str {
-    const char* operator()(const std::string& s) const { return s.c_str(); }
-};
+using coring_test::as_c_str;
+using coring_test::as_fs_path;
+using coring_test::as_string;
+using coring_test::as_string_view;
 
 } // namespace
 
@@ -281,3 +275,5 @@ TEST_CASE("unix - a connect to a listener whose backlog is full waits for an acc
     }(path));
     CHECK(coring_test::open_fds() == fds);
 }
+
+} // namespace test_unix

@@ -22,6 +22,8 @@
 #include <system_error>
 #include <utility>
 
+namespace test_backend {
+
 using namespace std::chrono_literals;
 
 namespace {
@@ -243,3 +245,5 @@ TEST_CASE("epoll - a descriptor number closed behind the loop's back and reused 
     };
     loop.run(body());
 }
+
+} // namespace test_backend

@@ -12,6 +12,8 @@
 #include <thread>
 #include <vector>
 
+namespace test_callbacks {
+
 using namespace std::chrono_literals;
 using coring::task;
 
@@ -377,3 +379,5 @@ TEST_CASE("callbacks - a callback that replaces its own handle (a ticker)", "[ru
     }());
     CHECK(ticks == 5);
 }
+
+} // namespace test_callbacks

@@ -19,6 +19,8 @@
 #include <stdexcept>
 #include <string>
 
+namespace test_cross_wake {
+
 using namespace std::chrono_literals;
 using coring::task;
 
@@ -155,3 +157,5 @@ TEST_CASE("cross wake - a runtime run from a thread that has a loop of its own r
     // And after it, a loop of this thread that runs again still works.
     CHECK(own.run([]() -> task<int> { co_return 7; }()) == 7);
 }
+
+} // namespace test_cross_wake

@@ -22,6 +22,8 @@
 #include <thread>
 #include <vector>
 
+namespace test_event_loop {
+
 using namespace std::chrono_literals;
 using coring::task;
 
@@ -460,3 +462,5 @@ TEST_CASE("event_loop - a loop destroyed on another thread is no longer current 
     err.restore();
     CHECK(err.text().find("destroyed on a thread other than its own") != std::string::npos);
 }
+
+} // namespace test_event_loop

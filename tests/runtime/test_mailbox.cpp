@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+namespace test_mailbox {
+
 using namespace std::chrono_literals;
 using coring::task;
 
@@ -184,3 +186,5 @@ TEST_CASE("mailbox - a to_thread round trip still wakes an idle loop", "[loop][m
         CHECK(loop.in_flight() == 0);
     }
 }
+
+} // namespace test_mailbox

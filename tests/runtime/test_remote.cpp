@@ -9,6 +9,8 @@
 #include <thread>
 #include <vector>
 
+namespace test_remote {
+
 using namespace std::chrono_literals;
 using coring::task;
 
@@ -59,3 +61,5 @@ TEST_CASE("event_loop - another thread wakes the loop through its inbox, waiting
         }
     }
 }
+
+} // namespace test_remote

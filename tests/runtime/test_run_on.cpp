@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+namespace test_run_on {
+
 using namespace std::chrono_literals;
 using coring::task;
 
@@ -301,3 +303,5 @@ TEST_CASE("run_on - a loop that has exited gives runtime_error", "[runtime][run_
     INFO("cancelled at start " << cancelled_at_start);
     CHECK(coring_test::contains(error, "the target loop has exited"));
 }
+
+} // namespace test_run_on

@@ -9,6 +9,8 @@
 #include <stdexcept>
 #include <string>
 
+namespace test_runtime_failure {
+
 using namespace std::chrono_literals;
 using coring::task;
 
@@ -75,3 +77,5 @@ TEST_CASE("runtime failure - run is once per runtime", "[runtime]") {
     rt.run([](std::size_t) -> task<> { co_return; });
     CHECK_THROWS_AS(rt.run([](std::size_t) -> task<> { co_return; }), std::logic_error);
 }
+
+} // namespace test_runtime_failure

@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+namespace test_runtime_setup {
+
 using namespace std::chrono_literals;
 using coring::task;
 
@@ -124,3 +126,5 @@ TEST_CASE("runtime - loops serve to_thread jobs and local tasks while fn runs", 
     });
     CHECK(total.load() == (0 * 100 * 20 + 190) + (1 * 100 * 20 + 190));
 }
+
+} // namespace test_runtime_setup

@@ -12,6 +12,8 @@
 #include <cstring>
 #include <thread>
 
+namespace test_runtime_stop {
+
 using namespace std::chrono_literals;
 using coring::task;
 
@@ -108,3 +110,5 @@ TEST_CASE("runtime stop - stop before run cancels every main at its start", "[ru
     CHECK(ran.load() <= 2);
     CHECK(sw.seconds() < 1.0);
 }
+
+} // namespace test_runtime_stop

@@ -23,6 +23,8 @@
 #include <string_view>
 #include <system_error>
 
+namespace test_setup_errors {
+
 namespace {
 
 #if defined(__x86_64__)
@@ -203,3 +205,5 @@ TEST_CASE("setup errors - the sysctl, group and locked-memory cases say what to 
     env.memlock_kib = -1;
     CHECK_THAT(setup_failure_message(ENOMEM, env, 4096), Catch::Contains("unlimited"));
 }
+
+} // namespace test_setup_errors

@@ -14,6 +14,8 @@
 #include <string_view>
 #include <thread>
 
+namespace test_sharing_rules {
+
 using namespace std::chrono_literals;
 using coring::task;
 
@@ -133,3 +135,5 @@ TEST_CASE("sharing rules - a primitive may serve one loop after another", "[loop
 TEST_CASE("sharing rules - checks are off in this build", "[loop][sharing]") { SUCCEED("CORING_CHECKS is 0"); }
 
 #endif
+
+} // namespace test_sharing_rules

@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+namespace test_spawn_on {
+
 using namespace std::chrono_literals;
 using coring::task;
 
@@ -187,3 +189,5 @@ TEST_CASE("spawn_on - from a thread that is no loop a runtime's exited loop is r
     CHECK_THROWS_AS(coring::spawn_on(*l0, [](counted) -> task<> { co_return; }(counted())), std::runtime_error);
     CHECK(counted::alive.load() == 0);
 }
+
+} // namespace test_spawn_on

@@ -15,6 +15,8 @@
 #include <cstring>
 #include <string>
 
+namespace test_submit {
+
 using namespace std::chrono_literals;
 using coring::task;
 
@@ -187,3 +189,5 @@ TEST_CASE("submit - a prep callable with owning captures, bound to a named local
         CHECK(r2 == 0);
     }());
 }
+
+} // namespace test_submit

@@ -15,6 +15,8 @@
 #include <stdexcept>
 #include <system_error>
 
+namespace test_wait_signal {
+
 using namespace std::chrono_literals;
 using coring::task;
 
@@ -231,3 +233,5 @@ TEST_CASE("wait_signal - descriptors are not leaked by awaitables that were neve
     }
     CHECK(coring_test::open_fds() == baseline);
 }
+
+} // namespace test_wait_signal

@@ -84,7 +84,7 @@ inline std::uint64_t pattern_word(std::uint64_t w) {
 inline char pattern_byte(std::uint64_t i) { return static_cast<char>((pattern_word(i / 8) >> (8 * (i % 8))) & 0xff); }
 
 /// `n` pattern bytes starting at offset `from`.
-inline std::string pattern(std::size_t n, std::uint64_t from = 0) {
+inline std::string pattern_bytes(std::size_t n, std::uint64_t from = 0) {
     std::string s(n, '\0');
     std::size_t i = 0;
     for (; i < n && (from + i) % 8 != 0; ++i) s[i] = pattern_byte(from + i);
@@ -97,7 +97,7 @@ inline std::string pattern(std::size_t n, std::uint64_t from = 0) {
 }
 
 /// A checksum of bytes (FNV-1a over 8-byte words, then the tail).
-inline std::uint64_t checksum(std::string_view s) {
+inline std::uint64_t checksum_of(std::string_view s) {
     std::uint64_t h = 0xcbf29ce484222325ull;
     std::size_t i = 0;
     for (; i + 8 <= s.size(); i += 8) {

@@ -6,10 +6,14 @@
 #include <coring/coring.hpp>
 
 #include <dirent.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -139,5 +143,56 @@ coring::task<io_failure> failure_of(Awaitable aw) {
     }
     co_return f;
 }
+
+/// Lets the tasks that are ready run for `turns` loop turns (queues, locks and futures settle in a few).
+inline coring::task<> settle(int turns = 5) {
+    for (int i = 0; i < turns; ++i) co_await coring::yield_now();
+}
+
+/// Fails with std::runtime_error("sibling failed") after one turn: the sibling that cancels a gather.
+inline coring::task<> fail_soon() {
+    co_await coring::yield_now();
+    throw std::runtime_error("sibling failed");
+}
+
+/// Returns `v` after `d`, appending it to `*order` first if given.
+inline coring::task<int> after(std::chrono::milliseconds d, int v, std::vector<int>* order = nullptr) {
+    co_await coring::sleep(d);
+    if (order) order->push_back(v);
+    co_return v;
+}
+
+/// Fails with std::runtime_error("failed") after `d`.
+inline coring::task<int> fails_after(std::chrono::milliseconds d) {
+    co_await coring::sleep(d);
+    throw std::runtime_error("failed");
+}
+
+/// Two connected local stream sockets: a receive on `r` is an operation that waits on both backends (IORING_OP_RECV
+/// in the kernel on io_uring, parked on its descriptor on epoll), where a raw submit() is io_uring's alone.
+struct socket_pair {
+    coring::unix_stream r, w;
+};
+inline socket_pair make_socket_pair() {
+    int fds[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) != 0) {
+        throw std::system_error(errno, std::generic_category(), "socketpair");
+    }
+    return {coring::unix_stream(fds[0]), coring::unix_stream(fds[1])};
+}
+
+/// The four ways a caller spells a path (TEMPLATE_TEST_CASE parameters): each turns a std::string into one.
+struct as_fs_path {
+    std::filesystem::path operator()(const std::string& s) const { return s; }
+};
+struct as_string {
+    std::string operator()(const std::string& s) const { return s; }
+};
+struct as_string_view {
+    std::string_view operator()(const std::string& s) const { return s; }
+};
+struct as_c_str {
+    const char* operator()(const std::string& s) const { return s.c_str(); }
+};
 
 } // namespace coring_test

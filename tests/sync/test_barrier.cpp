@@ -10,14 +10,14 @@
 #include <string>
 #include <vector>
 
+namespace test_barrier {
+
 using namespace std::chrono_literals;
 using coring::task;
 
 namespace {
 
-task<> settle(int turns = 5) {
-    for (int i = 0; i < turns; ++i) co_await coring::yield_now();
-}
+using coring_test::settle;
 
 /// Passes the barrier `rounds` times, recording (round, index) and the phase it saw.
 task<> party(coring::barrier& b, int rounds, int& phase, std::vector<std::pair<int, std::size_t>>& seen, int& early) {
@@ -170,3 +170,5 @@ TEST_CASE("barrier - a waiter released and cancelled in the same turn returns it
     }());
     CHECK(log == std::vector<std::string>{"a passed 0", "c did not arrive"});
 }
+
+} // namespace test_barrier

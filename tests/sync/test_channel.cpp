@@ -19,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+namespace test_channel {
+
 using namespace std::chrono_literals;
 using coring::task;
 
@@ -348,9 +350,7 @@ task<> receive_one(coring::channel<int> ch, std::vector<int>* got) {
     got->push_back(v ? *v : -1);
 }
 
-task<> settle(int turns = 3) {
-    for (int i = 0; i < turns; ++i) co_await coring::yield_now();
-}
+using coring_test::settle;
 
 } // namespace
 
@@ -650,3 +650,5 @@ TEST_CASE(
     CHECK(wrong.load() == 0);
     CHECK(got == n);
 }
+
+} // namespace test_channel

@@ -9,14 +9,14 @@
 #include <string>
 #include <vector>
 
+namespace test_condition {
+
 using namespace std::chrono_literals;
 using coring::task;
 
 namespace {
 
-task<> settle(int turns = 5) {
-    for (int i = 0; i < turns; ++i) co_await coring::yield_now();
-}
+using coring_test::settle;
 
 struct shared_jobs {
     coring::mutex m;
@@ -288,3 +288,5 @@ TEST_CASE("condition - a timeout around a predicate wait and waiters on two mute
     }());
     CHECK(log == std::vector<std::string>{"a timed out, locked", "b timed out, locked"});
 }
+
+} // namespace test_condition

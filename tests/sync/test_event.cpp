@@ -10,14 +10,14 @@
 #include <utility>
 #include <vector>
 
+namespace test_event {
+
 using namespace std::chrono_literals;
 using coring::task;
 
 namespace {
 
-task<> settle(int turns = 3) {
-    for (int i = 0; i < turns; ++i) co_await coring::yield_now();
-}
+using coring_test::settle;
 
 /// Waits for the event and records `id`.
 task<> waiter(coring::event& e, int id, std::vector<int>& order) {
@@ -32,10 +32,7 @@ task<> woken_then_sleeps(coring::event& e, bool& returned) {
     co_await coring::sleep(10s);
 }
 
-task<> fail_soon() {
-    co_await coring::yield_now();
-    throw std::runtime_error("sibling failed");
-}
+using coring_test::fail_soon;
 
 /// Meets its cancellation in a sleep, swallows it, then waits on both events.
 task<> wait_after_cancel(coring::event& cleared, coring::event& set, bool& threw, bool& passed) {
@@ -199,3 +196,5 @@ TEST_CASE("event - an awaiter destroyed while waiting leaves the wait list", "[s
         CHECK(order.empty());
     }());
 }
+
+} // namespace test_event

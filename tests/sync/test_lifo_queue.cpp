@@ -8,13 +8,13 @@
 #include <type_traits>
 #include <vector>
 
+namespace test_lifo_queue {
+
 using coring::task;
 
 namespace {
 
-task<> settle(int turns = 5) {
-    for (int i = 0; i < turns; ++i) co_await coring::yield_now();
-}
+using coring_test::settle;
 
 /// An ordinary user type whose move constructor may throw (as any struct holding a libstdc++ std::deque).
 struct job {
@@ -103,3 +103,5 @@ TEST_CASE("lifo_queue - the same with a noexcept move gives the same order", "[s
     }());
     CHECK(out == std::vector<int>{2, 3, 1});
 }
+
+} // namespace test_lifo_queue

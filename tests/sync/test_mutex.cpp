@@ -10,15 +10,14 @@
 #include <utility>
 #include <vector>
 
+namespace test_mutex {
+
 using namespace std::chrono_literals;
 using coring::task;
 
 namespace {
 
-/// Lets every task that is ready now run (and the tasks they wake run too).
-task<> settle(int turns = 3) {
-    for (int i = 0; i < turns; ++i) co_await coring::yield_now();
-}
+using coring_test::settle;
 
 /// Takes the lock, records `id`, holds the lock across a yield, then unlocks.
 task<> locker(coring::mutex& m, int id, std::vector<int>& order) {
@@ -67,10 +66,7 @@ task<> lock_after_cancel(coring::mutex& busy, coring::mutex& free, bool& threw, 
     took = g.owns_lock();
 }
 
-task<> fail_soon() {
-    co_await coring::yield_now();
-    throw std::runtime_error("sibling failed");
-}
+using coring_test::fail_soon;
 
 } // namespace
 
@@ -320,3 +316,5 @@ TEST_CASE("mutex - many tasks increment a counter under the lock without losing 
         CHECK_FALSE(m.locked());
     }());
 }
+
+} // namespace test_mutex

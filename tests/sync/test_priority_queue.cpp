@@ -11,13 +11,13 @@
 #include <utility>
 #include <vector>
 
+namespace test_priority_queue {
+
 using coring::task;
 
 namespace {
 
-task<> settle(int turns = 5) {
-    for (int i = 0; i < turns; ++i) co_await coring::yield_now();
-}
+using coring_test::settle;
 
 } // namespace
 
@@ -95,3 +95,5 @@ TEST_CASE("priority_queue - a push whose comparison throws leaves the queue as i
     while (auto v = q.try_pop()) out.push_back(v->second);
     CHECK(out == std::vector<std::string>{std::string(30, 'a'), std::string(30, 'b')});
 }
+
+} // namespace test_priority_queue

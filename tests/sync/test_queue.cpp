@@ -13,14 +13,14 @@
 #include <utility>
 #include <vector>
 
+namespace test_queue {
+
 using namespace std::chrono_literals;
 using coring::task;
 
 namespace {
 
-task<> settle(int turns = 3) {
-    for (int i = 0; i < turns; ++i) co_await coring::yield_now();
-}
+using coring_test::settle;
 
 /// Pops one item into `out`.
 task<> popper(coring::queue<int>& q, std::vector<int>& out) {
@@ -48,10 +48,7 @@ task<> push_then_sleep(coring::queue<int>& q, int v, std::vector<int>& pushed) {
     co_await coring::sleep(10s);
 }
 
-task<> fail_soon() {
-    co_await coring::yield_now();
-    throw std::runtime_error("sibling failed");
-}
+using coring_test::fail_soon;
 
 /// An item type without a default constructor.
 struct labelled {
@@ -469,3 +466,5 @@ TEST_CASE("queue - an awaiter destroyed while waiting leaves the wait list", "[s
         co_return;
     }());
 }
+
+} // namespace test_queue

@@ -11,14 +11,14 @@
 #include <utility>
 #include <vector>
 
+namespace test_semaphore {
+
 using namespace std::chrono_literals;
 using coring::task;
 
 namespace {
 
-task<> settle(int turns = 3) {
-    for (int i = 0; i < turns; ++i) co_await coring::yield_now();
-}
+using coring_test::settle;
 
 /// Acquires, records `id`, and keeps the permit (the test releases).
 task<> acquirer(coring::semaphore& s, int id, std::vector<int>& order) {
@@ -50,10 +50,7 @@ task<> holder(coring::semaphore& s, probe& p) {
     }
 }
 
-task<> fail_soon() {
-    co_await coring::yield_now();
-    throw std::runtime_error("sibling failed");
-}
+using coring_test::fail_soon;
 
 /// Meets its cancellation in a sleep, swallows it, then acquires from both semaphores.
 task<> acquire_after_cancel(coring::semaphore& empty, coring::semaphore& full, bool& threw, bool& took) {
@@ -249,3 +246,5 @@ TEST_CASE("semaphore - never more holders than permits", "[sync][semaphore]") {
         CHECK(s.available() == 3);
     }());
 }
+
+} // namespace test_semaphore

@@ -20,6 +20,8 @@
 #include <random>
 #include <vector>
 
+namespace test_sync_storm {
+
 using namespace std::chrono_literals;
 using coring::task;
 
@@ -436,3 +438,5 @@ TEST_CASE("sync storm - event under random cancellation loses no wake-up", "[syn
         CHECK(c.returned >= en.finished * rounds);
     }());
 }
+
+} // namespace test_sync_storm

@@ -10,20 +10,16 @@
 #include <string>
 #include <vector>
 
+namespace test_as_completed {
+
 using namespace std::chrono_literals;
 using coring::task;
 
 namespace {
 
-task<int> after(std::chrono::milliseconds d, int v) {
-    co_await coring::sleep(d);
-    co_return v;
-}
+using coring_test::after;
 
-task<int> fails_after(std::chrono::milliseconds d) {
-    co_await coring::sleep(d);
-    throw std::runtime_error("failed");
-}
+using coring_test::fails_after;
 
 /// Sleeps `d`, counting how it ended.
 task<int> counted_sleep(std::chrono::milliseconds d, int v, int& finished, int& cancelled) {
@@ -212,3 +208,5 @@ TEST_CASE("wait - of timeouts with a pending handle dropped", "[task][as_complet
         co_await coring::sleep(40ms);
     }());
 }
+
+} // namespace test_as_completed

@@ -17,6 +17,8 @@
 #include <span>
 #include <thread>
 
+namespace test_cancel {
+
 using namespace std::chrono_literals;
 using coring::task;
 
@@ -149,3 +151,5 @@ TEST_CASE("cancel - to_thread waits for the function, then throws", "[cancel]") 
 TEST_CASE("cancel - wait_signal", "[cancel]") {
     run_case([]() -> task<> { (void)co_await coring::wait_signal(SIGUSR2); }());
 }
+
+} // namespace test_cancel

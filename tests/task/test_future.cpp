@@ -13,14 +13,14 @@
 #include <utility>
 #include <vector>
 
+namespace test_future {
+
 using namespace std::chrono_literals;
 using coring::task;
 
 namespace {
 
-task<> settle(int turns = 3) {
-    for (int i = 0; i < turns; ++i) co_await coring::yield_now();
-}
+using coring_test::settle;
 
 /// Awaits `f` and records its value under `id`.
 task<> take(coring::future<int> f, int id, std::vector<std::pair<int, int>>& got) {
@@ -374,3 +374,5 @@ TEST_CASE("future - a future with no state refuses result and co_await", "[task]
         CHECK(r.rfind("logic_error", 0) == 0);
     }(coring::future<int>()));
 }
+
+} // namespace test_future

@@ -16,6 +16,8 @@
 #include <variant>
 #include <vector>
 
+namespace test_gather {
+
 using namespace std::chrono_literals;
 using coring::task;
 
@@ -33,11 +35,7 @@ stream_pair make_stream_pair() {
     return {coring::unix_stream(fds[0]), coring::unix_stream(fds[1])};
 }
 
-task<int> after(std::chrono::milliseconds d, int v, std::vector<int>* order = nullptr) {
-    co_await coring::sleep(d);
-    if (order) order->push_back(v);
-    co_return v;
-}
+using coring_test::after;
 task<> fail_after(std::chrono::milliseconds d) {
     co_await coring::sleep(d);
     throw std::runtime_error("child failed");
@@ -255,3 +253,5 @@ TEST_CASE("gather - a vector of sleeps", "[task][gather]") {
     }(done));
     CHECK(done == 1);
 }
+
+} // namespace test_gather

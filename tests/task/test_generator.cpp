@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+namespace test_generator {
+
 using namespace std::chrono_literals;
 using coring::task;
 
@@ -163,3 +165,5 @@ TEST_CASE("generator - for_each, move-only values, and misuse", "[task][generato
     }(sum));
     CHECK(sum == 10 + 600);
 }
+
+} // namespace test_generator

@@ -32,6 +32,8 @@
 #include <variant>
 #include <vector>
 
+namespace test_lambda_operands {
+
 using namespace std::chrono_literals;
 using coring::task;
 
@@ -377,3 +379,5 @@ TEST_CASE("lambda operands - submit: a prep callable with owning captures as wri
         co_return seen;
     });
 }
+
+} // namespace test_lambda_operands

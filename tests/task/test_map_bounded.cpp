@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+namespace test_map_bounded {
+
 using namespace std::chrono_literals;
 using coring::task;
 
@@ -214,3 +216,5 @@ TEST_CASE("gather with a limit - no task starts after the first failure", "[task
     }(started));
     CHECK(started == std::vector<int>{0, 1});
 }
+
+} // namespace test_map_bounded

@@ -12,22 +12,15 @@
 #include <span>
 #include <string>
 
+namespace test_shield {
+
 using namespace std::chrono_literals;
 using coring::task;
 
 namespace {
 
-/// A connected pair of Unix stream sockets as coring streams (what one writes, the other reads): a read on it is an
-/// operation on both backends (IORING_OP_RECV in the kernel on io_uring, parked on its descriptor on epoll), where a
-/// raw submit() is io_uring's alone.
-struct stream_pair {
-    coring::unix_stream r, w;
-};
-stream_pair make_stream_pair() {
-    int fds[2];
-    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) == 0);
-    return {coring::unix_stream(fds[0]), coring::unix_stream(fds[1])};
-}
+using coring_test::make_socket_pair;
+using coring_test::socket_pair;
 
 } // namespace
 
@@ -83,7 +76,7 @@ TEST_CASE("shield - cancelling the caller while it waits does not reach the shie
 TEST_CASE("shield - of an operation, returns its result", "[shield]") {
     coring::run([]() -> task<> {
         // An operation: a read of bytes already sent.
-        stream_pair p = make_stream_pair();
+        socket_pair p = make_socket_pair();
         REQUIRE(::write(p.w.native_handle(), "op", 2) == 2);
         char buf[4] = {};
         const std::size_t r = co_await coring::shield(p.r.read(std::span(buf)));
@@ -94,3 +87,5 @@ TEST_CASE("shield - of an operation, returns its result", "[shield]") {
         CHECK(v == 4);
     }());
 }
+
+} // namespace test_shield

@@ -14,27 +14,17 @@
 #include <string>
 #include <vector>
 
+namespace test_spawn {
+
 using namespace std::chrono_literals;
 using coring::task;
 
 namespace {
 
-/// A connected pair of Unix stream sockets as coring streams (what one writes, the other reads): a read on it is an
-/// operation on both backends (IORING_OP_RECV in the kernel on io_uring, parked on its descriptor on epoll), where a
-/// raw submit() is io_uring's alone.
-struct stream_pair {
-    coring::unix_stream r, w;
-};
-stream_pair make_stream_pair() {
-    int fds[2];
-    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) == 0);
-    return {coring::unix_stream(fds[0]), coring::unix_stream(fds[1])};
-}
+using coring_test::make_socket_pair;
+using coring_test::socket_pair;
 
-task<int> after(std::chrono::milliseconds d, int v) {
-    co_await coring::sleep(d);
-    co_return v;
-}
+using coring_test::after;
 task<> fail_after(std::chrono::milliseconds d) {
     co_await coring::sleep(d);
     throw std::runtime_error("detached failure");
@@ -213,7 +203,7 @@ TEST_CASE("spawn - accepts any awaitable, not only tasks", "[spawn]") {
         co_await h;
         CHECK(sw.seconds() >= 0.02);
         // An operation: a read of a byte already sent.
-        stream_pair p = make_stream_pair();
+        socket_pair p = make_socket_pair();
         REQUIRE(::write(p.w.native_handle(), "n", 1) == 1);
         char buf[4] = {};
         auto n = coring::spawn(p.r.read(std::span(buf)));
@@ -337,3 +327,5 @@ TEST_CASE("spawn - a second await while another task's join is pending is a logi
         CHECK(got == 5);
     }());
 }
+
+} // namespace test_spawn

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+namespace test_task {
+
 using coring::task;
 using coring_test::lifetime;
 
@@ -144,3 +146,5 @@ TEST_CASE("task - results are the same when every transfer bounces through the l
         CHECK(a + b == 200);
     }());
 }
+
+} // namespace test_task

@@ -13,22 +13,15 @@
 #include <string>
 #include <vector>
 
+namespace test_task_group {
+
 using namespace std::chrono_literals;
 using coring::task;
 
 namespace {
 
-/// A connected pair of Unix stream sockets as coring streams (what one writes, the other reads): a read on it is an
-/// operation on both backends (IORING_OP_RECV in the kernel on io_uring, parked on its descriptor on epoll), where a
-/// raw submit() is io_uring's alone.
-struct stream_pair {
-    coring::unix_stream r, w;
-};
-stream_pair make_stream_pair() {
-    int fds[2];
-    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) == 0);
-    return {coring::unix_stream(fds[0]), coring::unix_stream(fds[1])};
-}
+using coring_test::make_socket_pair;
+using coring_test::socket_pair;
 
 struct probe {
     bool finished = false;
@@ -166,7 +159,7 @@ TEST_CASE("task_group - children may spawn more children into their own group", 
 
 TEST_CASE("task_group - accepts any awaitable and can be cancelled as a whole", "[task_group][cancel]") {
     coring::run([]() -> task<> {
-        stream_pair p = make_stream_pair(); // outlives the group's children
+        socket_pair p = make_socket_pair(); // outlives the group's children
         char buf[4];
         coring::task_group g;
         g.spawn(coring::sleep(10s));
@@ -229,3 +222,5 @@ TEST_CASE("task_group - a sleep spawned directly with its handle dropped", "[tas
     }(done));
     CHECK(done == 1);
 }
+
+} // namespace test_task_group

@@ -9,20 +9,16 @@
 #include <string>
 #include <vector>
 
+namespace test_wait {
+
 using namespace std::chrono_literals;
 using coring::task;
 
 namespace {
 
-task<int> after(std::chrono::milliseconds d, int v) {
-    co_await coring::sleep(d);
-    co_return v;
-}
+using coring_test::after;
 
-task<int> fails_after(std::chrono::milliseconds d) {
-    co_await coring::sleep(d);
-    throw std::runtime_error("failed");
-}
+using coring_test::fails_after;
 
 std::vector<task<int>> three(std::chrono::milliseconds a, std::chrono::milliseconds b, std::chrono::milliseconds c) {
     std::vector<task<int>> ts;
@@ -165,3 +161,5 @@ TEST_CASE("wait - first_exception is not ended by a child that was cancelled", "
         CHECK(r.done == std::vector<std::size_t>{0, 1});
     }());
 }
+
+} // namespace test_wait

@@ -15,22 +15,15 @@
 #include <variant>
 #include <vector>
 
+namespace test_when_any {
+
 using namespace std::chrono_literals;
 using coring::task;
 
 namespace {
 
-/// A connected pair of Unix stream sockets as coring streams (what one writes, the other reads): a read on it is an
-/// operation on both backends (IORING_OP_RECV in the kernel on io_uring, parked on its descriptor on epoll), where a
-/// raw submit() is io_uring's alone.
-struct stream_pair {
-    coring::unix_stream r, w;
-};
-stream_pair make_stream_pair() {
-    int fds[2];
-    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) == 0);
-    return {coring::unix_stream(fds[0]), coring::unix_stream(fds[1])};
-}
+using coring_test::make_socket_pair;
+using coring_test::socket_pair;
 
 struct probe {
     bool started = false; // reached its sleep
@@ -91,7 +84,7 @@ TEST_CASE("when_any - void, references and mixed awaitables", "[when_any]") {
         REQUIRE(ref.index() == 0);
         CHECK(&std::get<0>(ref).get() == &global);
         // An operation: a read of a byte already sent.
-        stream_pair p = make_stream_pair();
+        socket_pair p = make_socket_pair();
         REQUIRE(::write(p.w.native_handle(), "r", 1) == 1);
         char buf[4] = {};
         auto read = co_await coring::when_any(p.r.read(std::span(buf)), coring::sleep(10s));
@@ -145,3 +138,5 @@ TEST_CASE("when_any - with a timeout as one of the racers", "[when_any][timeout]
         CHECK(a.cancelled);
     }());
 }
+
+} // namespace test_when_any

@@ -21,6 +21,8 @@
 #include <tuple>
 #include <vector>
 
+namespace test_to_thread {
+
 using namespace std::chrono_literals;
 using coring::task;
 
@@ -472,3 +474,5 @@ TEST_CASE("to_thread - an awaitable is awaited only once and needs a loop", "[th
         CHECK_THROWS_AS(co_await aw, std::logic_error);
     }());
 }
+
+} // namespace test_to_thread

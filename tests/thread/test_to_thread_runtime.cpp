@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+namespace test_to_thread_runtime {
+
 using namespace std::chrono_literals;
 using coring::task;
 
@@ -181,3 +183,5 @@ TEST_CASE("to_thread in a runtime - many jobs from every loop all come back to t
     CHECK(wrong.load() == 0);
     CHECK(sum.load() == 2L * per_loop * (1 + 2 + 3));
 }
+
+} // namespace test_to_thread_runtime

@@ -11,6 +11,8 @@
 #include <random>
 #include <vector>
 
+namespace test_sleep {
+
 using namespace std::chrono_literals;
 using coring::task;
 using clk = std::chrono::steady_clock;
@@ -249,3 +251,5 @@ TEST_CASE("sleep - far deadlines are never earlier than now plus the duration", 
     }
     SUCCEED();
 }
+
+} // namespace test_sleep

@@ -17,16 +17,15 @@
 #include <string_view>
 #include <vector>
 
+namespace test_timeout {
+
 using namespace std::chrono_literals;
 using coring::task;
 using clk = std::chrono::steady_clock;
 
 namespace {
 
-task<int> after(std::chrono::milliseconds d, int v) {
-    co_await coring::sleep(d);
-    co_return v;
-}
+using coring_test::after;
 
 /// A pipe whose read end is a coring::file: on io_uring its reads are IORING_OP_READ in the kernel, on epoll reads
 /// on the worker pool; cancellable either way. Made and destroyed inside a loop.
@@ -307,3 +306,5 @@ TEST_CASE("timeout - thousands of operations and their cancellations on an 8-ent
     // Only io_uring has a submission queue to fill (on epoll the pipe reads run on the worker pool).
     if (loop.backend() == coring::backend::io_uring) CHECK(loop.stats().sq_full > 0);
 }
+
+} // namespace test_timeout

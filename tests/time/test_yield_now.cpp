@@ -12,6 +12,8 @@
 #include <span>
 #include <vector>
 
+namespace test_yield_now {
+
 using coring::task;
 
 TEST_CASE("yield_now - every ready task runs once before the yielder continues", "[yield]") {
@@ -79,3 +81,5 @@ TEST_CASE("yield_now - outside a loop is a logic error", "[yield]") {
     CHECK(t.done());
     CHECK_THROWS_AS(h.promise().take(), std::logic_error);
 }
+
+} // namespace test_yield_now

@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <string>
 
+namespace test_tls_bulk {
+
 using namespace std::chrono_literals;
 using coring::task;
 using coring_test::checksum;
@@ -181,3 +183,5 @@ TEST_CASE("tls bulk - many concurrent TLS connections in one loop (CORING_TLS_CO
     coring::run(bounded(180s, many(n)));
     WARN(n << " TLS connections (full handshakes, P-256) in " << sw.seconds() << " s");
 }
+
+} // namespace test_tls_bulk

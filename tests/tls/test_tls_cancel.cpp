@@ -11,6 +11,8 @@
 
 #include <string>
 
+namespace test_tls_cancel {
+
 using namespace std::chrono_literals;
 using coring::task;
 using coring_test::open_fds;
@@ -318,3 +320,5 @@ TEST_CASE("tls cancel - a shutdown cancelled while it waits behind a write: the 
         co_await p.server.close();
     }());
 }
+
+} // namespace test_tls_cancel

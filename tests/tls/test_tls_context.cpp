@@ -11,6 +11,8 @@
 #include <sstream>
 #include <string>
 
+namespace test_tls_context {
+
 using coring::task;
 using coring_test::tls_certs;
 
@@ -135,3 +137,5 @@ TEST_CASE("tls::context - a server context cannot connect and a client context c
         CHECK(refused);
     }());
 }
+
+} // namespace test_tls_context

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+namespace test_tls_peers {
+
 using namespace std::chrono_literals;
 using coring::task;
 using coring_test::piped_process;
@@ -331,3 +333,5 @@ TEST_CASE("tls peers - 64 MiB through CPython's ssl echo server, checksummed", "
         co_await s.close();
     }(srv));
 }
+
+} // namespace test_tls_peers

@@ -22,6 +22,8 @@
 #include <thread>
 #include <vector>
 
+namespace test_tls_resume {
+
 using namespace std::chrono_literals;
 using coring::task;
 using coring_test::piped_process;
@@ -340,3 +342,5 @@ TEST_CASE("tls resume - http::client resumes on a new connection to the same ori
     CHECK(SSL_CTX_sess_hits(server.native_handle()) == 2);
 }
 #endif
+
+} // namespace test_tls_resume

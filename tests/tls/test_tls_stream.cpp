@@ -11,6 +11,8 @@
 #include <cerrno>
 #include <string>
 
+namespace test_tls_stream {
+
 using namespace std::chrono_literals;
 using coring::task;
 using coring_test::stopwatch;
@@ -276,3 +278,5 @@ TEST_CASE("tls::stream - a peer that does not speak TLS fails the handshake with
         CHECK(first.find("wrong version number") != std::string::npos);
     }());
 }
+
+} // namespace test_tls_stream

@@ -12,6 +12,8 @@
 #include <iterator>
 #include <string>
 
+namespace test_tls_verify {
+
 using namespace std::chrono_literals;
 using coring::task;
 using coring_test::cert_files;
@@ -225,3 +227,5 @@ TEST_CASE("tls verify - a later error on a connection that skipped verification 
         CHECK(what.find("self-signed") == std::string::npos);
     }());
 }
+
+} // namespace test_tls_verify
