@@ -5,6 +5,7 @@
 #include <coring/error.hpp>
 #include <coring/fs.hpp>
 #include <coring/net.hpp>
+#include <coring/process.hpp>
 #include <coring/runtime.hpp>
 #include <coring/signal.hpp>
 #include <coring/sync.hpp>

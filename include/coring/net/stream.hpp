@@ -3,6 +3,7 @@
 #include <coring/detail/io_op.hpp>
 #include <coring/detail/owner_check.hpp>
 #include <coring/detail/provided_buffers.hpp>
+#include <coring/detail/sigpipe.hpp>
 #include <coring/error.hpp>
 #include <coring/net/address.hpp>
 #include <coring/net/detail/socket.hpp>
@@ -175,6 +176,15 @@ public:
     stream() noexcept = default;
     /// Adopts a connected socket; `peer` is kept for error messages and peer_address().
     explicit stream(int fd, address peer = {}) noexcept : fd_(fd), peer_(std::move(peer)) { detail::fresh_fd(fd); }
+    /// Adopts one end of a pipe (a child process's stdin, stdout or stderr): reads and writes are IORING_OP_READ
+    /// and IORING_OP_WRITE instead of socket receives and sends, shutdown() closes the end (what a reader sees as
+    /// the end of the stream), and there is no multishot receive. A write to a pipe nobody reads any more is a
+    /// std::system_error (EPIPE); see process::spawn about SIGPIPE.
+    [[nodiscard]] static stream from_pipe(int fd) noexcept {
+        stream s(fd);
+        s.pipe_ = true;
+        return s;
+    }
     stream(stream&& o) noexcept
         : fd_(std::exchange(o.fd_, -1)),
           peer_(std::move(o.peer_)),
@@ -185,6 +195,7 @@ public:
           limit_(o.limit_),
           rx_(std::exchange(o.rx_, nullptr)),
           auto_checked_(o.auto_checked_),
+          pipe_(o.pipe_),
           owner_(std::exchange(o.owner_, nullptr)) {
         o.check_idle("moved");
         if (rx_) rx_->set_owner(this);
@@ -204,6 +215,7 @@ public:
             rx_ = std::exchange(o.rx_, nullptr);
             if (rx_) rx_->set_owner(this);
             auto_checked_ = o.auto_checked_;
+            pipe_ = o.pipe_;
             owner_ = std::exchange(o.owner_, nullptr);
         }
         return *this;
@@ -236,7 +248,7 @@ public:
             s_->reading_ = false;
             return true;
         }
-        void prep(io_uring_sqe* sqe) noexcept { io_uring_prep_recv(sqe, s_->fd_, buf_.data(), buf_.size(), 0); }
+        void prep(io_uring_sqe* sqe) noexcept { s_->prep_in(sqe, buf_.data(), buf_.size()); }
         bool step(int res) noexcept {
             if (res >= 0) n_ = static_cast<std::size_t>(res);
             else err_ = -res;
@@ -247,7 +259,7 @@ public:
             s_->reading_ = false;
             s_->read_op_ = nullptr;
             if (cancelled() || wait_.cancelled) throw cancelled_error();
-            if (err_) throw detail::net_error(err_, "recv from", s_->peer_);
+            if (err_) throw s_->in_error(err_);
             return n_;
         }
 
@@ -293,9 +305,7 @@ public:
             s_->reading_ = false;
             return true;
         }
-        void prep(io_uring_sqe* sqe) noexcept {
-            io_uring_prep_recv(sqe, s_->fd_, buf_.data() + got_, buf_.size() - got_, 0);
-        }
+        void prep(io_uring_sqe* sqe) noexcept { s_->prep_in(sqe, buf_.data() + got_, buf_.size() - got_); }
         bool step(int res) noexcept {
             if (res > 0) {
                 got_ += static_cast<std::size_t>(res);
@@ -313,7 +323,7 @@ public:
             // Whatever arrived goes back to the stream: the next read returns it, nothing is lost.
             s_->unread(buf_.first(got_));
             if (cancelled_now) throw cancelled_error();
-            if (err_) throw detail::net_error(err_, "recv from", s_->peer_);
+            if (err_) throw s_->in_error(err_);
             throw incomplete_read_error(buf_.size(), got_);
         }
 
@@ -362,7 +372,7 @@ public:
             s_->reading_ = false;
             return true;
         }
-        void prep(io_uring_sqe* sqe) noexcept { io_uring_prep_recv(sqe, s_->fd_, s_->buf_.get() + s_->end_, room_, 0); }
+        void prep(io_uring_sqe* sqe) noexcept { s_->prep_in(sqe, s_->buf_.get() + s_->end_, room_); }
         bool step(int res) noexcept {
             if (res > 0) {
                 s_->end_ += static_cast<std::size_t>(res);
@@ -383,7 +393,7 @@ public:
             s_->reading_ = false;
             s_->read_op_ = nullptr;
             if (cancelled() || wait_.cancelled) throw cancelled_error();
-            if (err_) throw detail::net_error(err_, "recv from", s_->peer_);
+            if (err_) throw s_->in_error(err_);
             if (overrun_) throw limit_overrun_error(s_->limit_);
             if (nomem_) throw std::bad_alloc();
             return std::move(result_);
@@ -474,9 +484,7 @@ public:
             s_->writing_ = false;
             return true;
         }
-        void prep(io_uring_sqe* sqe) noexcept {
-            io_uring_prep_send(sqe, s_->fd_, buf_.data() + done_, buf_.size() - done_, MSG_NOSIGNAL);
-        }
+        void prep(io_uring_sqe* sqe) noexcept { s_->prep_out(sqe, buf_.data() + done_, buf_.size() - done_); }
         bool step(int res) noexcept {
             if (res < 0) {
                 err_ = -res;
@@ -490,7 +498,7 @@ public:
             s_->writing_ = false;
             s_->write_op_ = nullptr;
             if (cancelled()) throw cancelled_error();
-            if (err_) throw detail::net_error(err_, "send to", s_->peer_);
+            if (err_) throw s_->out_error(err_);
             return done_;
         }
 
@@ -568,7 +576,7 @@ public:
 
     /// Half-closes the stream (asyncio's write_eof): with the default SHUT_WR the peer reads the end of the stream
     /// and can still send, and this side can still read. IORING_OP_SHUTDOWN.
-    [[nodiscard]] end_awaitable shutdown(int how = SHUT_WR) noexcept { return end_awaitable(*this, how, false); }
+    [[nodiscard]] end_awaitable shutdown(int how = SHUT_WR) noexcept { return end_awaitable(*this, how, pipe_); }
     /// Closes the socket (IORING_OP_CLOSE). Reads and writes other tasks still wait for end with std::system_error
     /// (ECANCELED). Closing twice is harmless.
     [[nodiscard]] end_awaitable close() noexcept { return end_awaitable(*this, 0, true); }
@@ -595,7 +603,7 @@ public:
     /// nothing changes. Call on the loop's thread, between reads. Bytes arriving while nobody reads are kept in the
     /// read-ahead buffer, up to limit() (then the receive pauses until a read).
     void enable_multishot() noexcept {
-        if (!reading_) make_receiver();
+        if (!reading_ && !pipe_) make_receiver();
     }
     /// Whether reads go through a multishot receive.
     [[nodiscard]] bool multishot() const noexcept { return rx_ != nullptr; }
@@ -659,7 +667,30 @@ private:
         rx_ = new (std::nothrow) detail::receiver(this, *loop, *bufs);
     }
     /// Whether this read goes through the receiver (one whose loop has gone is dropped: plain receives from then on).
+    // A read or write takes an unsigned length; a longer transfer goes in pieces (the callers loop).
+    static unsigned pipe_len(std::size_t len) noexcept {
+        return static_cast<unsigned>(std::min<std::size_t>(len, std::size_t{1} << 30));
+    }
+    // Reads and writes: socket receives and sends, or on a pipe plain reads and writes at the current position.
+    void prep_in(io_uring_sqe* sqe, void* buf, std::size_t len) noexcept {
+        if (pipe_) io_uring_prep_read(sqe, fd_, buf, pipe_len(len), static_cast<__u64>(-1));
+        else io_uring_prep_recv(sqe, fd_, buf, len, 0);
+    }
+    void prep_out(io_uring_sqe* sqe, const void* buf, std::size_t len) noexcept {
+        if (pipe_) io_uring_prep_write(sqe, fd_, buf, pipe_len(len), static_cast<__u64>(-1));
+        else io_uring_prep_send(sqe, fd_, buf, len, MSG_NOSIGNAL);
+    }
+    [[nodiscard]] std::system_error in_error(int err) const {
+        return pipe_ ? detail::net_error(err, "read from a pipe", peer_) : detail::net_error(err, "recv from", peer_);
+    }
+    [[nodiscard]] std::system_error out_error(int err) const {
+        if (!pipe_) return detail::net_error(err, "send to", peer_);
+        if (err == EPIPE) detail::drain_sigpipe();
+        return detail::net_error(err, "write to a pipe", peer_);
+    }
+
     bool use_rx() noexcept {
+        if (pipe_) return false;
         if (!rx_ && !auto_checked_) {
             auto_checked_ = true;
             if (event_loop* loop = event_loop::try_current(); loop && loop->options().multishot_streams)
@@ -773,6 +804,7 @@ private:
     bool reading_ = false;
     bool writing_ = false;
     bool auto_checked_ = false;          // loop_options::multishot_streams was looked at
+    bool pipe_ = false;                  // a pipe: read/write, not recv/send (from_pipe)
     detail::loop_core* owner_ = nullptr; // the loop of its first read or write (CORING_CHECKS)
 };
 
