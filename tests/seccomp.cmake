@@ -142,6 +142,18 @@ function(_coring_seccomp_add_tests tests_source_dir work_dir)
         --
         $<TARGET_FILE:hash_files>
         "${PROJECT_SOURCE_DIR}/examples")
+    _coring_seccomp_example(
+        subprocess
+        --
+        run
+        --expect
+        "at once: [0-9.]+ s"
+        --expect
+        "sorted: apple, cherry, fig, pear \\(sort exited 0\\)"
+        --expect
+        "stopped by a 200 ms timeout"
+        --
+        $<TARGET_FILE:subprocess>)
     _coring_seccomp_example(port_scan -- port_scan $<TARGET_FILE:port_scan>)
     _coring_seccomp_example(echo_server echo_client -- echo $<TARGET_FILE:echo_server> $<TARGET_FILE:echo_client>)
     _coring_seccomp_example(chat_server -- chat $<TARGET_FILE:chat_server>)

@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -125,24 +126,35 @@ TEST_CASE("process - 64 MiB on stdout and on stderr at once arrive whole", "[pro
 }
 
 TEST_CASE("process - a timeout stops a child that ignores SIGTERM with SIGKILL, reaped", "[process][timeout]") {
+    // `exec sleep`: one process, which keeps ignoring SIGTERM across the exec; no grandchild holds the pipes.
+    const std::vector<std::string> stubborn = sh("trap '' TERM; echo started; exec sleep 30");
     bool timed_out = false;
     double took = 0;
+    int stopped = 0;
+    std::string first;
     coring::run([&]() -> task<> {
         coring::run_options o;
-        o.timeout = 200ms;
-        o.kill_grace = 200ms;
+        o.timeout = 1s; // the shell has long set its trap by then, even under emulation
+        o.kill_grace = 300ms;
         coring_test::stopwatch sw;
         try {
-            (void)co_await coring::process::run(sh("trap '' TERM; echo started; while :; do sleep 0.05; done"), o);
+            (void)co_await coring::process::run(stubborn, o);
         } catch (const coring::timeout_error&) {
             timed_out = true;
         }
         took = sw.seconds();
+        // stop() directly: SIGTERM is ignored, SIGKILL after the grace period ends it.
+        coring::process_options po;
+        po.out = coring::stdio::pipe;
+        coring::process p = coring::process::spawn(stubborn, po);
+        first = co_await p.stdout_stream().read_until("\n");
+        stopped = co_await p.stop(100ms);
     }());
     CHECK(timed_out);
-    CHECK(took >= 0.35);
-    CHECK(took < 10);
-    // The shell's own children (sleep) may linger for 50 ms; they are not ours.
+    CHECK(took >= 1.25);
+    CHECK(took < 20);
+    CHECK(first == "started\n");
+    CHECK(stopped == -SIGKILL);
     CHECK_FALSE(has_children());
 }
 
@@ -234,10 +246,57 @@ TEST_CASE("process - cwd and environment", "[process]") {
         coring::run_options o;
         o.cwd = dir.path();
         o.env = std::vector<std::string>{"CORING_TEST_VALUE=forty two", "PATH=/usr/bin:/bin"};
-        r = co_await coring::process::run(sh("pwd; echo \"$CORING_TEST_VALUE\"; env | wc -l"), o);
+        r = co_await coring::process::run(sh("pwd -P; echo \"$CORING_TEST_VALUE\"; echo \"${HOME:-no home}\""), o);
     }());
-    CHECK(r.out.find(dir.path() + "\n") == 0);
-    CHECK(coring_test::contains(r.out, "\nforty two\n"));
+    const std::string where = std::filesystem::canonical(dir.path()).string();
+    CHECK(r.out == where + "\nforty two\nno home\n");
+}
+
+TEST_CASE("process - without a pidfd, waits look with waitid on a timer: codes, kill, cancellation", "[process]") {
+    coring::detail::refuse_pidfd_for_tests = true;
+    int code = 0, killed = 0;
+    bool cancelled = false;
+    coring::process_result r;
+    coring::run([&]() -> task<> {
+        r = co_await coring::process::run(sh("echo fallback; exit 5"));
+        coring::process p = coring::process::spawn({"sleep", "30"});
+        try {
+            (void)co_await coring::timeout(30ms, p.wait());
+        } catch (const coring::timeout_error&) {
+            cancelled = true;
+        }
+        CHECK(p.kill(SIGTERM));
+        killed = co_await p.wait();
+        coring::process q = coring::process::spawn({"true"});
+        code = co_await q.wait();
+        { coring::process dropped = coring::process::spawn({"sleep", "30"}); }
+    }());
+    coring::detail::refuse_pidfd_for_tests = false;
+    CHECK(r.exit_code == 5);
+    CHECK(r.out == "fallback\n");
+    CHECK(cancelled);
+    CHECK(killed == -SIGTERM);
+    CHECK(code == 0);
+    CHECK_FALSE(has_children());
+}
+
+TEST_CASE("process - a child reaped by someone else (SIGCHLD ignored) is ECHILD, not a hang", "[process]") {
+    struct sigaction ignore {
+    }, old{};
+    ignore.sa_handler = SIG_IGN;
+    ::sigaction(SIGCHLD, &ignore, &old);
+    int err = 0;
+    coring::run([&]() -> task<> {
+        coring::process p = coring::process::spawn({"true"});
+        try {
+            (void)co_await p.wait();
+        } catch (const std::system_error& e) {
+            err = e.code().value();
+        }
+    }());
+    ::sigaction(SIGCHLD, &old, nullptr);
+    CHECK(err == ECHILD);
+    CHECK_FALSE(has_children());
 }
 
 TEST_CASE("process - bad programs and options are clear exceptions, leaking nothing", "[process]") {
@@ -252,6 +311,9 @@ TEST_CASE("process - bad programs and options are clear exceptions, leaking noth
         coring::process_options bad;
         bad.out = coring::stdio::to_stdout;
         CHECK_THROWS_AS(coring::process::spawn({"true"}, bad), std::invalid_argument);
+        coring::process_options nowhere;
+        nowhere.cwd = "/nonexistent/dir";
+        CHECK_THROWS_WITH(coring::process::spawn({"true"}, nowhere), Catch::Contains("working directory /nonexistent"));
         coring::process p = coring::process::spawn({"true"});
         CHECK_THROWS_AS(p.stdout_stream(), std::logic_error);
         (void)co_await p.wait();

@@ -179,8 +179,12 @@ public:
     /// Adopts one end of a pipe (a child process's stdin, stdout or stderr): reads and writes are IORING_OP_READ
     /// and IORING_OP_WRITE instead of socket receives and sends, shutdown() closes the end (what a reader sees as
     /// the end of the stream), and there is no multishot receive. A write to a pipe nobody reads any more is a
-    /// std::system_error (EPIPE); see process::spawn about SIGPIPE.
+    /// std::system_error (EPIPE), not a SIGPIPE: this blocks SIGPIPE in the calling thread unless the application
+    /// ignores or handles it.
     [[nodiscard]] static stream from_pipe(int fd) noexcept {
+        // Blocked for the calling (loop) thread for good, when its disposition is the default (detail/sigpipe.hpp):
+        // threads it starts later and children started other than by process::spawn inherit the mask.
+        detail::block_sigpipe();
         stream s(fd);
         s.pipe_ = true;
         return s;

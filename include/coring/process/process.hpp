@@ -8,7 +8,7 @@
 #include <coring/runtime/event_loop.hpp>
 #include <coring/task/gather.hpp>
 #include <coring/task/task.hpp>
-#include <coring/thread/to_thread.hpp>
+#include <coring/time/sleep.hpp>
 #include <coring/time/timeout.hpp>
 
 #include <fcntl.h>
@@ -20,9 +20,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <span>
@@ -80,6 +83,9 @@ inline constexpr idtype_t p_pidfd = P_PIDFD;
 #endif
 inline constexpr unsigned op_waitid = 50; // IORING_OP_WAITID (Linux 6.7); liburing 2.3 predates it
 
+/// Tests only: spawn() behaves as if pidfd_open were refused (the waitid polling fallback).
+inline bool refuse_pidfd_for_tests = false;
+
 /// asyncio's returncode from a waitid() result: the exit status, or minus the signal.
 inline int exit_code_of(const siginfo_t& si) noexcept {
     return si.si_code == CLD_EXITED ? si.si_status : -si.si_status;
@@ -109,7 +115,8 @@ public:
         }
         if (waitid_) return true;
         si_ = {};
-        if (::waitid(p_pidfd, static_cast<id_t>(pidfd_), &si_, WEXITED | WNOHANG) != 0) {
+        // By pid: the pidfd said the child exited, an unreaped child keeps its pid, and P_PIDFD needs Linux 5.4.
+        if (::waitid(P_PID, static_cast<id_t>(pid_), &si_, WEXITED | WNOHANG) != 0) {
             err_ = errno;
             return true;
         }
@@ -194,9 +201,11 @@ inline void make_pipe(owned_fd& read_end, owned_fd& write_end) {
 /// elsewhere and on epoll; where pidfds are refused (an old seccomp profile) a worker thread waits instead.
 ///
 /// A process object owns its child: destroying it before the child was waited for kills the child (SIGKILL) and
-/// reaps it, so no zombie is ever left; wait() before letting it go to let the child finish. Writing to the stdin
-/// pipe blocks SIGPIPE in the loop's thread when its disposition is the default, so that a child that stopped
-/// reading makes the write fail with EPIPE instead of killing the parent (children start with a clean signal mask).
+/// reaps it, so no zombie is ever left; wait() before letting it go to let the child finish. A stdin pipe blocks
+/// SIGPIPE in the loop's thread (stream::from_pipe), so that a child that stopped reading makes a write fail with
+/// EPIPE instead of killing the parent; children spawned here start with a clean signal mask. PATH is searched in
+/// the parent's environment, whatever process_options::env says. A child reaped by someone else (SIGCHLD set to
+/// SIG_IGN, or a handler that waits for any child) makes wait() throw std::system_error (ECHILD).
 /// Loop thread only; the object must outlive its operations (a pending wait() or read).
 class process {
 public:
@@ -209,9 +218,12 @@ public:
           in_(std::move(o.in_)),
           out_(std::move(o.out_)),
           err_(std::move(o.err_)),
-          waiting_(std::exchange(o.waiting_, false)) {}
+          lost_(std::exchange(o.lost_, false)) {
+        o.check_idle("moved");
+    }
     process& operator=(process&& o) noexcept {
         if (this != &o) {
+            o.check_idle("moved");
             reap_now();
             pid_ = std::exchange(o.pid_, -1);
             pidfd_ = std::exchange(o.pidfd_, -1);
@@ -219,7 +231,7 @@ public:
             in_ = std::move(o.in_);
             out_ = std::move(o.out_);
             err_ = std::move(o.err_);
-            waiting_ = std::exchange(o.waiting_, false);
+            lost_ = std::exchange(o.lost_, false);
         }
         return *this;
     }
@@ -264,6 +276,9 @@ public:
         route(opts.in, STDIN_FILENO, in_r, in_w, true);
         route(opts.out, STDOUT_FILENO, out_w, out_r, false);
         route(opts.err, STDERR_FILENO, err_w, err_r, false);
+        if (!opts.cwd.empty() && ::access(opts.cwd.c_str(), X_OK) != 0)
+            throw std::system_error(errno, std::system_category(),
+                                    "coring: process::spawn: working directory " + opts.cwd);
         if (!opts.cwd.empty())
             add(::posix_spawn_file_actions_addchdir_np(&setup.actions, opts.cwd.c_str()),
                 "posix_spawn_file_actions_addchdir_np");
@@ -303,12 +318,23 @@ public:
 
         process p;
         p.pid_ = pid;
-        p.pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-        if (p.pidfd_ >= 0) detail::fresh_fd(p.pidfd_); // epoll: no state left from an earlier descriptor
-        if (in_w.fd >= 0) {
-            detail::block_sigpipe();
-            p.in_ = stream::from_pipe(in_w.release());
+        p.pidfd_ = detail::refuse_pidfd_for_tests ? -1 : static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+        if (p.pidfd_ >= 0) {
+            // Between posix_spawn and pidfd_open, the child can only have been reaped by someone else (SIGCHLD set to
+            // SIG_IGN, a handler that waits for any child), and then its pid may already name another process: a
+            // pidfd that is not our child's is dropped, and the child counts as reaped elsewhere.
+            siginfo_t si{};
+            if (::waitid(detail::p_pidfd, static_cast<id_t>(p.pidfd_), &si, WEXITED | WNOHANG | WNOWAIT) != 0 &&
+                errno == ECHILD) {
+                ::close(std::exchange(p.pidfd_, -1));
+                p.lost_ = true;
+            } else {
+                detail::fresh_fd(p.pidfd_); // epoll: no state left from an earlier descriptor with this number
+            }
+        } else if (errno == ESRCH) {
+            p.lost_ = true;
         }
+        if (in_w.fd >= 0) p.in_ = stream::from_pipe(in_w.release());
         if (out_r.fd >= 0) p.out_ = stream::from_pipe(out_r.release());
         if (err_r.fd >= 0) p.err_ = stream::from_pipe(err_r.release());
         return p; // the child's ends close here, so the child alone holds them
@@ -349,6 +375,11 @@ public:
     [[nodiscard]] task<int> wait() {
         if (status_) co_return *status_;
         if (pid_ < 0) throw std::logic_error("coring: process::wait without a child");
+        if (lost_)
+            throw std::system_error(ECHILD, std::system_category(),
+                                    "coring: process " + std::to_string(pid_) +
+                                        " was reaped by someone else (SIGCHLD ignored, or a handler that waits for "
+                                        "any child)");
         if (waiting_) throw std::logic_error("coring: process::wait: another task is already waiting for this child");
         waiting_ = true;
         struct unmark {
@@ -360,19 +391,36 @@ public:
             code =
                 co_await detail::child_exit_awaitable(pidfd_, pid_, event_loop::current().supports(detail::op_waitid));
         } else {
-            // No pidfd (refused by an old seccomp profile, or before Linux 5.3): a worker thread waits.
-            auto job = [pid = pid_] { return blocking_wait(pid); };
-            code = co_await to_thread(job);
+            // No pidfd (refused by an old seccomp profile, or before Linux 5.3): look with waitid(WNOHANG) on a timer
+            // that backs off from 1 to 50 ms. Cancellable at every sleep; the pid is safe to use, since only we reap
+            // this child and an unreaped child keeps its pid.
+            auto backoff = std::chrono::milliseconds(1);
+            for (;;) {
+                siginfo_t si{};
+                if (::waitid(P_PID, static_cast<id_t>(pid_), &si, WEXITED | WNOHANG) != 0)
+                    throw std::system_error(errno, std::system_category(),
+                                            "coring: waiting for process " + std::to_string(pid_));
+                if (si.si_pid != 0) {
+                    code = detail::exit_code_of(si);
+                    break;
+                }
+                co_await sleep(backoff);
+                backoff = std::min(backoff * 2, std::chrono::milliseconds(50));
+            }
         }
         settle(code);
         co_return code;
     }
 
-    /// Sends `sig` to the child (pidfd_send_signal: never to a recycled pid). False once the child was reaped, or
-    /// when it has already exited.
+    /// Sends `sig` to the child (pidfd_send_signal: never to a recycled pid). False once the child was reaped (a
+    /// child that exited but was not waited for yet still takes the signal, and ignores it).
     bool kill(int sig = SIGKILL) noexcept {
-        if (pid_ < 0 || status_) return false;
-        if (pidfd_ >= 0) return ::syscall(SYS_pidfd_send_signal, pidfd_, sig, nullptr, 0) == 0;
+        if (pid_ < 0 || status_ || lost_) return false;
+        if (pidfd_ >= 0) {
+            if (::syscall(SYS_pidfd_send_signal, pidfd_, sig, nullptr, 0) == 0) return true;
+            if (errno != ENOSYS && errno != EPERM) return false;
+            // pidfd_send_signal refused (a seccomp profile): the pid is still ours, the child is not reaped.
+        }
         return ::kill(pid_, sig) == 0;
     }
     /// kill(SIGTERM).
@@ -437,16 +485,6 @@ private:
         return s;
     }
 
-    static int blocking_wait(pid_t pid) {
-        siginfo_t si{};
-        while (::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED) != 0) {
-            if (errno != EINTR)
-                throw std::system_error(errno, std::system_category(),
-                                        "coring: waiting for process " + std::to_string(pid));
-        }
-        return detail::exit_code_of(si);
-    }
-
     void settle(int code) noexcept {
         status_ = code;
         if (pidfd_ >= 0) detail::close_fd(std::exchange(pidfd_, -1));
@@ -487,18 +525,24 @@ private:
     /// The destructor's work: the pipes close, and a child not reaped yet is killed and reaped (a blocking waitid,
     /// over in a moment after SIGKILL).
     void reap_now() noexcept {
-        if (pid_ >= 0 && !status_) {
+        check_idle("destroyed");
+        if (pid_ >= 0 && !status_ && !lost_) {
             kill(SIGKILL);
+            // By pid: an unreaped child keeps it, and waitid(P_PIDFD) needs Linux 5.4.
             siginfo_t si{};
-            if (pidfd_ >= 0) {
-                while (::waitid(detail::p_pidfd, static_cast<id_t>(pidfd_), &si, WEXITED) != 0 && errno == EINTR) {}
-            } else {
-                while (::waitid(P_PID, static_cast<id_t>(pid_), &si, WEXITED) != 0 && errno == EINTR) {}
-            }
+            while (::waitid(P_PID, static_cast<id_t>(pid_), &si, WEXITED) != 0 && errno == EINTR) {}
         }
         if (pidfd_ >= 0) detail::close_fd(std::exchange(pidfd_, -1));
         pid_ = -1;
         status_.reset();
+        lost_ = false;
+    }
+
+    /// Moving or destroying a process while a task waits for it would leave that wait writing into freed memory.
+    void check_idle(const char* what) const noexcept {
+        if (!waiting_) return;
+        std::fprintf(stderr, "coring: fatal: a process object was %s while a task was waiting for its child\n", what);
+        std::abort();
     }
 
     pid_t pid_ = -1;
@@ -506,6 +550,7 @@ private:
     std::optional<int> status_;
     stream in_, out_, err_;
     bool waiting_ = false;
+    bool lost_ = false; // reaped by someone else before coring had a pidfd
 };
 
 } // namespace coring
