@@ -7,3 +7,4 @@
 #include <coring/runtime/runtime.hpp>
 #include <coring/runtime/runtime_options.hpp>
 #include <coring/runtime/submit.hpp>
+#include <coring/runtime/wait_ready.hpp>

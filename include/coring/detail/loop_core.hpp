@@ -22,6 +22,7 @@
 namespace coring::detail {
 
 class promise_base;
+struct fd_wait_node;
 
 /// The part of the event loop that tasks themselves need: the ready queue, the registry of spawned tasks and the
 /// inline-resume budget. Kept apart from event_loop so that task.hpp does not depend on io_uring.
@@ -36,6 +37,7 @@ struct loop_core {
     std::function<void(std::exception_ptr)> exception_handler; // reports exceptions of detached tasks
     void (*forget_fd)(void*, int) noexcept = nullptr;          // epoll backend: a descriptor closes or is new
     void* forget_ctx = nullptr;
+    fd_wait_node* fd_waits = nullptr; // armed wait_readable/wait_writable/wait_ready (release_fd ends them)
 
     inline void add_root(promise_base& p) noexcept;
     inline void remove_root(promise_base& p) noexcept;
