@@ -140,6 +140,13 @@ private:
     siginfo_t si_{};
 };
 
+/// Clears a flag when the scope ends (a named type: GCC 12 crashes mangling a local class of a coroutine when a
+/// precompiled header is in use).
+struct clear_on_exit {
+    bool& flag;
+    ~clear_on_exit() { flag = false; }
+};
+
 /// Owns a posix_spawn_file_actions_t and a posix_spawnattr_t for one spawn.
 struct spawn_setup {
     posix_spawn_file_actions_t actions;
@@ -382,10 +389,7 @@ public:
                                         "any child)");
         if (waiting_) throw std::logic_error("coring: process::wait: another task is already waiting for this child");
         waiting_ = true;
-        struct unmark {
-            bool& flag;
-            ~unmark() { flag = false; }
-        } guard{waiting_};
+        detail::clear_on_exit guard{waiting_};
         int code;
         if (pidfd_ >= 0) {
             code =
