@@ -83,6 +83,44 @@ TEST_CASE("wait_ready - a closed peer shows as POLLHUP, events of wait_ready are
     CHECK((ev & (POLLRDHUP | POLLHUP)) != 0);
 }
 
+TEST_CASE("wait_ready - a wait for input or output wakes when only output becomes possible", "[wait_ready]") {
+    // libpq's flush wait: the socket's send buffer is full and nothing comes in; the peer then drains it.
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds) == 0);
+    std::size_t filled = 0;
+    while (true) {
+        char chunk[4096] = {};
+        const ssize_t n = ::send(fds[0], chunk, sizeof chunk, MSG_NOSIGNAL);
+        if (n <= 0) break;
+        filled += static_cast<std::size_t>(n);
+    }
+    REQUIRE(filled > 0);
+    unsigned ev = 0;
+    bool waited = false;
+    coring::run([&]() -> task<> {
+        auto drainer = [](int fd, std::size_t bytes) -> task<> {
+            co_await coring::sleep(20ms);
+            char buf[65536];
+            std::size_t got = 0;
+            while (got < bytes) {
+                const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+                if (n > 0) got += static_cast<std::size_t>(n);
+                else (void)co_await coring::wait_readable(fd);
+            }
+        };
+        auto h = coring::spawn(drainer(fds[1], filled));
+        coring_test::stopwatch sw;
+        ev = co_await coring::wait_ready(fds[0], POLLIN | POLLOUT);
+        waited = sw.seconds() >= 0.015;
+        co_await h;
+    }());
+    ::close(fds[0]);
+    ::close(fds[1]);
+    CHECK((ev & POLLOUT) != 0);
+    CHECK((ev & POLLIN) == 0);
+    CHECK(waited);
+}
+
 TEST_CASE("wait_ready - cancelled by a timeout, then the data that comes is still there", "[wait_ready][cancel]") {
     raw_pipe p;
     bool timed_out = false;

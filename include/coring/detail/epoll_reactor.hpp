@@ -82,7 +82,9 @@ public:
         if (sqe.flags & (IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT)) return -EOPNOTSUPP;
         const bool out = wants_out(sqe);
         fd_state& st = entry(fd);
-        if (st.registered && !(out ? st.writable : st.readable)) return park(op, fd, out, false);
+        // A poll always looks (poll() is cheap, and its mask may span both directions, which the flags do not).
+        if (sqe.opcode != IORING_OP_POLL_ADD && st.registered && !(out ? st.writable : st.readable))
+            return park(op, fd, out, false);
         const int r = attempt(sqe, fd);
         if (r != would_block) return r;
         return park(op, fd, out, false);
@@ -142,6 +144,7 @@ public:
                 table_[fd].writable = true;
                 if (e & (EPOLLHUP | EPOLLERR)) table_[fd].write_final = true;
                 retry(fd, true);
+                retry_output_polls(fd);
             }
         }
         return n;
@@ -214,7 +217,9 @@ private:
     int park(op_base* op, int fd, bool out, bool front) noexcept {
         fd_state& st = table_[static_cast<std::size_t>(fd)];
         not_ready(st, out);
-        if (!st.registered) {
+        // A poll's descriptor belongs to someone else, who may have closed it and got the number again for another
+        // file without telling coring: (re)adding costs a call, and EEXIST says it was there all along.
+        if (!st.registered || op_is_poll(op)) {
             epoll_event ev{};
             ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
             ev.data.u64 = static_cast<std::uint64_t>(fd);
@@ -241,6 +246,12 @@ private:
         }
         ++parked_;
         return parked;
+    }
+
+    static bool op_is_poll(op_base* op) noexcept {
+        io_uring_sqe sqe{};
+        op->prep_(op, &sqe);
+        return sqe.opcode == IORING_OP_POLL_ADD;
     }
 
     void unlink(op_base* op) noexcept {
@@ -274,6 +285,24 @@ private:
                 continue;
             }
             done_(ctx_, op, r);
+        }
+    }
+
+    /// A poll for input and output waits on the readers list (wants_out is false for it): a writable edge retries
+    /// those too. One that is still not ready goes back to the front, behind the walk.
+    void retry_output_polls(int fd) noexcept {
+        if (static_cast<std::size_t>(fd) >= table_.size()) return;
+        for (op_base* op = table_[static_cast<std::size_t>(fd)].readers; op;) {
+            op_base* const next = op->next_;
+            io_uring_sqe sqe{};
+            op->prep_(op, &sqe);
+            if (sqe.opcode == IORING_OP_POLL_ADD && (sqe.poll32_events & POLLOUT)) {
+                unlink(op);
+                const int r = attempt(sqe, fd);
+                if (r != would_block) done_(ctx_, op, r);
+                else if (park(op, fd, false, true) != parked) done_(ctx_, op, -EBADF);
+            }
+            op = next;
         }
     }
 
@@ -348,7 +377,7 @@ private:
             case IORING_OP_POLL_ADD: {
                 pollfd p{fd, static_cast<short>(s.poll32_events), 0};
                 r = ::poll(&p, 1, 0);
-                if (r > 0) return p.revents;
+                if (r > 0) return (p.revents & POLLNVAL) ? -EBADF : p.revents; // as io_uring reports a closed one
                 if (r == 0) {
                     not_ready(table_[static_cast<std::size_t>(fd)], wants_out(s));
                     return would_block;

@@ -80,11 +80,11 @@ public:
     /// EBADF when release_fd() ended the wait, or the poll's own error.
     unsigned await_resume() {
         node_.unlink();
+        if (cancelled()) throw cancelled_error(); // the task's own cancellation first (a timeout stays a timeout)
         if (node_.released)
             throw std::system_error(EBADF, std::system_category(),
                                     "coring: wait_ready: descriptor " + std::to_string(node_.fd) +
                                         " was released (release_fd) while waited on");
-        if (cancelled()) throw cancelled_error();
         if (err_)
             throw std::system_error(err_, std::system_category(),
                                     "coring: wait_ready on descriptor " + std::to_string(node_.fd));
@@ -98,10 +98,10 @@ private:
     int err_ = 0;
 };
 
-/// Waits until `fd` is ready for `events` (POLLIN, POLLOUT, POLLPRI, ...; asyncio's add_reader/add_writer as an
-/// awaitable) and returns the ready events, which may include POLLHUP or POLLERR. For descriptors coring does not own:
-/// a C library's non-blocking socket (libpq, libcurl, ...), a pipe, an eventfd. Throws std::invalid_argument for a
-/// negative descriptor.
+/// Waits until `fd` is ready for `events` (POLLIN, POLLOUT, ...; POLLPRI alone is not watched by the epoll backend;
+/// asyncio's add_reader/add_writer as an awaitable) and returns the ready events, which may include POLLHUP or POLLERR.
+/// For descriptors coring does not own: a C library's non-blocking socket (libpq, libcurl, ...), a pipe, an eventfd.
+/// Throws std::invalid_argument for a negative descriptor.
 [[nodiscard]] inline ready_awaitable wait_ready(int fd, unsigned events) noexcept { return {fd, events}; }
 /// wait_ready(fd, POLLIN).
 [[nodiscard]] inline ready_awaitable wait_readable(int fd) noexcept { return {fd, POLLIN}; }
