@@ -1,0 +1,251 @@
+#pragma once
+
+// PostgreSQL on the loop through libpq's non-blocking API: a thin example of how a C library with its own socket runs
+// on coring (wait_readable / wait_writable whenever libpq would block, release_fd before libpq closes the socket).
+// Not part of <coring/coring.hpp>; needs libpq (Debian: libpq-dev) and linking with -lpq.
+
+#include <coring/error.hpp>
+#include <coring/runtime/wait_ready.hpp>
+#include <coring/task/shield.hpp>
+#include <coring/task/task.hpp>
+#include <coring/thread/to_thread.hpp>
+
+#include <libpq-fe.h>
+#include <poll.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace coring::pg {
+
+namespace detail {
+/// Clears a busy flag when the query's frame ends (a named type: GCC 12 crashes on a local class of a coroutine when a
+/// precompiled header is in use).
+struct idle_again {
+    bool& busy;
+    ~idle_again() { busy = false; }
+};
+} // namespace detail
+
+/// A failed connection or statement; what() is PostgreSQL's message (and the SQLSTATE in sqlstate()).
+class error : public std::runtime_error {
+public:
+    explicit error(const std::string& what, std::string sqlstate = {})
+        : std::runtime_error("coring::pg: " + what), sqlstate_(std::move(sqlstate)) {}
+    /// The five-character SQLSTATE code ("42601" for a syntax error), empty when there is none.
+    [[nodiscard]] const std::string& sqlstate() const noexcept { return sqlstate_; }
+
+private:
+    std::string sqlstate_;
+};
+
+/// The rows of one statement (a PGresult, cleared on destruction).
+class result {
+public:
+    explicit result(PGresult* r) noexcept : r_(r) {}
+    [[nodiscard]] int rows() const noexcept { return PQntuples(r_.get()); }
+    [[nodiscard]] int columns() const noexcept { return PQnfields(r_.get()); }
+    /// The value at (row, column) as text; empty for NULL (see is_null).
+    [[nodiscard]] std::string_view get(int row, int column) const noexcept {
+        return {PQgetvalue(r_.get(), row, column), static_cast<std::size_t>(PQgetlength(r_.get(), row, column))};
+    }
+    [[nodiscard]] bool is_null(int row, int column) const noexcept { return PQgetisnull(r_.get(), row, column) != 0; }
+    /// The number of rows a command affected ("" → 0).
+    [[nodiscard]] long affected() const noexcept {
+        const char* s = PQcmdTuples(r_.get());
+        return s && *s ? std::stol(s) : 0;
+    }
+    [[nodiscard]] PGresult* native_handle() const noexcept { return r_.get(); }
+
+private:
+    struct clear {
+        void operator()(PGresult* r) const noexcept { PQclear(r); }
+    };
+    std::unique_ptr<PGresult, clear> r_;
+};
+
+/// One connection, used by one task at a time (libpq runs one statement at a time per connection). Loop thread only.
+class connection {
+public:
+    connection() noexcept = default;
+    connection(connection&& o) noexcept : c_(std::exchange(o.c_, nullptr)) { o.check_idle("moved"); }
+    connection& operator=(connection&& o) noexcept {
+        if (this != &o) {
+            o.check_idle("moved");
+            finish();
+            c_ = std::exchange(o.c_, nullptr);
+        }
+        return *this;
+    }
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+    ~connection() { finish(); }
+
+    /// Connects (PQconnectStart, then PQconnectPoll with a wait each time libpq asks for one). `conninfo` is libpq's
+    /// ("host=/tmp port=5432 dbname=app" or a postgresql:// URI). Throws pg::error with libpq's message; cancellable.
+    /// A host *name* is resolved by libpq with a blocking getaddrinfo: pass hostaddr (or resolve() first) to keep the
+    /// loop free.
+    [[nodiscard]] static task<connection> connect(std::string conninfo) {
+        connection c;
+        c.c_ = PQconnectStart(conninfo.c_str());
+        if (!c.c_) throw error("out of memory starting a connection");
+        if (PQstatus(c.c_) == CONNECTION_BAD) throw error(c.message());
+        if (PQsetnonblocking(c.c_, 1) != 0) throw error(c.message());
+        PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+        for (;;) {
+            if (st == PGRES_POLLING_OK) break;
+            if (st == PGRES_POLLING_FAILED) throw error(c.message());
+            const int fd = PQsocket(c.c_);
+            // The socket may change from one poll to the next (another host of the list): no wait stays armed across
+            // PQconnectPoll, and a poll (re)registers its descriptor on epoll, so a reused number is no trouble.
+            (void)co_await wait_ready(fd, st == PGRES_POLLING_READING ? POLLIN : POLLOUT);
+            st = PQconnectPoll(c.c_);
+        }
+        co_return c;
+    }
+
+    /// Runs one statement with parameters ($1, $2, ... as text; std::nullopt is NULL) and returns its rows. A failed
+    /// statement is a pg::error with the server's message and SQLSTATE. Cancelling the awaiting task sends the server
+    /// a cancel request (PQcancel, on a worker thread: it opens a connection of its own), waits for the statement to
+    /// end, and throws cancelled_error: the connection stays usable.
+    [[nodiscard]] task<result> query(std::string sql, std::vector<std::optional<std::string>> params = {}) {
+        if (!c_) throw std::logic_error("coring::pg: query on a closed connection");
+        if (busy_) throw std::logic_error("coring::pg: a query is already running on this connection");
+        busy_ = true;
+        detail::idle_again guard{busy_};
+        std::vector<const char*> values;
+        values.reserve(params.size());
+        for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
+        if (!PQsendQueryParams(c_, sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr,
+                               nullptr, 0))
+            throw error(message());
+        bool cancelled = false;
+        try {
+            co_await send_all();
+            co_await until_idle();
+        } catch (const cancelled_error&) {
+            cancelled = true;
+        }
+        if (cancelled) {
+            // The task stays cancelled (every later wait of it would throw): the clean-up runs shielded.
+            co_await shield(cancel_running());
+            throw cancelled_error();
+        }
+        // The statement's results, the last of which counts (one per statement; PQgetResult then returns null). Each
+        // PQgetResult may need more input (ReadyForQuery can come in a later read): wait until libpq would not block.
+        result res(nullptr);
+        bool copy = false;
+        for (;;) {
+            co_await until_idle();
+            PGresult* r = PQgetResult(c_);
+            if (!r) break;
+            const ExecStatusType st = PQresultStatus(r);
+            res = result(r);
+            if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+                // COPY would return a new COPY result forever here: end it from our side and report it.
+                if (st == PGRES_COPY_IN) PQputCopyEnd(c_, "coring::pg does not support COPY");
+                copy = true;
+                break;
+            }
+        }
+        if (copy) throw error("COPY is not supported by coring::pg (the connection should be closed)");
+        PGresult* last = res.native_handle();
+        if (!last) throw error("no result");
+        const ExecStatusType st = PQresultStatus(last);
+        if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+            const char* state = PQresultErrorField(last, PG_DIAG_SQLSTATE);
+            throw error(trimmed(PQresultErrorMessage(last)), state ? state : "");
+        }
+        co_return res;
+    }
+
+    /// The libpq connection, for what this wrapper does not cover.
+    [[nodiscard]] PGconn* native_handle() const noexcept { return c_; }
+
+private:
+    /// Flushes the outgoing query: PQflush returns 1 while libpq still holds data the socket did not take.
+    task<> send_all() {
+        for (;;) {
+            const int r = PQflush(c_);
+            if (r == 0) co_return;
+            if (r < 0) throw error(message());
+            // Wait for room, but read too: the server may answer (or complain) before taking the whole query.
+            const unsigned ev = co_await wait_ready(PQsocket(c_), POLLIN | POLLOUT);
+            if ((ev & POLLIN) && !PQconsumeInput(c_)) throw error(message());
+        }
+    }
+
+    /// Reads until the statement's results are all in (PQisBusy false).
+    task<> until_idle() {
+        while (PQisBusy(c_)) {
+            (void)co_await wait_readable(PQsocket(c_));
+            if (!PQconsumeInput(c_)) throw error(message());
+        }
+    }
+
+    /// After a cancellation: asks the server to cancel the running statement, then takes its (failed) results so the
+    /// connection is ready for the next one.
+    task<> cancel_running() {
+        if (PGcancel* cancel = PQgetCancel(c_)) {
+            auto send = [cancel] {
+                char buf[256];
+                PQcancel(cancel, buf, sizeof buf); // best effort: the statement may have ended meanwhile
+            };
+            bool sent = true;
+            try {
+                co_await to_thread(std::move(send));
+            } catch (const std::exception&) {
+                sent = false; // no worker thread: the statement runs to its end below
+            }
+            (void)sent;
+            PQfreeCancel(cancel);
+        }
+        try {
+            co_await send_all();
+            for (;;) {
+                co_await until_idle();
+                PGresult* r = PQgetResult(c_);
+                if (!r) break;
+                const ExecStatusType st = PQresultStatus(r);
+                PQclear(r);
+                if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) break;
+            }
+        } catch (const std::exception&) {
+            // A connection that broke meanwhile reports it on its next use.
+        }
+    }
+
+    std::string message() const { return c_ ? trimmed(PQerrorMessage(c_)) : std::string("no connection"); }
+    static std::string trimmed(const char* m) {
+        std::string s = m ? m : "";
+        while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+        return s;
+    }
+
+    /// A query in flight uses this object: moving or destroying it then would leave it writing into freed memory.
+    void check_idle(const char* what) const noexcept {
+        if (!busy_) return;
+        std::fprintf(stderr, "coring::pg: fatal: a connection was %s while a query on it was running\n", what);
+        std::abort();
+    }
+
+    void finish() noexcept {
+        check_idle("destroyed");
+        if (!c_) return;
+        // libpq closes its socket inside PQfinish: end any wait on it first (the kernel would keep the old file).
+        if (const int fd = PQsocket(c_); fd >= 0) release_fd(fd);
+        PQfinish(std::exchange(c_, nullptr));
+    }
+
+    PGconn* c_ = nullptr;
+    bool busy_ = false;
+};
+
+} // namespace coring::pg
