@@ -313,6 +313,12 @@ public:
         bool step(int res) noexcept {
             if (res > 0) {
                 got_ += static_cast<std::size_t>(res);
+                if (got_ < buf_.size() && s_->fd_ < 0) {
+                    // close() cancelled this read while a piece of it was completing: stop, as the cancel meant,
+                    // rather than read again from a closed descriptor (EBADF).
+                    err_ = ECANCELED;
+                    return true;
+                }
                 return got_ == buf_.size();
             }
             if (res == 0) eof_ = true;
@@ -380,7 +386,12 @@ public:
         bool step(int res) noexcept {
             if (res > 0) {
                 s_->end_ += static_cast<std::size_t>(res);
-                return scan();
+                const bool over = scan();
+                if (!over && s_->fd_ < 0) {
+                    err_ = ECANCELED; // closed meanwhile (see read_exact)
+                    return true;
+                }
+                return over;
             }
             if (res == 0) {
                 // The end: what is left, without a delimiter (then "" on the next call), as asyncio's readuntil.
@@ -495,7 +506,14 @@ public:
                 return true;
             }
             done_ += static_cast<std::size_t>(res);
-            return !all_ || done_ == buf_.size(); // a short write is normal: send the rest (E-1)
+            if (!all_ || done_ == buf_.size()) return true;
+            if (s_->fd_ < 0) {
+                // close() cancelled this write while a piece of it was completing: stop with what was sent, as the
+                // cancel meant, rather than send again on a closed descriptor (EBADF; seen on Linux 6.1).
+                err_ = ECANCELED;
+                return true;
+            }
+            return false; // a short write is normal: send the rest (E-1)
         }
         /// Bytes written (write_all: all of them).
         std::size_t await_resume() {
