@@ -7,6 +7,7 @@
 //   suite runs on epoll where io_uring is refused, as in a Docker container: a call to io_uring left on any epoll path
 //   fails there instead of quietly working. CORING_TEST_SECCOMP=automatic installs the filter only, leaving the
 //   choice to the loop's fallback.
+// And under ThreadSanitizer it hands TSan the suppressions below.
 #define CATCH_CONFIG_RUNNER
 #include "io_uring_filter.hpp"
 
@@ -17,6 +18,19 @@
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
+
+#if defined(__SANITIZE_THREAD__)
+// OpenSSL is not built with ThreadSanitizer, so TSan sees its malloc, free and memcpy calls but not the C11 atomics of
+// its reference counts. An object that connections on two threads share (a TLS session handed from the context's
+// cache to the other thread's connection, a certificate inside it) is freed by whichever thread drops the last
+// reference, and that free looked like a race with the other thread's earlier reads (OPENSSL_sk_dup of the session's
+// certificate chain, tests/tls/test_tls_resume.cpp). A race is exempt when either side's stack runs inside OpenSSL;
+// coring's own state around a connection (the stream, the session cache and its lock) is still checked.
+extern "C" const char* __tsan_default_suppressions() { // NOLINT(bugprone-reserved-identifier): TSan's hook
+    return "race:libcrypto.so\n"
+           "race:libssl.so\n";
+}
+#endif
 
 int main(int argc, char* argv[]) {
     ::setenv("CORING_BACKEND_NOTICE", "0", 0);
