@@ -532,26 +532,9 @@ TEST_CASE("file - open_mode::direct with aligned_buffer, misaligned transfers ar
 
 } // namespace
 
-namespace {
-
-// The four ways callers name a path (issue 10): each must reach every call that takes one.
-struct as_fs_path {
-    std::filesystem::path operator()(const std::string& s) const { return s; }
-};
-struct as_string {
-    std::string operator()(const std::string& s) const { return s; }
-};
-struct as_string_view {
-    std::string_view operator()(const std::string& s) const { return s; }
-};
-struct as_c_str {
-    const char* operator()(const std::string& s) const { return s.c_str(); }
-};
-
-} // namespace
-
 TEMPLATE_TEST_CASE("file - open takes a std::filesystem::path, std::string, std::string_view or const char*",
-                   "[fs][file][path]", as_fs_path, as_string, as_string_view, as_c_str) {
+                   "[fs][file][path]", coring_test::as_fs_path, coring_test::as_string, coring_test::as_string_view,
+                   coring_test::as_c_str) {
     temp_dir dir;
     coring::run([](const temp_dir& d) -> task<> {
         const std::string p = d / "named";

@@ -84,10 +84,10 @@ public:
         fd_state& st = entry(fd);
         // A poll always looks (poll() is cheap, and its mask may span both directions, which the flags do not).
         if (sqe.opcode != IORING_OP_POLL_ADD && st.registered && !(out ? st.writable : st.readable))
-            return park(op, fd, out, false);
+            return park(op, fd, out, false, false);
         const int r = attempt(sqe, fd);
         if (r != would_block) return r;
-        return park(op, fd, out, false);
+        return park(op, fd, out, false, sqe.opcode == IORING_OP_POLL_ADD);
     }
 
     /// Takes a parked operation off its descriptor (a cancellation). False when it was not parked.
@@ -214,12 +214,13 @@ private:
 
     /// Lists the operation on its descriptor (at the front when it is put back after a retry), registering the
     /// descriptor first if needed. An error there (a descriptor epoll refuses) is the operation's result instead.
-    int park(op_base* op, int fd, bool out, bool front) noexcept {
+    /// `poll`: the operation is a POLL_ADD (its caller has the SQE at hand).
+    int park(op_base* op, int fd, bool out, bool front, bool poll) noexcept {
         fd_state& st = table_[static_cast<std::size_t>(fd)];
         not_ready(st, out);
         // A poll's descriptor belongs to someone else, who may have closed it and got the number again for another
         // file without telling coring: (re)adding costs a call, and EEXIST says it was there all along.
-        if (!st.registered || op_is_poll(op)) {
+        if (!st.registered || poll) {
             epoll_event ev{};
             ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
             ev.data.u64 = static_cast<std::uint64_t>(fd);
@@ -248,12 +249,6 @@ private:
         return parked;
     }
 
-    static bool op_is_poll(op_base* op) noexcept {
-        io_uring_sqe sqe{};
-        op->prep_(op, &sqe);
-        return sqe.opcode == IORING_OP_POLL_ADD;
-    }
-
     void unlink(op_base* op) noexcept {
         fd_state& st = table_[static_cast<std::size_t>(op->park_fd_)];
         op_base*& h = head(st, op->park_out_);
@@ -280,7 +275,7 @@ private:
             op->prep_(op, &sqe);
             const int r = attempt(sqe, fd);
             if (r == would_block) {
-                if (park(op, fd, out, true) == parked) return;
+                if (park(op, fd, out, true, sqe.opcode == IORING_OP_POLL_ADD) == parked) return;
                 done_(ctx_, op, -EBADF); // cannot happen: the descriptor is registered
                 continue;
             }
@@ -300,7 +295,7 @@ private:
                 unlink(op);
                 const int r = attempt(sqe, fd);
                 if (r != would_block) done_(ctx_, op, r);
-                else if (park(op, fd, false, true) != parked) done_(ctx_, op, -EBADF);
+                else if (park(op, fd, false, true, true) != parked) done_(ctx_, op, -EBADF);
             }
             op = next;
         }
