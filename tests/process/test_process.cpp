@@ -15,7 +15,9 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
+#include <system_error>
 #include <vector>
 
 namespace test_process {
@@ -250,6 +252,56 @@ TEST_CASE("process - cwd and environment", "[process]") {
     }());
     const std::string where = std::filesystem::canonical(dir.path()).string();
     CHECK(r.out == where + "\nforty two\nno home\n");
+}
+
+TEST_CASE("process - a program named without a slash is searched in the given environment's PATH", "[process]") {
+    // Two directories with a program of the same name, only one executable, and neither on the parent's PATH: the
+    // child's PATH decides, as in Python's subprocess.
+    coring_test::temp_dir dir;
+    const std::string denied = dir / "denied";
+    const std::string allowed = dir / "allowed";
+    std::filesystem::create_directories(denied);
+    std::filesystem::create_directories(allowed);
+    auto write_script = [](const std::string& path, const char* text, std::filesystem::perms mode) {
+        std::ofstream(path) << text;
+        std::filesystem::permissions(path, mode);
+    };
+    using p = std::filesystem::perms;
+    write_script(denied + "/coring-path-probe", "#!/bin/sh\necho wrong\n", p::owner_read | p::owner_write);
+    write_script(allowed + "/coring-path-probe", "#!/bin/sh\necho \"found $1\"\n", p::owner_all);
+    coring::process_result found, via_sh;
+    std::string missing_error, denied_error;
+    coring::run([&]() -> task<> {
+        const std::vector<std::string> probe{"coring-path-probe"};
+        coring::run_options o;
+        o.env = std::vector<std::string>{"PATH=" + denied + ":" + allowed};
+        const std::vector<std::string> probe_it{"coring-path-probe", "it"};
+        found = co_await coring::process::run(probe_it, o);
+        try {
+            coring::run_options none;
+            none.env = std::vector<std::string>{"NOT_PATH=1"}; // no PATH: /bin:/usr/bin, where it is not
+            (void)co_await coring::process::run(probe, none);
+        } catch (const std::system_error& e) {
+            missing_error = e.what();
+        }
+        try {
+            coring::run_options deny;
+            deny.env = std::vector<std::string>{"PATH=" + denied};
+            (void)co_await coring::process::run(probe, deny);
+        } catch (const std::system_error& e) {
+            denied_error = e.what();
+        }
+        coring::run_options plain; // system programs as before
+        plain.env = std::vector<std::string>{"PATH=/usr/bin:/bin"};
+        via_sh = co_await coring::process::run(sh("echo via-sh"), plain);
+    }());
+    CHECK(found.exit_code == 0);
+    CHECK(found.out == "found it\n");
+    CHECK(coring_test::contains(missing_error, "coring-path-probe"));
+    CHECK(coring_test::contains(missing_error, "No such file"));
+    CHECK(coring_test::contains(denied_error, "Permission denied"));
+    CHECK(via_sh.out == "via-sh\n");
+    CHECK_FALSE(has_children());
 }
 
 TEST_CASE("process - without a pidfd, waits look with waitid on a timer: codes, kill, cancellation", "[process]") {

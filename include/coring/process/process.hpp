@@ -16,6 +16,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -196,6 +197,36 @@ inline void make_pipe(owned_fd& read_end, owned_fd& write_end) {
     }
 }
 
+/// The PATH in an environment given as "NAME=value" entries; /bin:/usr/bin when it has none (glibc's default, which
+/// Python's os.get_exec_path uses too).
+inline std::string path_of(const std::vector<std::string>& env) {
+    for (const std::string& e : env)
+        if (e.starts_with("PATH=")) return e.substr(5);
+    return "/bin:/usr/bin";
+}
+
+/// `name` found in `path` as execvp would: the first directory holding an executable regular file of that name (an
+/// empty entry is the current directory). Throws std::system_error naming the program: EACCES when only files that
+/// cannot be executed were found, else ENOENT.
+inline std::string search_path(const std::string& name, const std::string& path) {
+    bool denied = false;
+    for (std::size_t start = 0;;) {
+        const std::size_t colon = path.find(':', start);
+        const std::string dir = path.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
+        const std::string candidate = dir.empty() ? name : dir + "/" + name;
+        struct stat st {};
+        if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+            if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+            denied = true;
+        }
+        if (colon == std::string::npos) break;
+        start = colon + 1;
+    }
+    throw std::system_error(denied ? EACCES : ENOENT, std::system_category(),
+                            "coring: process::spawn: " + name + " (searched in the given environment's PATH=" + path +
+                                ")");
+}
+
 } // namespace detail
 
 /// A child process (asyncio.subprocess.Process): started by spawn(), its pipes as coring streams, waited for on the
@@ -210,8 +241,8 @@ inline void make_pipe(owned_fd& read_end, owned_fd& write_end) {
 /// A process object owns its child: destroying it before the child was waited for kills the child (SIGKILL) and
 /// reaps it, so no zombie is ever left; wait() before letting it go to let the child finish. A stdin pipe blocks
 /// SIGPIPE in the loop's thread (stream::from_pipe), so that a child that stopped reading makes a write fail with
-/// EPIPE instead of killing the parent; children spawned here start with a clean signal mask. PATH is searched in
-/// the parent's environment, whatever process_options::env says. A child reaped by someone else (SIGCHLD set to
+/// EPIPE instead of killing the parent; children spawned here start with a clean signal mask. A program named
+/// without a '/' is searched in the child's PATH (see spawn()). A child reaped by someone else (SIGCHLD set to
 /// SIG_IGN, or a handler that waits for any child) makes wait() throw std::system_error (ECHILD).
 /// Loop thread only; the object must outlive its operations (a pending wait() or read).
 class process {
@@ -247,7 +278,9 @@ public:
     /// Kills (SIGKILL) and reaps a child that was not waited for; closes the pipes.
     ~process() { reap_now(); }
 
-    /// Starts `argv[0]` with arguments `argv[1...]` (searched in PATH when it has no '/'). Returns once the child
+    /// Starts `argv[0]` with arguments `argv[1...]` (searched in PATH when it has no '/': the PATH of
+    /// process_options::env when an environment is given, /bin:/usr/bin if it has none, else the parent's, as Python's
+    /// subprocess). Returns once the child
     /// runs the program: a program that cannot be run (missing, not executable) is a std::system_error naming it,
     /// and std::invalid_argument for an empty argv or stdio::to_stdout anywhere but err. Not awaited: posix_spawn
     /// does not wait for anything (and GCC 12 rejects a braced argv inside a co_await).
@@ -319,8 +352,16 @@ public:
         }
         pid_t pid = -1;
         const bool search = argv[0].find('/') == std::string::npos;
-        const int e = search ? ::posix_spawnp(&pid, args[0], &setup.actions, &setup.attr, args.data(), envp)
-                             : ::posix_spawn(&pid, args[0], &setup.actions, &setup.attr, args.data(), envp);
+        int e = 0;
+        if (search && opts.env) {
+            // The child's own PATH, as Python's subprocess and asyncio do (posix_spawnp would read the parent's).
+            const std::string program = detail::search_path(argv[0], detail::path_of(*opts.env));
+            e = ::posix_spawn(&pid, program.c_str(), &setup.actions, &setup.attr, args.data(), envp);
+        } else if (search) {
+            e = ::posix_spawnp(&pid, args[0], &setup.actions, &setup.attr, args.data(), envp);
+        } else {
+            e = ::posix_spawn(&pid, args[0], &setup.actions, &setup.attr, args.data(), envp);
+        }
         if (e != 0) throw std::system_error(e, std::system_category(), "coring: process::spawn: " + argv[0]);
 
         process p;
