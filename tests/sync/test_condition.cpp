@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <deque>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -287,6 +288,37 @@ TEST_CASE("condition - a timeout around a predicate wait and waiters on two mute
         CHECK_FALSE(m2.locked());
     }());
     CHECK(log == std::vector<std::string>{"a timed out, locked", "b timed out, locked"});
+}
+
+TEST_CASE(
+    "condition - a notified waiter orphaned by its mutex destroyed under it ends when cancelled, without the lock",
+    "[sync][condition]") {
+    // A misuse (the mutex goes while a task queues for it), which must end in an exception, not a hang.
+    bool cancelled = false;
+    bool owns = true;
+    coring::run([](bool& cancelled, bool& owns) -> task<> {
+        auto m = std::make_unique<coring::mutex>();
+        coring::condition cv;
+        auto waiter = coring::spawn([](coring::mutex& m, coring::condition& cv, bool& cancelled, bool& owns) -> task<> {
+            auto g = co_await m.lock();
+            try {
+                co_await cv.wait(g);
+            } catch (const coring::cancelled_error&) {
+                cancelled = true;
+            }
+            owns = g.owns_lock();
+            (void)g.release(); // its mutex is gone: nothing to unlock
+        }(*m, cv, cancelled, owns));
+        co_await coring::yield_now(); // the waiter locks, then waits on cv, which frees the mutex
+        auto mine = co_await m->lock();
+        cv.notify_one();      // the waiter moves into the mutex's queue (wait morphing)
+        (void)mine.release(); // forget the lock without unlocking,
+        m.reset();            // and destroy the mutex the waiter queues for
+        waiter.cancel();
+        co_await coring::timeout(5s, std::move(waiter));
+    }(cancelled, owns));
+    CHECK(cancelled);
+    CHECK_FALSE(owns);
 }
 
 } // namespace test_condition

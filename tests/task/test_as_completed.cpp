@@ -123,6 +123,29 @@ TEST_CASE("as_completed - cancelling the task waiting in next() leaves the set u
     CHECK(values == std::vector<int>{1, 2});
 }
 
+TEST_CASE("as_completed - two next() waiting for the last result: one gets it, the other is told, neither hangs",
+          "[task][as_completed]") {
+    int got = 0;
+    int told = 0;
+    coring::run([](int& got, int& told) -> task<> {
+        std::vector<task<int>> ts;
+        ts.push_back(after(20ms, 7));
+        auto ac = coring::as_completed(std::move(ts));
+        auto take = [](coring::as_completed_set<int>& ac, int& got, int& told) -> task<> {
+            try {
+                got += co_await ac.next();
+            } catch (const std::logic_error&) {
+                ++told;
+            }
+        };
+        task<> first = take(ac, got, told);
+        task<> second = take(ac, got, told);
+        co_await coring::timeout(5s, coring::gather(std::move(first), std::move(second)));
+    }(got, told));
+    CHECK(got == 7);
+    CHECK(told == 1);
+}
+
 TEST_CASE("as_completed - awaitables other than tasks, and move-only results", "[task][as_completed]") {
     int total = 0;
     coring::run([](int& total) -> task<> {

@@ -162,4 +162,18 @@ TEST_CASE("wait - first_exception is not ended by a child that was cancelled", "
     }());
 }
 
+TEST_CASE("wait - the timeout counts from the await, not from the call that made the awaitable", "[task][wait]") {
+    coring::run([]() -> task<> {
+        // Made, then left unawaited for longer than its timeout: counted from the call, it would return at once with
+        // both pending. Its tasks start at the await, and both finish well inside the timeout from there.
+        auto waiting = coring::wait(three(10ms, 20ms, 30ms), coring::return_when::all_completed, 2s);
+        co_await coring::sleep(2100ms);
+        coring_test::stopwatch clock;
+        auto r = co_await std::move(waiting);
+        CHECK(clock.seconds() < 1.5);
+        CHECK(r.done == std::vector<std::size_t>{0, 1, 2});
+        CHECK(r.pending.empty());
+    }());
+}
+
 } // namespace test_wait
