@@ -7,6 +7,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace coring::detail {
 
@@ -23,8 +24,11 @@ inline std::shared_ptr<mailbox> inbox_of(event_loop& target, const char* what) {
     if (runtime_state* rs = current_runtime)
         if (runtime_member* m = rs->find(&target)) return m->box;
     if (std::shared_ptr<mailbox> box = registered_inbox(&target)) return box;
-    throw std::logic_error(std::string("coring: ") + what +
-                           ": the target is neither the current loop nor a loop of a runtime");
+    std::string msg =
+        std::string("coring: ") + what + ": the target is neither the current loop nor a loop of a runtime";
+    if (std::string_view(what) == "call_soon_threadsafe")
+        msg += " (take a coring::loop_handle on the loop's thread, event_loop::handle(), and call through it)";
+    throw std::logic_error(msg);
 }
 
 } // namespace coring::detail

@@ -174,3 +174,6 @@ void event_loop::call_soon_threadsafe(F&& fn) {
 }
 
 } // namespace coring
+
+// event_loop::handle() and the loop_handle it returns, which use the definitions above.
+#include <coring/runtime/loop_handle.hpp>

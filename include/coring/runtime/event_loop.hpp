@@ -40,6 +40,7 @@ namespace coring {
 
 class event_loop;
 class callback_handle;
+class loop_handle;
 
 namespace detail {
 /// The event loop of this thread, if any.
@@ -172,12 +173,16 @@ public:
     /// Calls `fn()` on this loop, from any thread (asyncio's call_soon_threadsafe): the way for a thread coring did
     /// not start (a library's callback thread) to hand a result to the loop, e.g. by setting a promise. On the loop's
     /// own thread it is call_soon. From another thread the loop must belong to a runtime (coring::runtime or
-    /// run_on_cores, whose loops always listen to other threads); a standalone event_loop of another thread is
-    /// refused with std::logic_error, since it may be asleep with nobody to wake it. One allocation; `fn` runs at the
-    /// top of a turn; if the loop goes away first, `fn` is destroyed uncalled. Throws std::runtime_error when the
-    /// loop has exited.
+    /// run_on_cores, whose loops always listen to other threads); for any other loop (coring::run's, a plain
+    /// event_loop) call through a loop_handle taken on the loop's thread (handle()), since without one the loop may be
+    /// asleep with nobody to wake it: std::logic_error. One allocation; `fn` runs at the top of a turn; if the loop
+    /// goes away first, `fn` is destroyed uncalled. Throws std::runtime_error when the loop has exited.
     template <class F>
     void call_soon_threadsafe(F&& fn);
+    /// A handle through which any thread may call into this loop (loop_handle::call_soon_threadsafe), tokio's
+    /// runtime::Handle. While a copy of it lives, the loop listens to other threads: a task waiting for such a call is
+    /// waiting, not deadlocked. Loop thread only; defined in runtime/loop_handle.hpp.
+    [[nodiscard]] loop_handle handle();
     /// The loop's clock (asyncio's loop.time()): steady_clock::now(), the clock of call_at and sleep_until.
     [[nodiscard]] static std::chrono::steady_clock::time_point time() noexcept { return detail::clock::now(); }
 
@@ -291,16 +296,24 @@ public:
     void remote_begin() {
         (void)remote();
         ++remote_expected_;
-        if (!reader_->armed) {
-            reader_->armed = true;
-            ++stats_.inbox_reads;
-            start(reader_.get());
-        }
+        arm_reader();
     }
     /// Loop thread: an expected remote_item arrived (called from its run()) or will never come (its job was withdrawn
     /// before it started).
     void remote_end() noexcept {
-        if (--remote_expected_ == 0 && reader_->armed) cancel(reader_.get());
+        --remote_expected_;
+        if (!reader_wanted() && reader_->armed) cancel(reader_.get());
+    }
+    /// Loop thread: a loop_handle now exists (listen_begin) or the last copy of one is gone (listen_end). Unlike an
+    /// expected item, a handle is not work run() must wait for: a drain stops listening, and the next run() resumes.
+    void listen_begin() {
+        (void)remote();
+        ++listeners_;
+        if (reader_wanted()) arm_reader();
+    }
+    void listen_end() noexcept {
+        --listeners_;
+        if (!reader_wanted() && reader_->armed) cancel(reader_.get());
     }
 
     /// For a loop of a runtime: a duplicate of its ring's descriptor, for other loops' MSG_RING wake-ups (-1 on
@@ -548,11 +561,18 @@ private:
             remote_backlog_ = item->next; // run() may end the item's lifetime
             item->run(item);
         }
-        if (remote_expected_ > 0 && !reader_->armed) {
-            reader_->armed = true;
-            ++stats_.inbox_reads;
-            start(reader_.get());
-        }
+        if (reader_wanted()) arm_reader();
+    }
+    /// Whether the inbox read should be armed: an expected item is on its way, or a loop_handle may call in (except
+    /// while run() drains, which must not wait for a handle that may never be dropped).
+    [[nodiscard]] bool reader_wanted() const noexcept {
+        return remote_expected_ > 0 || (listeners_ > 0 && !core_.draining);
+    }
+    void arm_reader() noexcept {
+        if (reader_->armed) return;
+        reader_->armed = true;
+        ++stats_.inbox_reads;
+        start(reader_.get());
     }
     /// At destruction: closes the inbox and hands whatever will now never run to its reject hook.
     void reject_remote_items() noexcept {
@@ -569,7 +589,7 @@ private:
     /// Whether the loop must not block now: posted items it has taken but not run yet, or an inbox read that ended
     /// (epoll may perform it inside the turn's final pass) and is re-armed only by the next turn.
     [[nodiscard]] bool remote_backlog() const noexcept {
-        return remote_backlog_ != nullptr || (remote_expected_ > 0 && !reader_->armed);
+        return remote_backlog_ != nullptr || (reader_wanted() && !reader_->armed);
     }
     static constexpr std::size_t remote_batch = 1024; // remote items run per turn at most
     std::shared_ptr<detail::mailbox> remote_;         // shared with the threads that post into it
@@ -580,6 +600,7 @@ private:
     std::vector<std::shared_ptr<detail::mailbox>> wake_targets_;
     detail::remote_item* remote_backlog_ = nullptr; // taken from remote_ and not run yet, oldest first
     std::size_t remote_expected_ = 0;               // remote_items announced by remote_begin and not yet arrived
+    std::size_t listeners_ = 0;                     // live loop_handles (listen_begin, listen_end)
     std::unique_ptr<inbox_reader> reader_ = std::make_unique<inbox_reader>(this); // leaked if the kernel keeps it
     std::vector<std::pair<const void*, std::shared_ptr<void>>> services_; // by type, type-erased (the worker pool)
     std::unique_ptr<detail::provided_buffers> rx_bufs_; // after ring_: unregistered while the ring still exists
@@ -911,6 +932,8 @@ inline bool event_loop::drain() {
         }
     } guard{*this};
     core_.draining = true;
+    // Only what handles keep armed: a handle is not work to wait for (the next run() listens again).
+    if (reader_->armed && !reader_wanted()) cancel(reader_.get());
     drain_deadline_ = detail::clock::now() + opts_.shutdown_timeout;
     for (detail::promise_base* p = core_.roots; p; p = p->next_) p->ctx_->request();
     // The loop's own kernel timer only bounds a wait, it is not work; the inbox read is work while remote items are
@@ -982,5 +1005,5 @@ T event_loop::run(task<T> main) {
 
 } // namespace coring
 
-// The definitions of call_soon, call_later, call_at and call_soon_threadsafe.
+// The definitions of call_soon, call_later, call_at and call_soon_threadsafe (and, through callbacks.hpp, of handle()).
 #include <coring/runtime/callbacks.hpp>
