@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -118,6 +119,44 @@ TEST_CASE("wait_ready - a wait for input or output wakes when only output become
     ::close(fds[1]);
     CHECK((ev & POLLOUT) != 0);
     CHECK((ev & POLLIN) == 0);
+    CHECK(waited);
+}
+
+TEST_CASE("wait_ready - POLLPRI: TCP urgent data wakes the wait and is reported", "[wait_ready]") {
+    // The epoll backend must watch EPOLLPRI too (a sysfs or cgroup file signals a change only that way): urgent data
+    // alone makes no EPOLLIN, so before it did, this wait hung there. (POLLIN is asked for as well because io_uring
+    // on 6.18 does not wake a POLLPRI-only poll of a TCP socket for urgent data, while poll(2) does.)
+    const int l = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(l >= 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    REQUIRE(::bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::listen(l, 1) == 0);
+    REQUIRE(::getsockname(l, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+    const int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    const int s = ::accept4(l, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    REQUIRE(s >= 0);
+    unsigned ev = 0;
+    bool waited = false;
+    coring::run([](int s, int c, unsigned& ev, bool& waited) -> task<> {
+        auto sender = [](int c) -> task<> {
+            co_await coring::sleep(20ms);
+            const char urgent = '!';
+            (void)::send(c, &urgent, 1, MSG_OOB | MSG_NOSIGNAL);
+        };
+        auto h = coring::spawn(sender(c));
+        coring_test::stopwatch sw;
+        ev = co_await coring::timeout(5s, coring::wait_ready(s, POLLPRI | POLLIN));
+        waited = sw.seconds() >= 0.015;
+        co_await h;
+    }(s, c, ev, waited));
+    ::close(s);
+    ::close(c);
+    ::close(l);
+    CHECK((ev & POLLPRI) != 0);
     CHECK(waited);
 }
 

@@ -135,7 +135,9 @@ public:
             const int fd = static_cast<int>(evs[i].data.u64);
             if (static_cast<std::size_t>(fd) >= table_.size()) continue;
             const std::uint32_t e = evs[i].events;
-            if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+            // EPOLLPRI (urgent data, a sysfs or cgroup file's change) only ever matters to polls, which wait with the
+            // readers.
+            if (e & (EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
                 table_[fd].readable = true;
                 if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) table_[fd].read_final = true;
                 retry(fd, false);
@@ -222,7 +224,7 @@ private:
         // file without telling coring: (re)adding costs a call, and EEXIST says it was there all along.
         if (!st.registered || poll) {
             epoll_event ev{};
-            ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+            ev.events = EPOLLIN | EPOLLPRI | EPOLLOUT | EPOLLRDHUP | EPOLLET;
             ev.data.u64 = static_cast<std::uint64_t>(fd);
             if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0 && errno != EEXIST)
                 return errno == EPERM ? -EOPNOTSUPP : -errno;

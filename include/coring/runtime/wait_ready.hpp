@@ -98,8 +98,8 @@ private:
     int err_ = 0;
 };
 
-/// Waits until `fd` is ready for `events` (POLLIN, POLLOUT, ...; POLLPRI alone is not watched by the epoll backend;
-/// asyncio's add_reader/add_writer as an awaitable) and returns the ready events, which may include POLLHUP or POLLERR.
+/// Waits until `fd` is ready for `events` (POLLIN, POLLOUT, POLLPRI, ...; asyncio's add_reader/add_writer as an
+/// awaitable) and returns the ready events, which may include POLLHUP or POLLERR.
 /// For descriptors coring does not own: a C library's non-blocking socket (libpq, libcurl, ...), a pipe, an eventfd.
 /// Throws std::invalid_argument for a negative descriptor.
 [[nodiscard]] inline ready_awaitable wait_ready(int fd, unsigned events) noexcept { return {fd, events}; }
