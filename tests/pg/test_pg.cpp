@@ -1,6 +1,7 @@
 // PostgreSQL through libpq's non-blocking API on the loop (coring/contrib/pg.hpp): a real server started for the test,
 // 100 concurrent queries over 4 connections with parameters, errors as exceptions, and cancellation (PQcancel).
 #include "support/helpers.hpp"
+#include "support/peer_process.hpp"
 #include "support/pg_server.hpp"
 
 #include <coring/contrib/pg.hpp>
@@ -117,6 +118,42 @@ TEST_CASE("pg - a cancelled query is cancelled on the server (PQcancel), the con
     CHECK(timed_out);
     CHECK(took < 15); // the server stopped the 30 s sleep
     CHECK(after == "42");
+}
+
+TEST_CASE("pg - a host name is resolved off the loop and every address is tried", "[pg]") {
+    if (!have_postgres()) return;
+    // localhost may resolve to ::1 first, where this server does not listen: libpq must go on to 127.0.0.1, as it
+    // would with its own (blocking) lookup.
+    coring_test::pg_server server(coring_test::free_port());
+    std::string via, one, bad_name;
+    coring::run([&]() -> task<> {
+        const std::string tcp = "host=localhost port=" + std::to_string(server.port()) + " user=coring dbname=postgres";
+        coring::pg::connection c = co_await coring::pg::connection::connect(tcp);
+        via = PQhostaddr(c.native_handle());
+        coring::pg::result r = co_await c.query("SELECT 1");
+        one = std::string(r.get(0, 0));
+        try {
+            const std::string nowhere = "host=no-such-host.invalid port=5432 user=coring dbname=postgres";
+            (void)co_await coring::pg::connection::connect(nowhere);
+        } catch (const coring::pg::error& e) {
+            bad_name = e.what();
+        }
+    }());
+    CHECK(via == "127.0.0.1");
+    CHECK(one == "1");
+    CHECK(coring_test::contains(bad_name, "could not resolve host name \"no-such-host.invalid\""));
+}
+
+TEST_CASE("pg - a malformed connection string is a pg::error before anything starts", "[pg]") {
+    std::string what;
+    coring::run([&]() -> task<> {
+        try {
+            (void)co_await coring::pg::connection::connect("host=/tmp port");
+        } catch (const coring::pg::error& e) {
+            what = e.what();
+        }
+    }());
+    CHECK(coring_test::contains(what, "invalid connection string"));
 }
 
 } // namespace test_pg

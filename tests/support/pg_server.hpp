@@ -1,8 +1,9 @@
 #pragma once
 
-// A throwaway PostgreSQL server for the tests: initdb into a temporary directory, then `postgres` listening only on a
-// Unix socket in that directory, stopped and removed at the end. As root (CI), both run as the `postgres` user
-// (PostgreSQL refuses to run as root). Found under /usr/lib/postgresql/<version>/bin (Debian's postgresql package).
+// A throwaway PostgreSQL server for the tests: initdb into a temporary directory, then `postgres` listening on a
+// Unix socket in that directory (and, when asked, on a TCP port of 127.0.0.1), stopped and removed at the end. As
+// root (CI), both run as the `postgres` user (PostgreSQL refuses to run as root). Found under
+// /usr/lib/postgresql/<version>/bin (Debian's postgresql package).
 
 #include "support/temp_dir.hpp"
 
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
@@ -33,7 +35,8 @@ public:
         return best;
     }
 
-    pg_server() : dir_("coring-pg") {
+    /// A server on its Unix socket only, or also on 127.0.0.1:`tcp_port` (the socket then carries that number too).
+    explicit pg_server(std::uint16_t tcp_port = 0) : dir_("coring-pg"), port_(tcp_port ? tcp_port : 5432) {
         const std::string bin = bin_dir();
         if (bin.empty()) throw std::runtime_error("PostgreSQL is not installed (/usr/lib/postgresql/*/bin/initdb)");
         const std::string data = dir_.path() + "/data";
@@ -46,7 +49,8 @@ public:
         sh("cd / && " + as_user + bin + "/initdb -A trust -U coring -D " + data + " >" + dir_.path() +
            "/initdb.log 2>&1");
         sh("cd / && " + as_user + bin + "/pg_ctl -w -t 60 -D " + data + " -l " + dir_.path() + "/server.log -o \"-k " +
-           dir_.path() + " -c listen_addresses='' -p 5432\" start >/dev/null 2>&1");
+           dir_.path() + " -c listen_addresses='" + (tcp_port ? "127.0.0.1" : "") + "' -p " + std::to_string(port_) +
+           "\" start >/dev/null 2>&1");
         started_ = true;
         stop_cmd_ = "cd / && " + as_user + bin + "/pg_ctl -D " + data + " -m immediate stop >/dev/null 2>&1";
     }
@@ -58,8 +62,10 @@ public:
 
     /// libpq's connection string for this server.
     [[nodiscard]] std::string conninfo() const {
-        return "host=" + dir_.path() + " port=5432 user=coring dbname=postgres";
+        return "host=" + dir_.path() + " port=" + std::to_string(port_) + " user=coring dbname=postgres";
     }
+    /// The port: the TCP one, or 5432 for the Unix socket alone.
+    [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
 
 private:
     void sh(const std::string& cmd) {
@@ -70,6 +76,7 @@ private:
     }
 
     temp_dir dir_;
+    std::uint16_t port_;
     bool started_ = false;
     std::string stop_cmd_;
 };

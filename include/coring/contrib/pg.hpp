@@ -5,12 +5,16 @@
 // Not part of <coring/coring.hpp>; needs libpq (Debian: libpq-dev) and linking with -lpq.
 
 #include <coring/error.hpp>
+#include <coring/net/address.hpp>
+#include <coring/net/resolve.hpp>
 #include <coring/runtime/wait_ready.hpp>
 #include <coring/task/shield.hpp>
 #include <coring/task/task.hpp>
 #include <coring/thread/to_thread.hpp>
 
+#include <arpa/inet.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
 #include <poll.h>
 
 #include <cstdio>
@@ -20,6 +24,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -45,6 +50,142 @@ public:
 private:
     std::string sqlstate_;
 };
+
+namespace detail {
+
+/// A connection string's own options (PQconninfoParse: what the string says, without libpq's defaults), as the
+/// keyword and value arrays of PQconnectStartParams.
+class conn_params {
+public:
+    explicit conn_params(const std::string& conninfo) {
+        char* err = nullptr;
+        PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), &err);
+        if (!opts) {
+            const std::string why = err ? trimmed(err) : std::string("out of memory");
+            PQfreemem(err);
+            throw error("invalid connection string: " + why);
+        }
+        for (PQconninfoOption* o = opts; o->keyword; ++o)
+            if (o->val) set(o->keyword, o->val);
+        PQconninfoFree(opts);
+    }
+    /// The value given for `key`, or the environment variable libpq would read instead (empty when neither).
+    [[nodiscard]] std::string get(std::string_view key, const char* env_name) const {
+        for (std::size_t i = 0; i < keys_.size(); ++i)
+            if (keys_[i] == key) return values_[i];
+        const char* v = env_name ? std::getenv(env_name) : nullptr;
+        return v ? v : "";
+    }
+    void set(std::string_view key, std::string value) {
+        for (std::size_t i = 0; i < keys_.size(); ++i)
+            if (keys_[i] == key) {
+                values_[i] = std::move(value);
+                return;
+            }
+        keys_.emplace_back(key);
+        values_.push_back(std::move(value));
+    }
+    /// Null-terminated arrays for PQconnectStartParams, valid while this object is unchanged.
+    [[nodiscard]] std::vector<const char*> keywords() const { return pointers(keys_); }
+    [[nodiscard]] std::vector<const char*> values() const { return pointers(values_); }
+
+private:
+    static std::string trimmed(const char* s) {
+        std::string m = s;
+        while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
+        return m;
+    }
+    static std::vector<const char*> pointers(const std::vector<std::string>& v) {
+        std::vector<const char*> out;
+        out.reserve(v.size() + 1);
+        for (const std::string& s : v) out.push_back(s.c_str());
+        out.push_back(nullptr);
+        return out;
+    }
+    std::vector<std::string> keys_, values_;
+};
+
+inline std::vector<std::string> split_commas(const std::string& s) {
+    std::vector<std::string> out;
+    for (std::size_t start = 0;;) {
+        const std::size_t comma = s.find(',', start);
+        out.push_back(s.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+        if (comma == std::string::npos) return out;
+        start = comma + 1;
+    }
+}
+
+/// Whether libpq would look `host` up in DNS: not a socket directory, an abstract socket or a numeric address.
+inline bool is_host_name(const std::string& host) {
+    if (host.empty() || host.front() == '/' || host.front() == '@') return false;
+    in_addr a4;
+    in6_addr a6;
+    return ::inet_pton(AF_INET, host.c_str(), &a4) != 1 && ::inet_pton(AF_INET6, host.c_str(), &a6) != 1;
+}
+
+inline std::string numeric_ip(const address& a) {
+    char buf[INET6_ADDRSTRLEN] = {};
+    if (a.is_ipv4()) ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(a.data())->sin_addr, buf, sizeof buf);
+    else ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(a.data())->sin6_addr, buf, sizeof buf);
+    return buf;
+}
+
+/// libpq resolves host names with a blocking getaddrinfo inside PQconnectStart: resolve them first, on coring's
+/// resolver (off the loop), and hand libpq the numbers as hostaddr. A name with several addresses becomes as many
+/// host entries, each with one address (and its port), so that libpq still tries them in turn; `host` stays the name,
+/// for authentication and certificate checks. Nothing changes when hostaddr is already given.
+inline task<> resolve_hosts(conn_params& p) {
+    const std::string host = p.get("host", "PGHOST");
+    if (host.empty() || !p.get("hostaddr", "PGHOSTADDR").empty()) co_return;
+    const std::vector<std::string> hosts = split_commas(host);
+    bool any_name = false;
+    for (const std::string& h : hosts) any_name = any_name || is_host_name(h);
+    if (!any_name) co_return;
+    const std::vector<std::string> ports = split_commas(p.get("port", "PGPORT"));
+    const bool port_per_host = ports.size() > 1;
+    if (port_per_host && ports.size() != hosts.size())
+        throw error("invalid connection string: " + std::to_string(ports.size()) + " ports for " +
+                    std::to_string(hosts.size()) + " hosts");
+    std::string out_hosts, out_addrs, out_ports;
+    std::size_t entries = 0;
+    auto add = [&](const std::string& h, const std::string& a, std::size_t i) {
+        if (entries++ > 0) {
+            out_hosts += ',';
+            out_addrs += ',';
+            if (port_per_host) out_ports += ',';
+        }
+        out_hosts += h;
+        out_addrs += a;
+        if (port_per_host) out_ports += ports[i];
+    };
+    for (std::size_t i = 0; i < hosts.size(); ++i) {
+        const std::string& h = hosts[i];
+        if (!is_host_name(h)) {
+            add(h, "", i);
+            continue;
+        }
+        std::vector<address> found;
+        std::string failure;
+        try {
+            found = co_await resolve(h, 5432);
+        } catch (const std::system_error& e) {
+            failure = e.what();
+        }
+        if (!failure.empty()) throw error("could not resolve host name \"" + h + "\": " + failure);
+        std::size_t used = 0;
+        for (const address& a : found) {
+            if (!a.is_ipv4() && !a.is_ipv6()) continue;
+            add(h, numeric_ip(a), i);
+            if (++used == 8) break; // as many as anyone lists for one name
+        }
+        if (used == 0) throw error("could not resolve host name \"" + h + "\": no IP address");
+    }
+    p.set("host", out_hosts);
+    p.set("hostaddr", out_addrs);
+    if (port_per_host) p.set("port", out_ports);
+}
+
+} // namespace detail
 
 /// The rows of one statement (a PGresult, cleared on destruction).
 class result {
@@ -90,11 +231,15 @@ public:
 
     /// Connects (PQconnectStart, then PQconnectPoll with a wait each time libpq asks for one). `conninfo` is libpq's
     /// ("host=/tmp port=5432 dbname=app" or a postgresql:// URI). Throws pg::error with libpq's message; cancellable.
-    /// A host *name* is resolved by libpq with a blocking getaddrinfo: pass hostaddr (or resolve() first) to keep the
-    /// loop free.
+    /// Host names are resolved on coring's resolver first (libpq's own lookup would block the loop); libpq then gets
+    /// the addresses as hostaddr and tries them in turn.
     [[nodiscard]] static task<connection> connect(std::string conninfo) {
+        detail::conn_params params(conninfo);
+        co_await detail::resolve_hosts(params);
+        const std::vector<const char*> keywords = params.keywords();
+        const std::vector<const char*> values = params.values();
         connection c;
-        c.c_ = PQconnectStart(conninfo.c_str());
+        c.c_ = PQconnectStartParams(keywords.data(), values.data(), 0);
         if (!c.c_) throw error("out of memory starting a connection");
         if (PQstatus(c.c_) == CONNECTION_BAD) throw error(c.message());
         if (PQsetnonblocking(c.c_, 1) != 0) throw error(c.message());
