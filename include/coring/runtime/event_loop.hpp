@@ -563,10 +563,10 @@ private:
         }
         if (reader_wanted()) arm_reader();
     }
-    /// Whether the inbox read should be armed: an expected item is on its way, or a loop_handle may call in (except
-    /// while run() drains, which must not wait for a handle that may never be dropped).
+    /// Whether the inbox read should be armed: an expected item is on its way, or a loop_handle may call in (while a
+    /// drain has tasks left: it must not wait for a handle that may never be dropped once they are gone).
     [[nodiscard]] bool reader_wanted() const noexcept {
-        return remote_expected_ > 0 || (listeners_ > 0 && !core_.draining);
+        return remote_expected_ > 0 || (listeners_ > 0 && (!core_.draining || core_.root_count > 0));
     }
     void arm_reader() noexcept {
         if (reader_->armed) return;
@@ -932,14 +932,17 @@ inline bool event_loop::drain() {
         }
     } guard{*this};
     core_.draining = true;
-    // Only what handles keep armed: a handle is not work to wait for (the next run() listens again).
-    if (reader_->armed && !reader_wanted()) cancel(reader_.get());
     drain_deadline_ = detail::clock::now() + opts_.shutdown_timeout;
     for (detail::promise_base* p = core_.roots; p; p = p->next_) p->ctx_->request();
     // The loop's own kernel timer only bounds a wait, it is not work; the inbox read is work while remote items are
-    // expected (and then a task is waiting for them), so it never counts here.
+    // expected (and then a task is waiting for them), so it never counts here. The read that loop_handles keep armed
+    // stays while tasks remain (a cancelled task's clean-up may wait for another thread's call), and then goes like
+    // the standing operations: a handle is not work to wait for (the next run() listens again).
     auto idle = [this] {
-        if (core_.root_count == 0 && core_.ready.empty()) stop_standing();
+        if (core_.root_count == 0 && core_.ready.empty()) {
+            stop_standing();
+            if (reader_->armed && !reader_wanted()) cancel(reader_.get());
+        }
         return core_.root_count == 0 && inflight_ == own_ops() && pending_.empty() && core_.ready.empty();
     };
     run_until([&] { return idle() || detail::clock::now() >= drain_deadline_; });

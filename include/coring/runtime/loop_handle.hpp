@@ -10,6 +10,7 @@
 
 #include <memory>
 #include <stdexcept>
+#include <thread>
 #include <type_traits>
 #include <utility>
 
@@ -57,28 +58,23 @@ struct loop_listener : remote_item {
 ///     int v = co_await p.get_future();
 ///
 /// While any copy lives the loop listens to other threads (a read stays armed on its inbox), so a task that waits for
-/// such a call waits instead of ending run() with "deadlock". A drain (the end of run()) does not wait for handles:
-/// run() returns once its tasks are done, and calls made meanwhile run at the next run(), or never if the loop is
-/// destroyed first (their functions are then destroyed uncalled).
+/// such a call waits instead of ending run() with "deadlock". A drain (the end of run()) listens while cancelled tasks
+/// are still finishing, but does not wait for handles: run() returns once its tasks are done, and calls made later run
+/// at the next run(), or never if the loop is destroyed first (their functions are then destroyed uncalled).
 class loop_handle {
 public:
     /// A handle to no loop.
     loop_handle() noexcept = default;
 
-    /// Calls `fn()` on the loop soon: from another thread through the loop's inbox (one allocation), on the loop's
-    /// own thread as call_soon. An exception `fn` throws goes to the loop's exception handler. Throws
-    /// std::runtime_error when the loop has exited (then `fn` was not called) and std::logic_error for an empty
-    /// handle.
+    /// Calls `fn()` on the loop soon, at the top of one of its turns, through the loop's inbox (one allocation), from
+    /// any thread, the loop's own included (then never inline, and, unlike call_soon, not a task a drain would cancel
+    /// before it runs). An exception `fn` throws goes to the loop's exception handler. Throws std::runtime_error when
+    /// the loop has exited (then `fn` was not called) and std::logic_error for an empty handle.
     template <class F>
     void call_soon_threadsafe(F&& fn) const {
         detail::check_callback<F>();
         if (!st_) throw std::logic_error("coring: loop_handle::call_soon_threadsafe on an empty handle");
         const detail::loop_listener& st = *st_;
-        // A loop at the same address on this thread can only be another loop once the first closed its inbox.
-        if (event_loop::try_current() == st.loop && !st.box->closed()) {
-            (void)st.loop->call_soon(std::forward<F>(fn)); // a dropped callback_handle: the callback runs
-            return;
-        }
         auto item = std::make_unique<detail::threadsafe_call<std::decay_t<F>>>(std::decay_t<F>(std::forward<F>(fn)));
         if (!st.box->post(item.get())) throw std::runtime_error("coring: call_soon_threadsafe: the loop has exited");
         (void)item.release();
@@ -99,7 +95,9 @@ private:
 };
 
 inline loop_handle event_loop::handle() {
-    check_owner("handle");
+    // Always checked (not only with CORING_CHECKS): on another thread this would race with the loop on its counters.
+    if (std::this_thread::get_id() != owner_)
+        throw std::logic_error("coring: event_loop::handle called from a thread other than the loop's own");
     auto listener = std::make_unique<detail::loop_listener>(this, remote());
     listen_begin();
     // From here the listener's message balances listen_begin: should the shared_ptr fail to allocate, it calls
