@@ -7,3 +7,4 @@
 #include <coring/http/router.hpp>
 #include <coring/http/server.hpp>
 #include <coring/http/url.hpp>
+#include <coring/http/websocket.hpp>

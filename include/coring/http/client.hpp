@@ -8,6 +8,7 @@
 #include <coring/http/json.hpp>
 #include <coring/http/message.hpp>
 #include <coring/http/url.hpp>
+#include <coring/http/websocket.hpp>
 #include <coring/net/tcp.hpp>
 #include <coring/sync/semaphore.hpp>
 #include <coring/task/task.hpp>
@@ -32,6 +33,7 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <random>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -1262,6 +1264,138 @@ inline task<client_response> client_fetch(std::shared_ptr<detail::client_pool> p
 
 // ---- the client -----------------------------------------------------------------------------------------------------
 
+/// How client::websocket opens a connection.
+struct websocket_client_options {
+    websocket_options limits{};                ///< message and frame limits, keep-alive pings, the close timeout
+    std::vector<std::string> subprotocols{};   ///< offered in Sec-WebSocket-Protocol, preferred first
+    http::headers headers{};                   ///< more request headers (Origin, Authorization, Cookie)
+    std::chrono::milliseconds timeout{30'000}; ///< for the whole opening: connect, TLS, handshake
+};
+
+/// The server did not accept a WebSocket handshake (aiohttp's WSServerHandshakeError): it answered `status` (0 when
+/// the answer was not HTTP), or its 101 did not carry the right Sec-WebSocket-Accept.
+class websocket_handshake_error : public websocket_error {
+public:
+    websocket_handshake_error(int status, const std::string& what)
+        : websocket_error(close_code::abnormal, what), status_(status) {}
+    [[nodiscard]] int status() const noexcept { return status_; }
+
+private:
+    int status_;
+};
+
+namespace detail {
+
+/// The client's opening handshake over a connected stream (RFC 6455 section 4.1), then the websocket, which owns
+/// the stream.
+template <class S>
+task<http::websocket> ws_client_handshake(S s, url u, std::string where, websocket_client_options o,
+                                          client_clock::time_point deadline) {
+    std::random_device rd;
+    std::uint8_t raw[16];
+    for (std::uint8_t& b : raw) b = static_cast<std::uint8_t>(rd());
+    const std::string key = base64_encode(raw, sizeof raw);
+    std::string req =
+        coring::detail::str_cat("GET ", u.target, " HTTP/1.1\r\nHost: ", u.authority(),
+                                "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ", key,
+                                "\r\nSec-WebSocket-Version: 13\r\n");
+    if (!o.subprotocols.empty()) {
+        req += "Sec-WebSocket-Protocol: ";
+        for (std::size_t i = 0; i < o.subprotocols.size(); ++i) {
+            if (i) req += ", ";
+            req += o.subprotocols[i];
+        }
+        req += "\r\n";
+    }
+    for (const field& f : o.headers) {
+        if (!is_token(f.name) || unsafe_field(f.value))
+            throw std::invalid_argument("coring: websocket: a request header has an invalid name, or CR, LF or NUL");
+        req += coring::detail::str_cat(f.name, ": ", f.value, "\r\n");
+    }
+    req += "\r\n";
+    co_await timeout_at(deadline, s.write_all(req));
+    std::string in;
+    char buf[4096];
+    std::size_t head_end = std::string::npos;
+    while ((head_end = in.find("\r\n\r\n")) == std::string::npos) {
+        if (in.size() > 16 * 1024)
+            throw websocket_handshake_error(0, "coring: websocket: " + where + ": the answer's head is over 16 KiB");
+        const std::size_t n = co_await timeout_at(deadline, s.read(std::span(buf)));
+        if (n == 0)
+            throw websocket_handshake_error(0, "coring: websocket: " + where +
+                                                   ": the server closed the connection during the handshake");
+        in.append(buf, n);
+    }
+    const std::string_view head = std::string_view(in).substr(0, head_end);
+    const std::size_t line_end = head.find("\r\n");
+    const std::string_view status_line = head.substr(0, line_end);
+    int status = 0;
+    if (status_line.starts_with("HTTP/1.1 ") && status_line.size() >= 12)
+        std::from_chars(status_line.data() + 9, status_line.data() + 12, status);
+    if (status != 101)
+        throw websocket_handshake_error(status, "coring: websocket: " + where + ": the server answered \"" +
+                                                    std::string(status_line) + "\", not 101");
+    http::headers got;
+    for (std::string_view rest = line_end == std::string_view::npos ? std::string_view() : head.substr(line_end + 2);
+         !rest.empty();) {
+        const std::size_t e = rest.find("\r\n");
+        const std::string_view line = rest.substr(0, e);
+        rest = e == std::string_view::npos ? std::string_view() : rest.substr(e + 2);
+        const std::size_t colon = line.find(':');
+        if (colon == std::string_view::npos) continue;
+        std::string_view value = line.substr(colon + 1);
+        while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+        while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+        got.add(line.substr(0, colon), value);
+    }
+    const auto upgrade = got.get("Upgrade");
+    const auto connection = got.get("Connection");
+    const auto accept = got.get("Sec-WebSocket-Accept");
+    if (!upgrade || !has_token(*upgrade, "websocket") || !connection || !has_token(*connection, "upgrade"))
+        throw websocket_handshake_error(101, "coring: websocket: " + where + ": a 101 without Upgrade: websocket");
+    if (!accept || *accept != ws_accept_key(key))
+        throw websocket_handshake_error(101, "coring: websocket: " + where + ": a wrong Sec-WebSocket-Accept");
+    std::string proto(got.get_or("Sec-WebSocket-Protocol", ""));
+    if (!proto.empty()) {
+        bool offered = false;
+        for (const std::string& p : o.subprotocols) offered = offered || p == proto;
+        if (!offered)
+            throw websocket_handshake_error(101, "coring: websocket: " + where + ": the server chose subprotocol \"" +
+                                                     proto + "\", which was not offered");
+    }
+    std::string leftover = in.substr(head_end + 4);
+    co_return http::websocket(std::make_unique<ws_transport_own<S>>(std::move(s)), http::websocket::role::client,
+                              std::move(leftover), o.limits, std::move(proto));
+}
+
+/// client::websocket: ws:// over TCP, wss:// over TLS with the client's context (verified as its https:// requests).
+inline task<http::websocket> client_websocket(std::shared_ptr<client_pool> pool, std::string where,
+                                              websocket_client_options o) {
+    std::string as_http;
+    if (where.starts_with("ws://")) as_http = "http://" + where.substr(5);
+    else if (where.starts_with("wss://")) as_http = "https://" + where.substr(6);
+    else throw std::invalid_argument("coring: websocket: \"" + where + "\": expected ws:// or wss://");
+    const url u = url::parse(as_http);
+    const client_clock::time_point deadline = client_deadline(o.timeout);
+    task<tcp_stream> connecting = tcp_stream::connect(u.host, u.port);
+    tcp_stream s = co_await timeout_at(deadline, std::move(connecting));
+    s.set_nodelay(true); // frames are written whole; Nagle would hold small ones back
+    if (u.scheme == "https") {
+#if CORING_HTTP_TLS
+        task<coring::tls::stream> handshaking = coring::tls::stream::connect(pool->tls_context(), std::move(s), u.host);
+        coring::tls::stream t = co_await timeout_at(deadline, std::move(handshaking));
+        task<http::websocket> opening = ws_client_handshake(std::move(t), u, where, std::move(o), deadline);
+        co_return co_await std::move(opening);
+#else
+        throw std::invalid_argument("coring: websocket: \"" + where + "\": wss:// needs coring built with TLS");
+#endif
+    }
+    task<http::websocket> opening = ws_client_handshake(std::move(s), u, where, std::move(o), deadline);
+    co_return co_await std::move(opening);
+}
+
+} // namespace detail
+
 /// An HTTP/1.1 client with a connection pool (aiohttp's ClientSession).
 ///
 ///     coring::http::client c;
@@ -1335,6 +1469,18 @@ public:
     /// GET `url`.
     [[nodiscard]] task<client_response> get(std::string url, http::headers headers = {}) {
         return request("GET", std::move(url), {}, std::move(headers));
+    }
+    /// Opens a WebSocket to a ws:// or wss:// URL (aiohttp's ws_connect): connects, performs the opening handshake
+    /// (its Sec-WebSocket-Accept checked; wss:// through the client's TLS settings, verified as its https://
+    /// requests are) and returns the connection, which the caller owns and closes (websocket::close). Throws
+    /// websocket_handshake_error when the server does not switch protocols, std::invalid_argument for another scheme,
+    /// and what connecting throws. Not pooled: the connection is the caller's alone.
+    [[nodiscard]] task<http::websocket> websocket(std::string url) {
+        return detail::client_websocket(pool_, std::move(url), websocket_client_options{});
+    }
+    /// As websocket(url), with subprotocols, headers, limits and a timeout.
+    [[nodiscard]] task<http::websocket> websocket(std::string url, const websocket_client_options& options) {
+        return detail::client_websocket(pool_, std::move(url), options);
     }
     /// HEAD `url` (the response has no body).
     [[nodiscard]] task<client_response> head(std::string url, http::headers headers = {}) {

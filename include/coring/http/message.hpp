@@ -9,6 +9,7 @@
 #include <charconv>
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -17,6 +18,10 @@
 #include <vector>
 
 namespace coring::http {
+
+namespace detail {
+struct ws_upgrade; // server.hpp: a WebSocket route's handler and limits, for one connection
+} // namespace detail
 
 namespace detail {
 
@@ -344,6 +349,8 @@ struct response {
     /// When set, the body is produced by this coroutine and sent chunked (Transfer-Encoding: chunked), each
     /// body_writer::write one chunk: for large or open-ended bodies.
     std::function<task<>(body_writer&)> stream{};
+    /// Set by server::websocket routes on their 101 answer: the connection is handed to the WebSocket handler.
+    std::shared_ptr<const detail::ws_upgrade> upgrade{};
 
     response() = default;
     /// A response with a status and a body (no Content-Type).

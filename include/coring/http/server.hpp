@@ -7,6 +7,7 @@
 #include <coring/http/json.hpp>
 #include <coring/http/message.hpp>
 #include <coring/http/router.hpp>
+#include <coring/http/websocket.hpp>
 #include <coring/net/address.hpp>
 #include <coring/net/tcp.hpp>
 #include <coring/sync/event.hpp>
@@ -117,6 +118,35 @@ inline std::string_view http_date() noexcept {
 
 } // namespace detail
 
+/// A WebSocket route's handler (server::websocket): gets the upgrade request and the connection, which the server
+/// closes (closing handshake, code 1000; 1011 when the handler threw) once the handler returns.
+using websocket_handler = std::function<task<>(request&, websocket&)>;
+
+/// How a WebSocket route accepts connections.
+struct websocket_route_options {
+    websocket_options limits{}; ///< message and frame limits, keep-alive pings, the close timeout
+    /// Subprotocols this route speaks, preferred first: the first the client offers (Sec-WebSocket-Protocol) that is
+    /// here is agreed on (websocket::subprotocol()); none in common: no subprotocol.
+    std::vector<std::string> subprotocols{};
+    /// Called with the upgrade request (its Origin header, say): false refuses it with 403. Empty: every origin.
+    std::function<bool(const request&)> check_origin{};
+};
+
+namespace detail {
+
+struct ws_upgrade {
+    websocket_handler handler;
+    websocket_options limits;
+    std::string subprotocol;
+};
+
+struct ws_route {
+    websocket_handler handler;
+    websocket_route_options options;
+};
+
+} // namespace detail
+
 /// An HTTP/1.1 server (aiohttp.web, FastAPI): routes requests to coroutine handlers, one task per connection.
 ///
 ///     coring::http::server app;
@@ -156,6 +186,17 @@ public:
     server& patch(std::string_view pattern, handler h) { return route("PATCH", pattern, std::move(h)); }
     /// A DELETE route (`delete` is a C++ keyword).
     server& del(std::string_view pattern, handler h) { return route("DELETE", pattern, std::move(h)); }
+
+    /// A WebSocket route (aiohttp's WebSocketResponse): a GET with a valid opening handshake (RFC 6455 section 4.2:
+    /// Upgrade: websocket, Connection: Upgrade, Sec-WebSocket-Version: 13, a 16-byte Sec-WebSocket-Key) is answered
+    /// 101 and the connection goes to `h` for as long as it runs; anything else gets 426 (not a WebSocket handshake,
+    /// or another version: Sec-WebSocket-Version: 13 says which), 400 (a malformed key) or 403 (check_origin said
+    /// no). A shutdown() sends every open WebSocket a close frame with 1001 (going away), then cancels the handlers
+    /// still running after the grace period.
+    server& websocket(std::string_view pattern, websocket_handler h, websocket_route_options options = {}) {
+        auto r = std::make_shared<const detail::ws_route>(detail::ws_route{std::move(h), std::move(options)});
+        return route("GET", pattern, [r](request& req) -> task<response> { co_return ws_handshake(req, *r); });
+    }
 
     /// Serves connections from `listener` until shutdown() (then returns once every connection has ended).
     /// Throws std::logic_error when already serving.
@@ -264,6 +305,7 @@ public:
         if (closing_) return;
         closing_ = true;
         grace_ = grace;
+        for (http::websocket* ws : websockets_) ws->start_close(close_code::going_away);
         stopped_.set();
     }
 
@@ -441,6 +483,16 @@ private:
                         res = response::text("Internal Server Error\n", 500);
                     }
                 }
+                if (res.upgrade && res.status == 101) {
+                    // The WebSocket handshake succeeded: the connection is the handler's from here, with whatever
+                    // the client sent past its request.
+                    append_upgrade_head(out, res);
+                    co_await s.write_all(out);
+                    out.clear();
+                    std::string leftover(in.get() + begin, end - begin);
+                    co_await websocket_session(s, req, *res.upgrade, std::move(leftover));
+                    co_return false;
+                }
                 bool keep = parser.keep_alive() && !closing_; // a shutdown during the handler ends it here
                 if (auto conn_header = res.headers.get("Connection");
                     conn_header && detail::has_token(*conn_header, "close"))
@@ -508,6 +560,85 @@ private:
         }
     }
 
+    /// The opening handshake of a WebSocket route (RFC 6455 section 4.2.1): 101 with the accept key, or the error.
+    static response ws_handshake(const request& req, const detail::ws_route& route) {
+        const auto upgrade = req.headers.get("Upgrade");
+        const auto connection = req.headers.get("Connection");
+        if (!upgrade || !detail::has_token(*upgrade, "websocket") || !connection ||
+            !detail::has_token(*connection, "upgrade") || req.version_minor < 1) {
+            response r = response::text("Upgrade Required: this is a WebSocket endpoint\n", 426);
+            r.headers.add("Upgrade", "websocket");
+            return r;
+        }
+        const auto version = req.headers.get("Sec-WebSocket-Version");
+        if (!version || *version != "13") {
+            response r = response::text("Upgrade Required: WebSocket version 13 is spoken here\n", 426);
+            r.headers.add("Upgrade", "websocket");
+            r.headers.add("Sec-WebSocket-Version", "13");
+            return r;
+        }
+        const std::vector<std::string_view> keys = req.headers.get_all("Sec-WebSocket-Key");
+        if (keys.size() != 1 || detail::base64_decoded_size(keys.front()) != 16)
+            return response::text("Bad Request: Sec-WebSocket-Key must be one 16-byte value in base64\n", 400);
+        if (route.options.check_origin && !route.options.check_origin(req))
+            return response::text("Forbidden: this origin may not open a WebSocket here\n", 403);
+        std::string chosen;
+        for (std::string_view offered : req.headers.get_all("Sec-WebSocket-Protocol")) {
+            for (const std::string& mine : route.options.subprotocols)
+                if (detail::has_token(offered, mine)) {
+                    chosen = mine;
+                    break;
+                }
+            if (!chosen.empty()) break;
+        }
+        response r(101, "");
+        r.headers.add("Upgrade", "websocket");
+        r.headers.add("Connection", "Upgrade");
+        r.headers.add("Sec-WebSocket-Accept", detail::ws_accept_key(keys.front()));
+        if (!chosen.empty()) r.headers.add("Sec-WebSocket-Protocol", chosen);
+        r.upgrade = std::make_shared<const detail::ws_upgrade>(
+            detail::ws_upgrade{route.handler, route.options.limits, std::move(chosen)});
+        return r;
+    }
+
+    static void append_upgrade_head(std::string& out, const response& res) {
+        out += "HTTP/1.1 101 Switching Protocols\r\n";
+        for (const field& f : res.headers) {
+            out += f.name;
+            out += ": ";
+            out += f.value;
+            out += "\r\n";
+        }
+        out += "\r\n";
+    }
+
+    /// A WebSocket connection, from the 101 until the handler is done and the closing handshake over.
+    template <class S>
+    task<> websocket_session(S& s, request& req, const detail::ws_upgrade& up, std::string leftover) {
+        http::websocket ws(std::make_unique<detail::ws_transport_ref<S>>(s), http::websocket::role::server,
+                           std::move(leftover), up.limits, up.subprotocol);
+        websockets_.push_front(&ws);
+        struct unlist {
+            std::list<http::websocket*>& l;
+            std::list<http::websocket*>::iterator it;
+            ~unlist() { l.erase(it); }
+        } listed{websockets_, websockets_.begin()};
+        if (closing_) ws.start_close(close_code::going_away);
+        std::exception_ptr failure;
+        try {
+            task<> handling = up.handler(req, ws);
+            co_await std::move(handling);
+        } catch (const cancelled_error&) {
+        } catch (const websocket_error&) {
+            // The peer broke the protocol or vanished: answered (or nothing to answer) already.
+        } catch (...) {
+            failure = std::current_exception();
+        }
+        if (failure) report(req, failure);
+        task<> closing = ws.close(failure ? close_code::internal_error : close_code::normal);
+        co_await shield(std::move(closing));
+    }
+
     /// 404, or 405 with the methods the path has.
     static response not_routed(int status, std::string_view allow) {
         response r = response::text(status == 405 ? "Method Not Allowed\n" : "Not Found\n", status);
@@ -521,7 +652,9 @@ private:
             if (!detail::is_token(f.name) || detail::unsafe_field(f.value))
                 throw std::invalid_argument("coring: http: a response header has an invalid name, or CR, LF or "
                                             "NUL in its value");
-        if (r.status < 200 || r.status > 999) throw std::invalid_argument("coring: http: bad response status");
+        // 1xx are interim answers the server sends itself, but for a WebSocket route's own 101.
+        if ((r.status < 200 && !(r.status == 101 && r.upgrade)) || r.status > 999)
+            throw std::invalid_argument("coring: http: bad response status");
     }
 
     void report(const request& req, std::exception_ptr e) const noexcept {
@@ -622,6 +755,7 @@ private:
     std::list<conn> conns_;
     std::size_t live_ = 0;
     std::size_t accepted_ = 0;
+    std::list<http::websocket*> websockets_; // open WebSocket connections (a shutdown sends them 1001)
     event stopped_;
     event drained_;
     address local_;

@@ -1,0 +1,522 @@
+#pragma once
+
+#include <coring/error.hpp>
+#include <coring/http/detail/ws_frame.hpp>
+#include <coring/sync/event.hpp>
+#include <coring/sync/mutex.hpp>
+#include <coring/task/shield.hpp>
+#include <coring/task/spawn.hpp>
+#include <coring/task/task.hpp>
+#include <coring/time/timeout.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <random>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace coring::http {
+
+/// Close codes (RFC 6455 section 7.4.1).
+namespace close_code {
+inline constexpr std::uint16_t normal = 1000;         ///< the purpose of the connection was fulfilled
+inline constexpr std::uint16_t going_away = 1001;     ///< a server shutting down, a page navigated away
+inline constexpr std::uint16_t protocol_error = 1002; ///< a frame broke RFC 6455
+inline constexpr std::uint16_t unsupported = 1003;    ///< a type of data the endpoint does not take
+inline constexpr std::uint16_t no_status = 1005;      ///< reported (never sent) for a close frame without a code
+inline constexpr std::uint16_t abnormal = 1006;       ///< reported (never sent): the connection ended without a close
+inline constexpr std::uint16_t invalid_data = 1007;   ///< text that is not UTF-8
+inline constexpr std::uint16_t policy = 1008;         ///< a message that violates the endpoint's policy
+inline constexpr std::uint16_t too_big = 1009;        ///< a frame or message over the limits
+inline constexpr std::uint16_t internal_error = 1011; ///< the endpoint failed (also: no pong to a keep-alive ping)
+} // namespace close_code
+
+/// A WebSocket connection that failed: the peer broke the protocol (the connection was then closed with `code`, 1002,
+/// 1007 or 1009), or went away without a close handshake (1006).
+class websocket_error : public std::runtime_error {
+public:
+    websocket_error(std::uint16_t code, const std::string& what)
+        : std::runtime_error("coring: websocket: " + what), code_(code) {}
+    /// The close code that describes the failure.
+    [[nodiscard]] std::uint16_t code() const noexcept { return code_; }
+
+private:
+    std::uint16_t code_;
+};
+
+/// One message received (aiohttp's WSMessage).
+struct ws_message {
+    enum class kind { text, binary, close };
+    kind type = kind::text;
+    std::string data;       ///< the text (valid UTF-8) or bytes; for close, the peer's reason
+    std::uint16_t code = 0; ///< for close: the peer's code (close_code::no_status when it sent none)
+
+    [[nodiscard]] bool is_text() const noexcept { return type == kind::text; }
+    [[nodiscard]] bool is_binary() const noexcept { return type == kind::binary; }
+    [[nodiscard]] bool is_close() const noexcept { return type == kind::close; }
+};
+
+/// Limits and timers of a WebSocket connection.
+struct websocket_options {
+    std::size_t max_message = 16u << 20; ///< a larger message (reassembled) closes the connection with 1009
+    std::size_t max_frame = 16u << 20;   ///< a larger frame closes the connection with 1009
+    /// When nothing arrives for this long, receive() sends a ping; when nothing (the pong) arrives for as long again,
+    /// the connection is closed with 1011 and receive() throws. Zero: no keep-alive pings.
+    std::chrono::milliseconds ping_interval{0};
+    /// How long close() waits for the peer's close frame before it closes the connection anyway.
+    std::chrono::milliseconds close_timeout{2000};
+};
+
+namespace detail {
+
+/// The byte stream under a WebSocket: coring's tcp_stream, unix_stream or tls::stream, behind one small interface so
+/// that websocket is one class whatever the transport (a virtual call per read or write, against a system call).
+struct ws_transport {
+    virtual ~ws_transport() = default;
+    virtual task<std::size_t> read(std::span<char> buf) = 0;
+    virtual task<> write(std::string_view bytes) = 0;
+    /// Ends the connection from this side: a server's transport belongs to the HTTP server, which closes it once
+    /// the handler returns (this half-closes it); a client's is closed.
+    virtual task<> end() = 0;
+};
+
+/// A stream the HTTP server owns.
+template <class S>
+class ws_transport_ref final : public ws_transport {
+public:
+    explicit ws_transport_ref(S& s) noexcept : s_(s) {}
+    task<std::size_t> read(std::span<char> buf) override { co_return co_await s_.read(buf); }
+    task<> write(std::string_view bytes) override { co_await s_.write_all(bytes); }
+    task<> end() override { co_await s_.shutdown(); }
+
+private:
+    S& s_;
+};
+
+/// A stream the websocket owns (the client's).
+template <class S>
+class ws_transport_own final : public ws_transport {
+public:
+    explicit ws_transport_own(S s) noexcept : s_(std::move(s)) {}
+    task<std::size_t> read(std::span<char> buf) override { co_return co_await s_.read(buf); }
+    task<> write(std::string_view bytes) override { co_await s_.write_all(bytes); }
+    task<> end() override { co_await s_.close(); }
+
+private:
+    S s_;
+};
+
+} // namespace detail
+
+/// A WebSocket connection (RFC 6455), server or client side: what a websocket route's handler gets
+/// (server::websocket) and what client::websocket returns. Messages come whole (fragments reassembled, text checked to
+/// be UTF-8); pings are answered while receive() runs; close() performs the closing handshake.
+///
+/// ```
+/// app.websocket("/echo", [](http::request&, http::websocket& ws) -> task<> {
+///     for (;;) {
+///         http::ws_message m = co_await ws.receive();
+///         if (m.is_close()) break;
+///         if (m.is_text()) co_await ws.send_text(m.data);
+///     }
+/// });
+/// ```
+///
+/// A peer that breaks the protocol (an unmasked client frame, a reserved bit or opcode, a fragmented or oversized
+/// control frame, a continuation with nothing to continue, text that is not UTF-8, a frame or message over the limits,
+/// a bad close code) gets a close frame with the matching code (1002, 1007, 1009), the connection is ended, and
+/// receive() throws websocket_error with that code; a peer that disappears without a close frame is websocket_error
+/// 1006.
+///
+/// One task may receive while others send: sends are serialized (one frame at a time, whole). Loop thread only;
+/// movable (its state is on the heap).
+class websocket {
+public:
+    /// Which end of the connection this is: clients mask their frames, servers must not (section 5.1).
+    enum class role { server, client };
+
+    /// No connection.
+    websocket() = default;
+    websocket(websocket&&) noexcept = default;
+    websocket& operator=(websocket&&) noexcept = default;
+
+    /// Over a transport whose opening handshake is done; `buffered` holds bytes already read past the handshake.
+    websocket(std::unique_ptr<detail::ws_transport> io, role r, std::string buffered, websocket_options options,
+              std::string subprotocol = {})
+        : st_(std::make_unique<state>()) {
+        st_->io = std::move(io);
+        st_->role = r;
+        st_->in = std::move(buffered);
+        st_->opts = options;
+        st_->subprotocol = std::move(subprotocol);
+        if (r == role::client) st_->rng.seed(std::random_device{}());
+    }
+
+    /// The next message: text, binary, or close (then the closing handshake is answered, and every later receive()
+    /// gives the same close message). Answers pings meanwhile. Throws websocket_error (see the class comment),
+    /// cancelled_error (nothing is lost: a frame half read stays buffered for the next call), std::logic_error when
+    /// another receive() is under way.
+    task<ws_message> receive() {
+        state& st = get();
+        if (st.receiving) throw std::logic_error("coring: websocket: receive() while another receive() is under way");
+        st.receiving = true;
+        struct done_receiving {
+            state& st;
+            ~done_receiving() { st.receiving = false; }
+        } guard{st};
+        if (st.got_close) co_return st.close_message;
+        for (;;) {
+            detail::ws_frame_header h;
+            while (!detail::ws_parse_header(std::string_view(st.in).substr(st.pos), h)) co_await fill(st);
+            std::uint16_t bad = check_header(st, h);
+            if (bad) {
+                // Named first: a temporary string inside a co_await operand is what GCC 12 mis-relocates.
+                const std::string why = header_problem(st, h);
+                co_await fail(st, bad, why);
+            }
+            const std::size_t frame_end = st.pos + h.header_size + static_cast<std::size_t>(h.length);
+            while (st.in.size() < frame_end) co_await fill(st, frame_end - st.in.size());
+            char* payload = st.in.data() + st.pos + h.header_size;
+            const auto n = static_cast<std::size_t>(h.length);
+            if (h.masked) detail::ws_apply_mask(payload, n, h.mask);
+            const std::string_view body(payload, n);
+            const auto op = static_cast<detail::ws_opcode>(h.opcode);
+            if (op == detail::ws_opcode::ping) {
+                const std::string echo(body);
+                consume(st, frame_end);
+                co_await send_frame(st, detail::ws_opcode::pong, echo);
+                continue;
+            }
+            if (op == detail::ws_opcode::pong) {
+                consume(st, frame_end);
+                continue;
+            }
+            if (op == detail::ws_opcode::close) {
+                ws_message m;
+                m.type = ws_message::kind::close;
+                m.code = close_code::no_status;
+                std::uint16_t problem = 0;
+                if (n == 1) problem = close_code::protocol_error;
+                if (n >= 2) {
+                    m.code = static_cast<std::uint16_t>((static_cast<unsigned char>(body[0]) << 8) |
+                                                        static_cast<unsigned char>(body[1]));
+                    m.data = std::string(body.substr(2));
+                    if (!detail::ws_valid_close_code(m.code)) problem = close_code::protocol_error;
+                    else if (!detail::ws_valid_utf8(m.data)) problem = close_code::invalid_data;
+                }
+                consume(st, frame_end);
+                if (problem) co_await fail(st, problem, "a close frame with an invalid code or reason");
+                st.got_close = true;
+                st.close_message = m;
+                if (!st.sent_close) {
+                    // Echo the code (section 5.5.1); none for a close that had none.
+                    std::string reply;
+                    if (m.code != close_code::no_status) {
+                        reply.push_back(static_cast<char>(m.code >> 8));
+                        reply.push_back(static_cast<char>(m.code & 0xFF));
+                    }
+                    try {
+                        co_await send_close_frame(st, reply);
+                    } catch (const std::exception&) {
+                        // The peer may already be gone: its close is what counts.
+                    }
+                }
+                st.peer_closed.set();
+                co_await end_transport(st);
+                co_return m;
+            }
+            // Data.
+            if (op == detail::ws_opcode::continuation) {
+                if (!st.assembling)
+                    co_await fail(st, close_code::protocol_error, "a continuation frame with nothing to continue");
+            } else {
+                if (st.assembling)
+                    co_await fail(st, close_code::protocol_error, "a new message before the last one's final fragment");
+                st.assembling = true;
+                st.message_kind = op == detail::ws_opcode::text ? ws_message::kind::text : ws_message::kind::binary;
+                st.message.clear();
+            }
+            if (st.message.size() + n > st.opts.max_message) {
+                consume(st, frame_end);
+                co_await fail(st, close_code::too_big, "a message over max_message");
+            }
+            st.message.append(body);
+            consume(st, frame_end);
+            if (!h.fin) continue;
+            st.assembling = false;
+            if (st.message_kind == ws_message::kind::text && !detail::ws_valid_utf8(st.message))
+                co_await fail(st, close_code::invalid_data, "a text message that is not UTF-8");
+            ws_message m;
+            m.type = st.message_kind;
+            m.data = std::move(st.message);
+            st.message = std::string();
+            co_return m;
+        }
+    }
+
+    /// Sends a text message (one frame). Throws std::invalid_argument for text that is not UTF-8, websocket_error
+    /// once the connection is closing or closed.
+    task<> send_text(std::string_view text) {
+        state& st = get();
+        if (!detail::ws_valid_utf8(text))
+            throw std::invalid_argument("coring: websocket: send_text of text that is not UTF-8");
+        co_await send_data(st, detail::ws_opcode::text, text);
+    }
+    /// Sends a binary message (one frame).
+    task<> send_binary(std::string_view bytes) {
+        state& st = get();
+        co_await send_data(st, detail::ws_opcode::binary, bytes);
+    }
+    /// Sends a ping (at most 125 bytes of payload: std::invalid_argument otherwise); its pong is consumed by receive().
+    task<> ping(std::string_view payload = {}) {
+        state& st = get();
+        if (payload.size() > 125)
+            throw std::invalid_argument("coring: websocket: a ping's payload is at most 125 bytes");
+        co_await send_data(st, detail::ws_opcode::ping, payload);
+    }
+
+    /// The closing handshake: sends a close frame with `code` and `reason` (at most 123 bytes, UTF-8), waits for the
+    /// peer's (at most websocket_options::close_timeout; a task in receive() meanwhile gets it as a close message),
+    /// then ends the connection. Harmless once closed. Throws std::invalid_argument for a code a peer may not send.
+    task<> close(std::uint16_t code = close_code::normal, std::string_view reason = {}) {
+        if (!st_) co_return;
+        state& st = *st_;
+        if (!detail::ws_valid_close_code(code))
+            throw std::invalid_argument("coring: websocket: " + std::to_string(code) + " is not a close code to send");
+        if (reason.size() > 123 || !detail::ws_valid_utf8(reason))
+            throw std::invalid_argument("coring: websocket: a close reason is at most 123 bytes of UTF-8");
+        if (st.closer) {
+            try {
+                co_await shield(*st.closer);
+            } catch (...) {}
+            st.closer.reset();
+        }
+        if (st.ended) co_return;
+        if (!st.sent_close) {
+            std::string payload;
+            payload.push_back(static_cast<char>(code >> 8));
+            payload.push_back(static_cast<char>(code & 0xFF));
+            payload.append(reason);
+            try {
+                co_await send_close_frame(st, payload);
+            } catch (const std::system_error&) {
+                st.got_close = true; // the peer is gone: nothing to wait for
+            }
+        }
+        if (!st.got_close) {
+            bool late = false;
+            try {
+                if (st.receiving) {
+                    co_await timeout(st.opts.close_timeout, st.peer_closed.wait());
+                } else {
+                    // Read (and drop) what comes until the peer's close frame.
+                    task<> draining = drain_until_close();
+                    co_await timeout(st.opts.close_timeout, std::move(draining));
+                }
+            } catch (const timeout_error&) {
+                late = true;
+            } catch (const websocket_error&) {
+            } catch (const std::system_error&) {}
+            (void)late;
+        }
+        co_await end_transport(st);
+    }
+
+    /// Whether a close frame was sent or received, or the connection failed.
+    [[nodiscard]] bool closed() const noexcept { return st_ && (st_->sent_close || st_->got_close || st_->ended); }
+    /// The subprotocol agreed on in the handshake (Sec-WebSocket-Protocol), empty when none.
+    [[nodiscard]] const std::string& subprotocol() const { return get().subprotocol; }
+    /// Which end this is.
+    [[nodiscard]] role side() const { return get().role; }
+
+private:
+    friend class server;
+
+    /// The server going away (1001): the close frame is sent by a task of its own (close() waits for it), and the
+    /// peer's answer reaches receive(). Loop thread; never throws.
+    void start_close(std::uint16_t code = close_code::going_away) noexcept {
+        if (!st_ || st_->sent_close || st_->ended || st_->closer) return;
+        try {
+            std::string payload;
+            payload.push_back(static_cast<char>(code >> 8));
+            payload.push_back(static_cast<char>(code & 0xFF));
+            st_->closer.emplace(spawn(send_close_quietly(*st_, std::move(payload))));
+        } catch (...) {}
+    }
+
+    struct state {
+        std::unique_ptr<detail::ws_transport> io;
+        websocket::role role = websocket::role::server;
+        websocket_options opts;
+        std::string subprotocol;
+        std::string in;      // received bytes; frames are parsed in place from `pos`
+        std::size_t pos = 0; // the first byte not consumed
+        std::string message; // the message being reassembled
+        ws_message::kind message_kind = ws_message::kind::text;
+        bool assembling = false;
+        mutex sending; // one frame on the wire at a time
+        std::string out;
+        bool sent_close = false;
+        bool got_close = false;
+        bool ended = false; // the transport was ended
+        bool receiving = false;
+        bool ping_outstanding = false;
+        ws_message close_message;
+        event peer_closed;                       // the peer's close frame arrived
+        std::optional<join_handle<void>> closer; // start_close()'s task
+        std::mt19937 rng;                        // clients' masking keys
+    };
+
+    state& get() const {
+        if (!st_) throw std::logic_error("coring: websocket: no connection (moved from, or default-constructed)");
+        return *st_;
+    }
+
+    static std::uint16_t check_header(const state& st, const detail::ws_frame_header& h) noexcept {
+        if (h.rsv != 0 || !detail::ws_is_known(h.opcode)) return close_code::protocol_error;
+        // Section 5.1: clients mask every frame, servers none.
+        if (h.masked != (st.role == role::server)) return close_code::protocol_error;
+        if (detail::ws_is_control(h.opcode) && (!h.fin || h.length > 125)) return close_code::protocol_error;
+        if (h.length_invalid) return close_code::protocol_error;
+        if (h.length > st.opts.max_frame) return close_code::too_big;
+        return 0;
+    }
+    static std::string header_problem(const state& st, const detail::ws_frame_header& h) {
+        if (h.rsv != 0) return "a frame with a reserved bit set (no extension was agreed)";
+        if (!detail::ws_is_known(h.opcode)) return "a frame with reserved opcode " + std::to_string(h.opcode);
+        if (h.masked != (st.role == role::server))
+            return st.role == role::server ? "an unmasked frame from a client" : "a masked frame from a server";
+        if (detail::ws_is_control(h.opcode) && !h.fin) return "a fragmented control frame";
+        if (detail::ws_is_control(h.opcode)) return "a control frame over 125 bytes";
+        if (h.length_invalid) return "a 64-bit length with its most significant bit set";
+        return "a frame of " + std::to_string(h.length) + " bytes, over max_frame";
+    }
+
+    static void consume(state& st, std::size_t frame_end) {
+        st.pos = frame_end;
+        // Keep the buffer from growing: drop what was consumed once it is most of it.
+        if (st.pos == st.in.size()) {
+            st.in.clear();
+            st.pos = 0;
+        } else if (st.pos > 64 * 1024 && st.pos * 2 > st.in.size()) {
+            st.in.erase(0, st.pos);
+            st.pos = 0;
+        }
+    }
+
+    /// Reads more into the buffer (at least `want` bytes' room). End of stream without a close frame: 1006.
+    static task<> fill(state& st, std::size_t want = 0) {
+        const std::size_t chunk = std::max<std::size_t>(16 * 1024, std::min<std::size_t>(want, 1u << 20));
+        const std::size_t old = st.in.size();
+        st.in.resize(old + chunk);
+        std::size_t n = 0;
+        bool silent = false;
+        try {
+            if (st.opts.ping_interval.count() > 0) {
+                task<std::size_t> reading = st.io->read(std::span(st.in.data() + old, chunk));
+                n = co_await timeout(st.opts.ping_interval, std::move(reading));
+            } else {
+                n = co_await st.io->read(std::span(st.in.data() + old, chunk));
+            }
+        } catch (const timeout_error&) {
+            silent = true;
+        } catch (...) {
+            st.in.resize(old);
+            throw;
+        }
+        st.in.resize(old + n);
+        if (silent) {
+            if (st.ping_outstanding) co_await fail(st, close_code::internal_error, "no pong to a keep-alive ping");
+            st.ping_outstanding = true;
+            co_await send_frame(st, detail::ws_opcode::ping, "coring");
+            co_return;
+        }
+        st.ping_outstanding = false;
+        if (n == 0) {
+            st.ended = true;
+            throw websocket_error(close_code::abnormal, "the connection ended without a close frame");
+        }
+    }
+
+    static task<> send_data(state& st, detail::ws_opcode op, std::string_view payload) {
+        if (st.sent_close || st.got_close || st.ended)
+            throw websocket_error(close_code::normal, "send on a connection that is closing or closed");
+        co_await send_frame(st, op, payload);
+    }
+
+    static task<> send_frame(state& st, detail::ws_opcode op, std::string_view payload) {
+        auto lock = co_await st.sending.lock();
+        st.out.clear();
+        std::array<std::uint8_t, 4> key{};
+        const bool mask = st.role == role::client;
+        if (mask) {
+            const std::uint32_t r = static_cast<std::uint32_t>(st.rng());
+            for (std::size_t i = 0; i < 4; ++i) key[i] = static_cast<std::uint8_t>(r >> (8 * i));
+        }
+        detail::ws_append_header(st.out, true, static_cast<std::uint8_t>(op), payload.size(),
+                                 mask ? key.data() : nullptr);
+        if (mask || payload.size() <= 64 * 1024) {
+            const std::size_t at = st.out.size();
+            st.out.append(payload);
+            if (mask) detail::ws_apply_mask(st.out.data() + at, payload.size(), key);
+            co_await st.io->write(st.out);
+        } else {
+            // A large unmasked payload goes as it is, after its header: no copy.
+            co_await st.io->write(st.out);
+            co_await st.io->write(payload);
+        }
+    }
+
+    static task<> send_close_frame(state& st, std::string_view payload) {
+        st.sent_close = true;
+        co_await send_frame(st, detail::ws_opcode::close, payload);
+    }
+
+    static task<> send_close_quietly(state& st, std::string payload) {
+        try {
+            co_await send_close_frame(st, payload);
+        } catch (...) {}
+    }
+
+    task<> drain_until_close() {
+        for (;;) {
+            ws_message m = co_await receive();
+            if (m.is_close()) co_return;
+        }
+    }
+
+    static task<> end_transport(state& st) {
+        if (st.ended) co_return;
+        st.ended = true;
+        try {
+            co_await shield(st.io->end());
+        } catch (...) {}
+    }
+
+    /// The peer broke the protocol: a close frame with `code` (best effort), the connection ended, websocket_error.
+    static task<> fail(state& st, std::uint16_t code, std::string_view why) {
+        if (!st.sent_close && !st.ended) {
+            std::string payload;
+            payload.push_back(static_cast<char>(code >> 8));
+            payload.push_back(static_cast<char>(code & 0xFF));
+            try {
+                co_await shield(send_close_frame(st, payload));
+            } catch (...) {}
+        }
+        st.got_close = true;
+        st.close_message = ws_message{ws_message::kind::close, std::string(why), code};
+        co_await end_transport(st);
+        throw websocket_error(code, std::string(why));
+    }
+
+    std::unique_ptr<state> st_;
+};
+
+} // namespace coring::http
