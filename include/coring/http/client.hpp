@@ -1369,7 +1369,7 @@ task<http::websocket> ws_client_handshake(S s, url u, std::string where, websock
 }
 
 /// client::websocket: ws:// over TCP, wss:// over TLS with the client's context (verified as its https:// requests).
-inline task<http::websocket> client_websocket(std::shared_ptr<client_pool> pool, std::string where,
+inline task<http::websocket> client_websocket([[maybe_unused]] std::shared_ptr<client_pool> pool, std::string where,
                                               websocket_client_options o) {
     std::string as_http;
     if (where.starts_with("ws://")) as_http = "http://" + where.substr(5);
