@@ -309,7 +309,7 @@ asyncio.run(main())
         child_process py(
             {"/usr/bin/python3", "-c", script, "ws://127.0.0.1:" + std::to_string(l.local_address().port()) + "/echo"});
         // The client is connected once the server has echoed its first message.
-        for (int i = 0; i < 500 && log.messages == 0; ++i) co_await coring::sleep(10ms);
+        for (int i = 0; i < 1500 && log.messages == 0; ++i) co_await coring::sleep(10ms);
         app.shutdown(5s);
         r = co_await finished(py, 10s);
         co_await serving;
@@ -556,6 +556,152 @@ TEST_CASE("websocket client - coring to coring over ws:// and wss://, subprotoco
     CHECK(secure_log.close_code == 1000);
 #endif
     CHECK(coring_test::open_fds() == fds);
+}
+
+TEST_CASE("websocket server - a send cut short leaves nothing half-sent behind, and the session still ends",
+          "[http][websocket]") {
+    // The peer reads nothing, so an 8 MiB frame cannot go out whole: a timeout stops it mid-frame. Nothing may follow
+    // it on the wire (not even a close frame): the next send is refused, and the connection is ended.
+    bool timed_out = false;
+    std::string refused;
+    bool session_over = false;
+    coring::http::server app;
+    coring::http::websocket_route_options o;
+    o.limits.close_timeout = 300ms;
+    app.websocket(
+        "/big",
+        [&](request&, websocket& ws) -> task<> {
+            const std::string big(8u << 20, 'b');
+            try {
+                co_await coring::timeout(200ms, ws.send_binary(big));
+            } catch (const coring::timeout_error&) {
+                timed_out = true;
+            }
+            try {
+                co_await ws.send_text("after");
+            } catch (const coring::http::websocket_error& e) {
+                refused = e.what();
+            }
+            session_over = true;
+        },
+        o);
+    coring_test::stopwatch clock;
+    (void)serve_while(app, [](std::uint16_t port) -> task<process_result> {
+        coring::tcp_stream s = co_await coring::tcp_stream::connect(coring::address::from("127.0.0.1", port));
+        const std::string req = "GET /big HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        co_await s.write_all(req);
+        co_await coring::sleep(1s); // reads nothing meanwhile
+        co_await s.close();
+        co_return process_result{};
+    });
+    CHECK(timed_out);
+    CHECK(coring_test::contains(refused, "interrupted mid-frame"));
+    CHECK(session_over);
+    CHECK(clock.seconds() < 10);
+}
+
+TEST_CASE("websocket server - shutdown ends a connection whose peer reads nothing, within its timeouts",
+          "[http][websocket]") {
+    coring::http::server app;
+    coring::http::websocket_route_options o;
+    o.limits.close_timeout = 300ms;
+    int sent = 0;
+    app.websocket(
+        "/flood",
+        [&sent](request&, websocket& ws) -> task<> {
+            const std::string chunk(64 * 1024, 'f');
+            for (;;) {
+                co_await ws.send_binary(chunk); // until the socket is full, then it waits (and is cancelled)
+                ++sent;
+            }
+        },
+        o);
+    double took = 0;
+    coring::run([](coring::http::server& app, double& took) -> task<> {
+        auto l = coring::tcp_listener::bind(coring::address::parse("127.0.0.1:0"));
+        auto serving = coring::spawn(app.serve(l));
+        coring::tcp_stream s = co_await coring::tcp_stream::connect(l.local_address());
+        const std::string req = "GET /flood HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        co_await s.write_all(req);
+        co_await coring::sleep(300ms); // the server fills the socket; this side reads nothing
+        coring_test::stopwatch clock;
+        app.shutdown(200ms);
+        co_await coring::timeout(10s, std::move(serving));
+        took = clock.seconds();
+        co_await s.close();
+    }(app, took));
+    CHECK(sent > 0);
+    CHECK(took < 5); // grace, then the close frame's own bound, then the wait for the peer's: about a second
+}
+
+TEST_CASE("websocket server - a send another task has under way when the handler returns keeps what it uses",
+          "[http][websocket]") {
+    // A broadcaster mid-send to a peer that reads nothing, when the handler returns: the websocket object goes, the
+    // send must not touch freed memory (ASan checks it), and the session ends within its timeouts.
+    coring::http::server app;
+    coring::http::websocket_route_options o;
+    o.limits.close_timeout = 200ms;
+    bool handler_done = false;
+    app.websocket(
+        "/orphan",
+        [&handler_done](request&, websocket& ws) -> task<> {
+            coring::spawn([](websocket& ws, std::string big) -> task<> {
+                try {
+                    co_await ws.send_binary(big);
+                } catch (const std::exception&) {}
+            }(ws, std::string(8u << 20, 'o')))
+                .detach();
+            co_await coring::sleep(50ms); // the send has begun and waits for room
+            handler_done = true;
+        },
+        o);
+    (void)serve_while(app, [](std::uint16_t port) -> task<process_result> {
+        coring::tcp_stream s = co_await coring::tcp_stream::connect(coring::address::from("127.0.0.1", port));
+        const std::string req = "GET /orphan HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        co_await s.write_all(req);
+        co_await coring::sleep(800ms);
+        co_await s.close();
+        co_return process_result{};
+    });
+    CHECK(handler_done);
+}
+
+TEST_CASE("websocket server - HEAD is not a handshake, and subprotocols compare exactly", "[http][websocket]") {
+    coring::http::server app;
+    echo_log log;
+    coring::http::websocket_route_options o;
+    o.subprotocols = {"Chat"};
+    add_echo(app, log, o);
+    std::vector<std::string> heads;
+    (void)serve_while(app, [&heads](std::uint16_t port) -> task<process_result> {
+        const std::string upgrade = "Upgrade: websocket\r\nConnection: keep-alive\r\nConnection: Upgrade\r\n"
+                                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+        const std::vector<std::string> requests{
+            "HEAD /echo HTTP/1.1\r\nHost: x\r\n" + upgrade + "\r\n",
+            "GET /echo HTTP/1.1\r\nHost: x\r\n" + upgrade + "Sec-WebSocket-Protocol: chat, Chat\r\n\r\n",
+        };
+        for (const std::string& req : requests) {
+            coring::tcp_stream s = co_await coring::tcp_stream::connect(coring::address::from("127.0.0.1", port));
+            co_await s.write_all(req);
+            std::string got;
+            char buf[2048];
+            while (got.find("\r\n\r\n") == std::string::npos) {
+                const std::size_t n = co_await coring::timeout(5s, s.read(std::span(buf)));
+                if (n == 0) break;
+                got.append(buf, n);
+            }
+            heads.push_back(got.substr(0, got.find("\r\n\r\n")));
+            co_await s.close();
+        }
+        co_return process_result{};
+    });
+    REQUIRE(heads.size() == 2);
+    CHECK(coring_test::contains(heads[0], "HTTP/1.1 400"));
+    CHECK(coring_test::contains(heads[1], "HTTP/1.1 101"));                 // Connection split over two lines
+    CHECK(coring_test::contains(heads[1], "Sec-WebSocket-Protocol: Chat")); // not "chat", offered first
 }
 
 } // namespace test_websocket

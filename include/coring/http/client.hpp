@@ -1299,6 +1299,9 @@ task<http::websocket> ws_client_handshake(S s, url u, std::string where, websock
         coring::detail::str_cat("GET ", u.target, " HTTP/1.1\r\nHost: ", u.authority(),
                                 "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ", key,
                                 "\r\nSec-WebSocket-Version: 13\r\n");
+    for (const std::string& p : o.subprotocols)
+        if (p.empty() || !is_token(p))
+            throw std::invalid_argument("coring: websocket: subprotocol \"" + p + "\" is not a token");
     if (!o.subprotocols.empty()) {
         req += "Sec-WebSocket-Protocol: ";
         for (std::size_t i = 0; i < o.subprotocols.size(); ++i) {
@@ -1318,23 +1321,22 @@ task<http::websocket> ws_client_handshake(S s, url u, std::string where, websock
     char buf[4096];
     std::size_t head_end = std::string::npos;
     while ((head_end = in.find("\r\n\r\n")) == std::string::npos) {
-        if (in.size() > 16 * 1024)
-            throw websocket_handshake_error(0, "coring: websocket: " + where + ": the answer's head is over 16 KiB");
+        if (in.size() > 16 * 1024) throw websocket_handshake_error(0, where + ": the answer's head is over 16 KiB");
         const std::size_t n = co_await timeout_at(deadline, s.read(std::span(buf)));
         if (n == 0)
-            throw websocket_handshake_error(0, "coring: websocket: " + where +
-                                                   ": the server closed the connection during the handshake");
+            throw websocket_handshake_error(0, where + ": the server closed the connection during the handshake");
         in.append(buf, n);
     }
     const std::string_view head = std::string_view(in).substr(0, head_end);
     const std::size_t line_end = head.find("\r\n");
     const std::string_view status_line = head.substr(0, line_end);
     int status = 0;
-    if (status_line.starts_with("HTTP/1.1 ") && status_line.size() >= 12)
+    if (status_line.starts_with("HTTP/1.1 ") && status_line.size() >= 12 &&
+        (status_line.size() == 12 || status_line[12] == ' '))
         std::from_chars(status_line.data() + 9, status_line.data() + 12, status);
     if (status != 101)
-        throw websocket_handshake_error(status, "coring: websocket: " + where + ": the server answered \"" +
-                                                    std::string(status_line) + "\", not 101");
+        throw websocket_handshake_error(status,
+                                        where + ": the server answered \"" + std::string(status_line) + "\", not 101");
     http::headers got;
     for (std::string_view rest = line_end == std::string_view::npos ? std::string_view() : head.substr(line_end + 2);
          !rest.empty();) {
@@ -1352,16 +1354,18 @@ task<http::websocket> ws_client_handshake(S s, url u, std::string where, websock
     const auto connection = got.get("Connection");
     const auto accept = got.get("Sec-WebSocket-Accept");
     if (!upgrade || !has_token(*upgrade, "websocket") || !connection || !has_token(*connection, "upgrade"))
-        throw websocket_handshake_error(101, "coring: websocket: " + where + ": a 101 without Upgrade: websocket");
+        throw websocket_handshake_error(101, where + ": a 101 without Upgrade: websocket");
+    if (got.contains("Sec-WebSocket-Extensions"))
+        throw websocket_handshake_error(101, where + ": the server chose an extension, and none was offered");
     if (!accept || *accept != ws_accept_key(key))
-        throw websocket_handshake_error(101, "coring: websocket: " + where + ": a wrong Sec-WebSocket-Accept");
+        throw websocket_handshake_error(101, where + ": a wrong Sec-WebSocket-Accept");
     std::string proto(got.get_or("Sec-WebSocket-Protocol", ""));
     if (!proto.empty()) {
         bool offered = false;
         for (const std::string& p : o.subprotocols) offered = offered || p == proto;
         if (!offered)
-            throw websocket_handshake_error(101, "coring: websocket: " + where + ": the server chose subprotocol \"" +
-                                                     proto + "\", which was not offered");
+            throw websocket_handshake_error(101, where + ": the server chose subprotocol \"" + proto +
+                                                     "\", which was not offered");
     }
     std::string leftover = in.substr(head_end + 4);
     co_return http::websocket(std::make_unique<ws_transport_own<S>>(std::move(s)), http::websocket::role::client,

@@ -562,10 +562,15 @@ private:
 
     /// The opening handshake of a WebSocket route (RFC 6455 section 4.2.1): 101 with the accept key, or the error.
     static response ws_handshake(const request& req, const detail::ws_route& route) {
-        const auto upgrade = req.headers.get("Upgrade");
-        const auto connection = req.headers.get("Connection");
-        if (!upgrade || !detail::has_token(*upgrade, "websocket") || !connection ||
-            !detail::has_token(*connection, "upgrade") || req.version_minor < 1) {
+        if (req.method != "GET") // HEAD reaches GET routes too; RFC 6455 section 4.1 says GET
+            return response::text("Bad Request: a WebSocket handshake is a GET\n", 400);
+        // Each header may come in several lines ("Connection: keep-alive" then "Connection: Upgrade").
+        auto lists = [&req](std::string_view name, std::string_view token) {
+            for (std::string_view v : req.headers.get_all(name))
+                if (detail::has_token(v, token)) return true;
+            return false;
+        };
+        if (!lists("Upgrade", "websocket") || !lists("Connection", "upgrade") || req.version_minor < 1) {
             response r = response::text("Upgrade Required: this is a WebSocket endpoint\n", 426);
             r.headers.add("Upgrade", "websocket");
             return r;
@@ -582,13 +587,18 @@ private:
             return response::text("Bad Request: Sec-WebSocket-Key must be one 16-byte value in base64\n", 400);
         if (route.options.check_origin && !route.options.check_origin(req))
             return response::text("Forbidden: this origin may not open a WebSocket here\n", 403);
+        // The first the client offers that the route speaks; tokens compare exactly (they are case-sensitive).
         std::string chosen;
         for (std::string_view offered : req.headers.get_all("Sec-WebSocket-Protocol")) {
-            for (const std::string& mine : route.options.subprotocols)
-                if (detail::has_token(offered, mine)) {
-                    chosen = mine;
-                    break;
-                }
+            while (!offered.empty() && chosen.empty()) {
+                const std::size_t comma = offered.find(',');
+                std::string_view item = offered.substr(0, comma);
+                while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+                while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+                for (const std::string& mine : route.options.subprotocols)
+                    if (item == mine) chosen = mine;
+                offered = comma == std::string_view::npos ? std::string_view() : offered.substr(comma + 1);
+            }
             if (!chosen.empty()) break;
         }
         response r(101, "");
@@ -615,7 +625,9 @@ private:
     /// A WebSocket connection, from the 101 until the handler is done and the closing handshake over.
     template <class S>
     task<> websocket_session(S& s, request& req, const detail::ws_upgrade& up, std::string leftover) {
-        http::websocket ws(std::make_unique<detail::ws_transport_ref<S>>(s), http::websocket::role::server,
+        // The websocket takes the stream over: a send another task still has under way when the handler returns keeps
+        // it (and the websocket's state) alive until it ends; connection() then closes a moved-from stream.
+        http::websocket ws(std::make_unique<detail::ws_transport_own<S>>(std::move(s)), http::websocket::role::server,
                            std::move(leftover), up.limits, up.subprotocol);
         websockets_.push_front(&ws);
         struct unlist {
@@ -636,7 +648,9 @@ private:
         }
         if (failure) report(req, failure);
         task<> closing = ws.close(failure ? close_code::internal_error : close_code::normal);
-        co_await shield(std::move(closing));
+        try {
+            co_await shield(std::move(closing)); // bounded: close() waits at most twice close_timeout
+        } catch (...) {}
     }
 
     /// 404, or 405 with the methods the path has.

@@ -9,17 +9,21 @@
 #include <coring/task/task.hpp>
 #include <coring/time/timeout.hpp>
 
+#include <sys/random.h>
+
+#include <array>
+#include <cerrno>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
-#include <random>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <utility>
 
 namespace coring::http {
@@ -82,25 +86,11 @@ struct ws_transport {
     virtual ~ws_transport() = default;
     virtual task<std::size_t> read(std::span<char> buf) = 0;
     virtual task<> write(std::string_view bytes) = 0;
-    /// Ends the connection from this side: a server's transport belongs to the HTTP server, which closes it once
-    /// the handler returns (this half-closes it); a client's is closed.
+    /// Ends the connection from this side (closes the stream).
     virtual task<> end() = 0;
 };
 
-/// A stream the HTTP server owns.
-template <class S>
-class ws_transport_ref final : public ws_transport {
-public:
-    explicit ws_transport_ref(S& s) noexcept : s_(s) {}
-    task<std::size_t> read(std::span<char> buf) override { co_return co_await s_.read(buf); }
-    task<> write(std::string_view bytes) override { co_await s_.write_all(bytes); }
-    task<> end() override { co_await s_.shutdown(); }
-
-private:
-    S& s_;
-};
-
-/// A stream the websocket owns (the client's).
+/// The stream, owned by the websocket's state (the HTTP server hands its connection over at the 101).
 template <class S>
 class ws_transport_own final : public ws_transport {
 public:
@@ -150,13 +140,12 @@ public:
     /// Over a transport whose opening handshake is done; `buffered` holds bytes already read past the handshake.
     websocket(std::unique_ptr<detail::ws_transport> io, role r, std::string buffered, websocket_options options,
               std::string subprotocol = {})
-        : st_(std::make_unique<state>()) {
+        : st_(std::make_shared<state>()) {
         st_->io = std::move(io);
         st_->role = r;
         st_->in = std::move(buffered);
         st_->opts = options;
         st_->subprotocol = std::move(subprotocol);
-        if (r == role::client) st_->rng.seed(std::random_device{}());
     }
 
     /// The next message: text, binary, or close (then the closing handshake is answered, and every later receive()
@@ -164,14 +153,15 @@ public:
     /// cancelled_error (nothing is lost: a frame half read stays buffered for the next call), std::logic_error when
     /// another receive() is under way.
     task<ws_message> receive() {
-        state& st = get();
+        const std::shared_ptr<state> keep = shared();
+        state& st = *keep;
         if (st.receiving) throw std::logic_error("coring: websocket: receive() while another receive() is under way");
         st.receiving = true;
         struct done_receiving {
             state& st;
             ~done_receiving() { st.receiving = false; }
         } guard{st};
-        if (st.got_close) co_return st.close_message;
+        if (st.got_close || st.ended) co_return st.close_message;
         for (;;) {
             detail::ws_frame_header h;
             while (!detail::ws_parse_header(std::string_view(st.in).substr(st.pos), h)) co_await fill(st);
@@ -264,19 +254,22 @@ public:
     /// Sends a text message (one frame). Throws std::invalid_argument for text that is not UTF-8, websocket_error
     /// once the connection is closing or closed.
     task<> send_text(std::string_view text) {
-        state& st = get();
+        const std::shared_ptr<state> keep = shared();
+        state& st = *keep;
         if (!detail::ws_valid_utf8(text))
             throw std::invalid_argument("coring: websocket: send_text of text that is not UTF-8");
         co_await send_data(st, detail::ws_opcode::text, text);
     }
     /// Sends a binary message (one frame).
     task<> send_binary(std::string_view bytes) {
-        state& st = get();
+        const std::shared_ptr<state> keep = shared();
+        state& st = *keep;
         co_await send_data(st, detail::ws_opcode::binary, bytes);
     }
     /// Sends a ping (at most 125 bytes of payload: std::invalid_argument otherwise); its pong is consumed by receive().
     task<> ping(std::string_view payload = {}) {
-        state& st = get();
+        const std::shared_ptr<state> keep = shared();
+        state& st = *keep;
         if (payload.size() > 125)
             throw std::invalid_argument("coring: websocket: a ping's payload is at most 125 bytes");
         co_await send_data(st, detail::ws_opcode::ping, payload);
@@ -287,7 +280,8 @@ public:
     /// then ends the connection. Harmless once closed. Throws std::invalid_argument for a code a peer may not send.
     task<> close(std::uint16_t code = close_code::normal, std::string_view reason = {}) {
         if (!st_) co_return;
-        state& st = *st_;
+        const std::shared_ptr<state> keep = st_;
+        state& st = *keep;
         if (!detail::ws_valid_close_code(code))
             throw std::invalid_argument("coring: websocket: " + std::to_string(code) + " is not a close code to send");
         if (reason.size() > 123 || !detail::ws_valid_utf8(reason))
@@ -299,15 +293,16 @@ public:
             st.closer.reset();
         }
         if (st.ended) co_return;
-        if (!st.sent_close) {
+        if (!st.sent_close && !st.broken) {
             std::string payload;
             payload.push_back(static_cast<char>(code >> 8));
             payload.push_back(static_cast<char>(code & 0xFF));
             payload.append(reason);
             try {
-                co_await send_close_frame(st, payload);
-            } catch (const std::system_error&) {
-                st.got_close = true; // the peer is gone: nothing to wait for
+                // Bounded too: a peer that reads nothing must not hold the close (and a server's shutdown) for ever.
+                co_await timeout(st.opts.close_timeout, send_close_frame(st, payload));
+            } catch (const std::exception&) {
+                st.got_close = true; // the peer is gone, or the frame could not go: nothing to wait for
             }
         }
         if (!st.got_close) {
@@ -322,8 +317,7 @@ public:
                 }
             } catch (const timeout_error&) {
                 late = true;
-            } catch (const websocket_error&) {
-            } catch (const std::system_error&) {}
+            } catch (const std::exception&) {}
             (void)late;
         }
         co_await end_transport(st);
@@ -347,7 +341,7 @@ private:
             std::string payload;
             payload.push_back(static_cast<char>(code >> 8));
             payload.push_back(static_cast<char>(code & 0xFF));
-            st_->closer.emplace(spawn(send_close_quietly(*st_, std::move(payload))));
+            st_->closer.emplace(spawn(send_close_quietly(st_, std::move(payload))));
         } catch (...) {}
     }
 
@@ -368,15 +362,21 @@ private:
         bool ended = false; // the transport was ended
         bool receiving = false;
         bool ping_outstanding = false;
+        bool broken = false; // a send stopped mid-frame: the stream can carry no more frames
         ws_message close_message;
-        event peer_closed;                       // the peer's close frame arrived
+        event peer_closed; // the peer's close frame arrived, or receiving ended for good (end of stream, an error)
         std::optional<join_handle<void>> closer; // start_close()'s task
-        std::mt19937 rng;                        // clients' masking keys
+        std::array<std::uint8_t, 256> keys{};    // clients' masking keys, from getrandom, 64 frames per call
+        std::size_t keys_used = 256;
     };
 
     state& get() const {
         if (!st_) throw std::logic_error("coring: websocket: no connection (moved from, or default-constructed)");
         return *st_;
+    }
+    std::shared_ptr<state> shared() const {
+        if (!st_) throw std::logic_error("coring: websocket: no connection (moved from, or default-constructed)");
+        return st_;
     }
 
     static std::uint16_t check_header(const state& st, const detail::ws_frame_header& h) noexcept {
@@ -427,6 +427,12 @@ private:
             }
         } catch (const timeout_error&) {
             silent = true;
+        } catch (const std::system_error&) {
+            st.in.resize(old);
+            if (!st.ended) throw;
+            // Our own close() ended the transport under this read.
+            st.peer_closed.set();
+            throw websocket_error(close_code::abnormal, "the connection was closed");
         } catch (...) {
             st.in.resize(old);
             throw;
@@ -441,11 +447,15 @@ private:
         st.ping_outstanding = false;
         if (n == 0) {
             st.ended = true;
+            st.close_message =
+                ws_message{ws_message::kind::close, "the connection ended without a close frame", close_code::abnormal};
+            st.peer_closed.set();
             throw websocket_error(close_code::abnormal, "the connection ended without a close frame");
         }
     }
 
     static task<> send_data(state& st, detail::ws_opcode op, std::string_view payload) {
+        if (st.broken) throw websocket_error(close_code::abnormal, "an earlier send was interrupted mid-frame");
         if (st.sent_close || st.got_close || st.ended)
             throw websocket_error(close_code::normal, "send on a connection that is closing or closed");
         co_await send_frame(st, op, payload);
@@ -453,15 +463,31 @@ private:
 
     static task<> send_frame(state& st, detail::ws_opcode op, std::string_view payload) {
         auto lock = co_await st.sending.lock();
+        if (st.broken) throw websocket_error(close_code::abnormal, "an earlier send was interrupted mid-frame");
         st.out.clear();
         std::array<std::uint8_t, 4> key{};
         const bool mask = st.role == role::client;
         if (mask) {
-            const std::uint32_t r = static_cast<std::uint32_t>(st.rng());
-            for (std::size_t i = 0; i < 4; ++i) key[i] = static_cast<std::uint8_t>(r >> (8 * i));
+            // Unpredictable keys (section 10.3): the kernel's generator, a call per 64 frames.
+            if (st.keys_used + 4 > st.keys.size()) {
+                if (::getrandom(st.keys.data(), st.keys.size(), 0) != static_cast<ssize_t>(st.keys.size()))
+                    throw std::system_error(errno, std::system_category(), "coring: websocket: getrandom");
+                st.keys_used = 0;
+            }
+            for (std::size_t i = 0; i < 4; ++i) key[i] = st.keys[st.keys_used++];
         }
         detail::ws_append_header(st.out, true, static_cast<std::uint8_t>(op), payload.size(),
                                  mask ? key.data() : nullptr);
+        // Whatever stops a write (a cancellation, a timeout, an error) may leave part of a frame on the wire: nothing
+        // can follow it, not even a close frame.
+        bool ok = false;
+        struct mark_broken {
+            state& st;
+            bool& ok;
+            ~mark_broken() {
+                if (!ok) st.broken = true;
+            }
+        } guard{st, ok};
         if (mask || payload.size() <= 64 * 1024) {
             const std::size_t at = st.out.size();
             st.out.append(payload);
@@ -472,6 +498,7 @@ private:
             co_await st.io->write(st.out);
             co_await st.io->write(payload);
         }
+        ok = true;
     }
 
     static task<> send_close_frame(state& st, std::string_view payload) {
@@ -479,9 +506,12 @@ private:
         co_await send_frame(st, detail::ws_opcode::close, payload);
     }
 
-    static task<> send_close_quietly(state& st, std::string payload) {
+    static task<> send_close_quietly(std::shared_ptr<state> keep, std::string payload) {
+        state& st = *keep;
+        // receive() may have answered the peer's own close meanwhile.
+        if (st.sent_close || st.got_close || st.ended || st.broken) co_return;
         try {
-            co_await send_close_frame(st, payload);
+            co_await timeout(st.opts.close_timeout, send_close_frame(st, payload));
         } catch (...) {}
     }
 
@@ -502,21 +532,24 @@ private:
 
     /// The peer broke the protocol: a close frame with `code` (best effort), the connection ended, websocket_error.
     static task<> fail(state& st, std::uint16_t code, std::string_view why) {
-        if (!st.sent_close && !st.ended) {
+        if (!st.sent_close && !st.ended && !st.broken) {
             std::string payload;
             payload.push_back(static_cast<char>(code >> 8));
             payload.push_back(static_cast<char>(code & 0xFF));
             try {
-                co_await shield(send_close_frame(st, payload));
+                co_await shield(timeout(st.opts.close_timeout, send_close_frame(st, payload)));
             } catch (...) {}
         }
         st.got_close = true;
+        st.peer_closed.set();
         st.close_message = ws_message{ws_message::kind::close, std::string(why), code};
         co_await end_transport(st);
         throw websocket_error(code, std::string(why));
     }
 
-    std::unique_ptr<state> st_;
+    // Shared with the operations under way: a send still running in another task when the websocket goes (a
+    // handler that returned while a broadcaster was mid-send) keeps the state, and the transport it owns, alive.
+    std::shared_ptr<state> st_;
 };
 
 } // namespace coring::http
