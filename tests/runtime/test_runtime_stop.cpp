@@ -62,7 +62,7 @@ TEST_CASE("runtime stop - stop from a foreign thread cancels and drains every lo
     stopper.join();
     err.restore();
     CHECK(cancelled.load() == 3);
-    CHECK(sw.seconds() < 2.0);
+    CHECK(sw.seconds() < 5.0);
     CHECK_FALSE(coring_test::contains(err.text(), "did not finish"));
     CHECK_FALSE(coring_test::contains(err.text(), "leaked"));
 }
@@ -91,7 +91,7 @@ TEST_CASE("runtime stop - SIGTERM to the process stops the runtime and the signa
     ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
     ::pthread_sigmask(SIG_SETMASK, nullptr, &after);
     CHECK(cancelled.load() == 2);
-    CHECK(sw.seconds() < 2.0);
+    CHECK(sw.seconds() < 5.0);
     CHECK(::sigismember(&after, SIGTERM) == ::sigismember(&before, SIGTERM));
     sigset_t pending;
     ::sigpending(&pending);
@@ -108,7 +108,7 @@ TEST_CASE("runtime stop - stop before run cancels every main at its start", "[ru
         co_await coring::sleep(1h);
     });
     CHECK(ran.load() <= 2);
-    CHECK(sw.seconds() < 1.0);
+    CHECK(sw.seconds() < 5.0);
 }
 
 } // namespace test_runtime_stop

@@ -186,17 +186,20 @@ TEST_CASE("to_thread - gathered jobs run concurrently", "[thread]") {
     coring::loop_options o;
     o.worker_threads = 3;
     coring::event_loop loop(o);
-    coring_test::stopwatch sw;
-    loop.run([]() -> task<> {
-        auto nap = [] {
-            std::this_thread::sleep_for(200ms);
-            return 1;
+    // A rendezvous, not a stopwatch: each job waits (up to 10 s) until all three are running at once, which only
+    // concurrent workers can reach; one after another, each would give up and return 0.
+    std::atomic<int> running{0};
+    loop.run([](std::atomic<int>& n) -> task<> {
+        auto meet = [&n] {
+            n.fetch_add(1);
+            const auto give_up = std::chrono::steady_clock::now() + 10s;
+            while (n.load() < 3 && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(1ms);
+            return n.load() >= 3 ? 1 : 0;
         };
-        auto all = coring::gather(coring::to_thread(nap), coring::to_thread(nap), coring::to_thread(nap));
+        auto all = coring::gather(coring::to_thread(meet), coring::to_thread(meet), coring::to_thread(meet));
         const auto t = co_await std::move(all);
         CHECK(std::get<0>(t) + std::get<1>(t) + std::get<2>(t) == 3);
-    }());
-    CHECK(sw.seconds() < 0.5); // three 200 ms naps side by side (0.6 s one after another)
+    }(running));
 }
 
 TEST_CASE("to_thread - the loop keeps serving other tasks while a job runs", "[thread]") {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <coring/detail/byte_buffer.hpp>
 #include <coring/error.hpp>
 #include <coring/http/detail/ws_frame.hpp>
 #include <coring/sync/event.hpp>
@@ -143,7 +144,7 @@ public:
         : st_(std::make_shared<state>()) {
         st_->io = std::move(io);
         st_->role = r;
-        st_->in = std::move(buffered);
+        st_->in.append(buffered);
         st_->opts = options;
         st_->subprotocol = std::move(subprotocol);
     }
@@ -164,7 +165,7 @@ public:
         if (st.got_close || st.ended) co_return st.close_message;
         for (;;) {
             detail::ws_frame_header h;
-            while (!detail::ws_parse_header(std::string_view(st.in).substr(st.pos), h)) co_await fill(st);
+            while (!detail::ws_parse_header(st.in.view().substr(st.pos), h)) co_await fill(st);
             std::uint16_t bad = check_header(st, h);
             if (bad) {
                 // Named first: a temporary string inside a co_await operand is what GCC 12 mis-relocates.
@@ -306,7 +307,7 @@ public:
             }
         }
         if (!st.got_close) {
-            bool late = false;
+            // Whether the peer answers in time or not, the transport ends next.
             try {
                 if (st.receiving) {
                     co_await timeout(st.opts.close_timeout, st.peer_closed.wait());
@@ -315,10 +316,7 @@ public:
                     task<> draining = drain_until_close();
                     co_await timeout(st.opts.close_timeout, std::move(draining));
                 }
-            } catch (const timeout_error&) {
-                late = true;
             } catch (const std::exception&) {}
-            (void)late;
         }
         co_await end_transport(st);
     }
@@ -350,9 +348,9 @@ private:
         websocket::role role = websocket::role::server;
         websocket_options opts;
         std::string subprotocol;
-        std::string in;      // received bytes; frames are parsed in place from `pos`
-        std::size_t pos = 0; // the first byte not consumed
-        std::string message; // the message being reassembled
+        coring::detail::byte_buffer in; // received bytes; frames are parsed in place from `pos`
+        std::size_t pos = 0;            // the first byte not consumed
+        std::string message;            // the message being reassembled
         ws_message::kind message_kind = ws_message::kind::text;
         bool assembling = false;
         mutex sending; // one frame on the wire at a time
@@ -406,38 +404,35 @@ private:
             st.in.clear();
             st.pos = 0;
         } else if (st.pos > 64 * 1024 && st.pos * 2 > st.in.size()) {
-            st.in.erase(0, st.pos);
+            st.in.erase_front(st.pos);
             st.pos = 0;
         }
     }
 
     /// Reads more into the buffer (at least `want` bytes' room). End of stream without a close frame: 1006.
     static task<> fill(state& st, std::size_t want = 0) {
-        const std::size_t chunk = std::max<std::size_t>(16 * 1024, std::min<std::size_t>(want, 1u << 20));
-        const std::size_t old = st.in.size();
-        st.in.resize(old + chunk);
+        // Room for the read, not zeroed (a 16 KiB memset per read cost more than a small message's whole read); a
+        // read that does not return keeps none of it.
+        const std::span<char> room =
+            st.in.prepare(std::max<std::size_t>(16 * 1024, std::min<std::size_t>(want, 1u << 20)));
         std::size_t n = 0;
         bool silent = false;
         try {
             if (st.opts.ping_interval.count() > 0) {
-                task<std::size_t> reading = st.io->read(std::span(st.in.data() + old, chunk));
+                task<std::size_t> reading = st.io->read(room);
                 n = co_await timeout(st.opts.ping_interval, std::move(reading));
             } else {
-                n = co_await st.io->read(std::span(st.in.data() + old, chunk));
+                n = co_await st.io->read(room);
             }
         } catch (const timeout_error&) {
             silent = true;
         } catch (const std::system_error&) {
-            st.in.resize(old);
             if (!st.ended) throw;
             // Our own close() ended the transport under this read.
             st.peer_closed.set();
             throw websocket_error(close_code::abnormal, "the connection was closed");
-        } catch (...) {
-            st.in.resize(old);
-            throw;
         }
-        st.in.resize(old + n);
+        st.in.commit(n);
         if (silent) {
             if (st.ping_outstanding) co_await fail(st, close_code::internal_error, "no pong to a keep-alive ping");
             st.ping_outstanding = true;

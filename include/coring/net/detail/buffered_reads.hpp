@@ -1,5 +1,6 @@
 #pragma once
 
+#include <coring/detail/byte_buffer.hpp>
 #include <coring/net/stream.hpp>
 #include <coring/task/task.hpp>
 
@@ -85,13 +86,6 @@ public:
     /// read_until() with a one-character delimiter.
     task<std::string> read_until(char delim) { return read_until(std::string(1, delim)); }
 
-protected:
-    /// Appends bytes the source produced ahead of any read (decrypted alongside a write, say).
-    void stash(std::string_view bytes) {
-        compact();
-        buf_.append(bytes);
-    }
-
 private:
     Derived& self() noexcept { return static_cast<Derived&>(*this); }
 
@@ -108,29 +102,23 @@ private:
             begin_ = 0;
         }
     }
-    void compact() {
+    void compact() noexcept {
         if (begin_ == 0) return;
-        buf_.erase(0, begin_);
+        buf_.erase_front(begin_);
         begin_ = 0;
     }
 
     /// Reads once more into the buffer (at least `want` bytes of room, and a record's worth); 0 at the end.
     task<std::size_t> more(std::size_t want) {
         compact();
-        const std::size_t old = buf_.size();
-        buf_.resize(old + std::max<std::size_t>(want, 16 * 1024));
-        std::size_t n = 0;
-        try {
-            n = co_await self().fill(std::span<char>(buf_.data() + old, buf_.size() - old));
-        } catch (...) {
-            buf_.resize(old); // nothing was added: the bytes gathered so far stay
-            throw;
-        }
-        buf_.resize(old + n);
+        // Nothing is kept unless fill() returns: a cancelled or failed fill leaves the bytes gathered so far as they
+        // were.
+        const std::size_t n = co_await self().fill(buf_.prepare(std::max<std::size_t>(want, 16 * 1024)));
+        buf_.commit(n);
         co_return n;
     }
 
-    std::string buf_;       // read-ahead bytes: [begin_, size())
+    byte_buffer buf_;       // read-ahead bytes: [begin_, size())
     std::size_t begin_ = 0; // first unread byte
     std::size_t limit_ = 64 * 1024;
 };
