@@ -4,7 +4,6 @@
 #include <coring/error.hpp>
 #include <coring/http/detail/ws_frame.hpp>
 #include <coring/sync/event.hpp>
-#include <coring/sync/mutex.hpp>
 #include <coring/task/shield.hpp>
 #include <coring/task/spawn.hpp>
 #include <coring/task/task.hpp>
@@ -77,6 +76,10 @@ struct websocket_options {
     std::chrono::milliseconds ping_interval{0};
     /// How long close() waits for the peer's close frame before it closes the connection anyway.
     std::chrono::milliseconds close_timeout{2000};
+    /// The send buffer's high-water mark (Python websockets' write_limit, asyncio's drain()): a send returns once its
+    /// frame is queued, unless more than this many bytes wait to be written; then it waits until a quarter of it
+    /// is left (or its own frame is out).
+    std::size_t write_limit = 64 * 1024;
 };
 
 namespace detail {
@@ -126,8 +129,16 @@ private:
 /// receive() throws websocket_error with that code; a peer that disappears without a close frame is websocket_error
 /// 1006.
 ///
-/// One task may receive while others send: sends are serialized (one frame at a time, whole). Loop thread only;
-/// movable (its state is on the heap).
+/// Sending is asyncio's write() and drain(): send_text(), send_binary() and ping() queue the whole frame in the
+/// connection's send buffer and return at once while it holds at most websocket_options::write_limit bytes (else they
+/// wait for it to drain); a task of the connection's own writes the buffer out, everything queued meanwhile in one
+/// system call, so a burst of small messages (a broadcast) costs one write, not one each. Frames go out whole and
+/// in the order they were queued, whatever happens to the tasks that queued them: a send cancelled (or timed out)
+/// while it waits for the buffer to drain has still queued its message, which is sent. A write that fails ends the
+/// connection's sending for good: later sends throw websocket_error (1006). close() waits until everything queued,
+/// then its close frame, is written (within close_timeout).
+///
+/// One task may receive while others send. Loop thread only; movable (its state is on the heap).
 class websocket {
 public:
     /// Which end of the connection this is: clients mask their frames, servers must not (section 5.1).
@@ -147,6 +158,7 @@ public:
         st_->in.append(buffered);
         st_->opts = options;
         st_->subprotocol = std::move(subprotocol);
+        st_->self = st_;
     }
 
     /// The next message: text, binary, or close (then the closing handshake is answered, and every later receive()
@@ -182,7 +194,7 @@ public:
             if (op == detail::ws_opcode::ping) {
                 const std::string echo(body);
                 consume(st, frame_end);
-                co_await send_frame(st, detail::ws_opcode::pong, echo);
+                (void)queue_frame(st, detail::ws_opcode::pong, echo); // written by the flusher: no wait here
                 continue;
             }
             if (op == detail::ws_opcode::pong) {
@@ -214,7 +226,7 @@ public:
                         reply.push_back(static_cast<char>(m.code & 0xFF));
                     }
                     try {
-                        co_await send_close_frame(st, reply);
+                        co_await timeout(st.opts.close_timeout, send_close_frame(st, reply));
                     } catch (const std::exception&) {
                         // The peer may already be gone: its close is what counts.
                     }
@@ -252,8 +264,9 @@ public:
         }
     }
 
-    /// Sends a text message (one frame). Throws std::invalid_argument for text that is not UTF-8, websocket_error
-    /// once the connection is closing or closed.
+    /// Sends a text message (one frame): queues it, and waits only while the send buffer is over write_limit (see
+    /// the class comment). Throws std::invalid_argument for text that is not UTF-8, websocket_error once the
+    /// connection is closing or closed or an earlier write failed.
     task<> send_text(std::string_view text) {
         const std::shared_ptr<state> keep = shared();
         state& st = *keep;
@@ -353,14 +366,21 @@ private:
         std::string message;            // the message being reassembled
         ws_message::kind message_kind = ws_message::kind::text;
         bool assembling = false;
-        mutex sending; // one frame on the wire at a time
-        std::string out;
+        std::string pending;      // whole frames queued and not yet handed to a write
+        std::string writing;      // the frames of the write under way (swapped with `pending`)
+        std::uint64_t queued = 0; // bytes ever queued
+        std::uint64_t written = 0;
+        bool flushing = false;                    // the flusher task runs
+        std::optional<join_handle<void>> flusher; // the last flusher task (done when !flushing)
+        event progress;                           // pulsed after every write and when the flusher stops
+        std::string write_failure;                // why the flusher stopped with bytes unwritten
+        std::weak_ptr<state> self;                // for the flusher, which keeps the state alive
         bool sent_close = false;
         bool got_close = false;
         bool ended = false; // the transport was ended
         bool receiving = false;
         bool ping_outstanding = false;
-        bool broken = false; // a send stopped mid-frame: the stream can carry no more frames
+        bool broken = false; // a write stopped with bytes unwritten: the stream can carry no more frames
         ws_message close_message;
         event peer_closed; // the peer's close frame arrived, or receiving ended for good (end of stream, an error)
         std::optional<join_handle<void>> closer; // start_close()'s task
@@ -436,7 +456,7 @@ private:
         if (silent) {
             if (st.ping_outstanding) co_await fail(st, close_code::internal_error, "no pong to a keep-alive ping");
             st.ping_outstanding = true;
-            co_await send_frame(st, detail::ws_opcode::ping, "coring");
+            (void)queue_frame(st, detail::ws_opcode::ping, "coring");
             co_return;
         }
         st.ping_outstanding = false;
@@ -449,17 +469,27 @@ private:
         }
     }
 
-    static task<> send_data(state& st, detail::ws_opcode op, std::string_view payload) {
-        if (st.broken) throw websocket_error(close_code::abnormal, "an earlier send was interrupted mid-frame");
-        if (st.sent_close || st.got_close || st.ended)
-            throw websocket_error(close_code::normal, "send on a connection that is closing or closed");
-        co_await send_frame(st, op, payload);
+    static websocket_error broken_error(const state& st) {
+        return websocket_error(close_code::abnormal, "sending failed earlier: " + st.write_failure);
     }
 
-    static task<> send_frame(state& st, detail::ws_opcode op, std::string_view payload) {
-        auto lock = co_await st.sending.lock();
-        if (st.broken) throw websocket_error(close_code::abnormal, "an earlier send was interrupted mid-frame");
-        st.out.clear();
+    static task<> send_data(state& st, detail::ws_opcode op, std::string_view payload) {
+        if (st.broken) throw broken_error(st);
+        if (st.sent_close || st.got_close || st.ended)
+            throw websocket_error(close_code::normal, "send on a connection that is closing or closed");
+        const std::uint64_t end = queue_frame(st, op, payload);
+        // drain(): past the high-water mark, wait for the low one (or for this frame to be out).
+        if (st.queued - st.written <= st.opts.write_limit) co_return;
+        while (st.queued - st.written > st.opts.write_limit / 4 && st.written < end) {
+            if (st.broken) throw broken_error(st);
+            co_await st.progress.wait();
+        }
+    }
+
+    /// Appends one whole frame to the send buffer and makes sure the flusher runs; returns the buffer position just
+    /// past the frame. Nothing is queued when it throws.
+    static std::uint64_t queue_frame(state& st, detail::ws_opcode op, std::string_view payload) {
+        if (st.broken) throw broken_error(st);
         std::array<std::uint8_t, 4> key{};
         const bool mask = st.role == role::client;
         if (mask) {
@@ -471,34 +501,67 @@ private:
             }
             for (std::size_t i = 0; i < 4; ++i) key[i] = st.keys[st.keys_used++];
         }
-        detail::ws_append_header(st.out, true, static_cast<std::uint8_t>(op), payload.size(),
-                                 mask ? key.data() : nullptr);
-        // Whatever stops a write (a cancellation, a timeout, an error) may leave part of a frame on the wire: nothing
-        // can follow it, not even a close frame.
-        bool ok = false;
-        struct mark_broken {
-            state& st;
-            bool& ok;
-            ~mark_broken() {
-                if (!ok) st.broken = true;
+        const std::size_t before = st.pending.size();
+        try {
+            detail::ws_append_header(st.pending, true, static_cast<std::uint8_t>(op), payload.size(),
+                                     mask ? key.data() : nullptr);
+            const std::size_t at = st.pending.size();
+            st.pending.append(payload);
+            if (mask) detail::ws_apply_mask(st.pending.data() + at, payload.size(), key);
+            if (!st.flushing) {
+                st.flusher.reset(); // a finished task's handle
+                st.flusher.emplace(spawn(flush(st.self.lock())));
+                st.flushing = true;
             }
-        } guard{st, ok};
-        if (mask || payload.size() <= 64 * 1024) {
-            const std::size_t at = st.out.size();
-            st.out.append(payload);
-            if (mask) detail::ws_apply_mask(st.out.data() + at, payload.size(), key);
-            co_await st.io->write(st.out);
-        } else {
-            // A large unmasked payload goes as it is, after its header: no copy.
-            co_await st.io->write(st.out);
-            co_await st.io->write(payload);
+        } catch (...) {
+            st.pending.resize(before); // no half frame left behind
+            throw;
         }
-        ok = true;
+        st.queued += st.pending.size() - before;
+        return st.queued;
+    }
+
+    /// The flusher: writes the send buffer out, everything queued since the last write in one, until it is empty.
+    /// A write that fails or is cancelled (end_transport(), the loop's shutdown) may have sent part of a frame, so
+    /// nothing may follow it: the connection's sending is broken.
+    static task<> flush(std::shared_ptr<state> keep) {
+        state& st = *keep;
+        try {
+            while (!st.pending.empty()) {
+                st.writing.clear();
+                std::swap(st.writing, st.pending);
+                co_await st.io->write(st.writing);
+                st.written += st.writing.size();
+                st.progress.set(); // wake the senders waiting for room, and close()
+                st.progress.clear();
+            }
+            // A large message's buffers are not kept for the connection's whole life.
+            if (st.writing.capacity() > 4 * st.opts.write_limit) st.writing = std::string();
+            if (st.pending.capacity() > 4 * st.opts.write_limit) st.pending = std::string();
+        } catch (const cancelled_error&) {
+            st.broken = true;
+            st.write_failure = "the write was cancelled";
+        } catch (const std::exception& e) {
+            st.broken = true;
+            st.write_failure = e.what();
+        }
+        st.flushing = false;
+        st.progress.set();
+        st.progress.clear();
+    }
+
+    /// Waits until the send buffer has been written up to `end`. Throws websocket_error when sending broke first.
+    static task<> wait_written(state& st, std::uint64_t end) {
+        while (st.written < end) {
+            if (st.broken) throw broken_error(st);
+            co_await st.progress.wait();
+        }
     }
 
     static task<> send_close_frame(state& st, std::string_view payload) {
         st.sent_close = true;
-        co_await send_frame(st, detail::ws_opcode::close, payload);
+        const std::uint64_t end = queue_frame(st, detail::ws_opcode::close, payload);
+        co_await wait_written(st, end);
     }
 
     static task<> send_close_quietly(std::shared_ptr<state> keep, std::string payload) {
@@ -520,6 +583,13 @@ private:
     static task<> end_transport(state& st) {
         if (st.ended) co_return;
         st.ended = true;
+        // A write still under way (to a peer that reads nothing) would hold the connection open: stop it first.
+        if (st.flushing && st.flusher) {
+            st.flusher->cancel();
+            try {
+                co_await shield(std::move(*st.flusher));
+            } catch (...) {}
+        }
         try {
             co_await shield(st.io->end());
         } catch (...) {}
