@@ -129,8 +129,8 @@ int main(int argc, char** argv) {
         if (mode == "echo" && argc == 6) {
             coring::run(echo_run(argv[2], std::stoul(argv[3]), std::stod(argv[4]), std::stoul(argv[5])));
         } else if (mode == "fanout" && argc == 7) {
-            coring::run(fanout_run(argv[2], std::stoul(argv[3]), std::stod(argv[4]), std::stoul(argv[5]),
-                                   std::stoul(argv[6])));
+            coring::run(
+                fanout_run(argv[2], std::stoul(argv[3]), std::stod(argv[4]), std::stoul(argv[5]), std::stoul(argv[6])));
         } else {
             std::fprintf(stderr,
                          "usage: %s echo PORT CONNECTIONS SECONDS SIZE\n"

@@ -31,10 +31,8 @@ task<> echo(websocket& ws) {
     for (;;) {
         ws_message m = co_await ws.receive();
         if (m.is_close()) co_return;
-        if (m.is_text())
-            co_await ws.send_text(m.data);
-        else
-            co_await ws.send_binary(m.data);
+        if (m.is_text()) co_await ws.send_text(m.data);
+        else co_await ws.send_binary(m.data);
     }
 }
 
@@ -94,8 +92,7 @@ int main(int argc, char** argv) {
     std::list<member*> members;
     coring::http::server app;
     app.websocket("/echo", [](coring::http::request&, websocket& ws) -> task<> { co_await echo(ws); });
-    app.websocket("/room",
-                  [&members](coring::http::request&, websocket& ws) -> task<> { co_await room(members, ws); });
+    app.websocket("/room", [&members](coring::http::request&, websocket& ws) -> task<> { co_await room(members, ws); });
     try {
         coring::run(main_task(app, port));
     } catch (const std::exception& e) {

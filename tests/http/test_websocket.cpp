@@ -13,10 +13,16 @@
 
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace test_websocket {
@@ -720,6 +726,98 @@ TEST_CASE("websocket server - a send another task has under way when the handler
         co_return process_result{};
     });
     CHECK(handler_done);
+}
+
+/// A handler that greets, then receives until the peer closes (or fails).
+void add_greeter(coring::http::server& app) {
+    app.websocket("/greet", [](request&, websocket& ws) -> task<> {
+        co_await ws.send_text("hi");
+        for (;;) {
+            ws_message m = co_await ws.receive();
+            if (m.is_close()) break;
+        }
+    });
+}
+
+TEST_CASE("websocket server - a peer that ends its stream without a close frame is disconnected at once",
+          "[http][websocket]") {
+    // Regression: the end of the peer's stream was taken for the end of ours, so close() did nothing: the socket and
+    // the connection's state stayed for good.
+    const int fds = coring_test::open_fds();
+    coring::http::server app;
+    add_greeter(app);
+    std::string got;
+    bool eof = false;
+    (void)serve_while(app, [&](std::uint16_t port) -> task<process_result> {
+        coring::tcp_stream s = co_await coring::tcp_stream::connect(coring::address::from("127.0.0.1", port));
+        const std::string req = "GET /greet HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        co_await s.write_all(req);
+        char buf[4096];
+        while (frames_after_head(got).empty()) {
+            const std::size_t n = co_await coring::timeout(5s, s.read(std::span(buf)));
+            if (n == 0) break;
+            got.append(buf, n);
+        }
+        co_await s.shutdown(); // the end of our stream, no close frame
+        for (;;) {
+            const std::size_t n = co_await coring::timeout(5s, s.read(std::span(buf))); // throws if never closed
+            if (n == 0) break;
+            got.append(buf, n);
+        }
+        eof = true;
+        co_return process_result{};
+    });
+    CHECK(eof);
+    const auto fs = frames_after_head(got);
+    REQUIRE_FALSE(fs.empty());
+    CHECK(fs.front().second == "hi");
+    CHECK(coring_test::open_fds() == fds);
+}
+
+TEST_CASE("websocket server - leaving run while a session receives still sends its close frame", "[http][websocket]") {
+    // The loop's drain cancels the session and every task it starts from then on: the close frame must still go.
+    coring::http::server app;
+    add_greeter(app);
+    std::vector<int> opcodes;
+    std::thread peer;
+    // Outside the loop's main task, so that it outlives the serve() the drain cancels.
+    auto l = coring::tcp_listener::bind(coring::address::parse("127.0.0.1:0"));
+    coring::run([](coring::http::server& app, coring::tcp_listener& l, std::vector<int>& opcodes,
+                   std::thread& peer) -> task<> {
+        coring::spawn(app.serve(l)).detach();
+        const std::uint16_t port = l.local_address().port();
+        peer = std::thread([port, &opcodes] {
+            // A plain blocking client on a thread of its own: the loop is about to go.
+            const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            sockaddr_in a{};
+            a.sin_family = AF_INET;
+            a.sin_port = htons(port);
+            a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+                ::close(fd);
+                return;
+            }
+            const std::string req = "GET /greet HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+            (void)::write(fd, req.data(), req.size());
+            std::string got;
+            char buf[4096];
+            for (;;) {
+                const ssize_t n = ::read(fd, buf, sizeof buf);
+                if (n <= 0) break;
+                got.append(buf, static_cast<std::size_t>(n));
+            }
+            for (const auto& f : frames_after_head(got)) opcodes.push_back(f.first);
+            ::close(fd);
+        });
+        co_await coring::sleep(300ms);
+        co_return; // run() drains: the session is cancelled
+    }(app, l, opcodes, peer));
+    peer.join();
+    REQUIRE(opcodes.size() == 2);
+    CHECK(opcodes[0] == 0x1);
+    CHECK(opcodes[1] == 0x8);
 }
 
 TEST_CASE("websocket server - HEAD is not a handshake, and subprotocols compare exactly", "[http][websocket]") {

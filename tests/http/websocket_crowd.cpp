@@ -90,10 +90,8 @@ task<> listen_to(websocket ws, std::size_t broadcasts, tally& t) {
     }
     if (problem.empty() && next != broadcasts)
         problem = "closed after " + std::to_string(next) + " of " + std::to_string(broadcasts) + " messages";
-    if (problem.empty())
-        ++t.complete;
-    else if (t.first_problem.empty())
-        t.first_problem = problem;
+    if (problem.empty()) ++t.complete;
+    else if (t.first_problem.empty()) t.first_problem = problem;
     co_await ws.close();
 }
 
@@ -227,8 +225,8 @@ int server(std::size_t n, std::size_t broadcasts) {
         std::printf("%zu broadcasts of one message to %zu connections (every 100 ms; %zu ticks started late): %s"
                     "%s all delivered and closed %.1f s after the first; clients exited %d; %zu sends failed\n",
                     broadcasts, n, late, rest.c_str(), problem.c_str(), took, code, c.send_failures);
-        status = code == 0 && c.send_failures == 0 && rest == "delivered " + std::to_string(n * broadcasts) +
-                                                              " complete " + std::to_string(n) + "\n"
+        status = code == 0 && c.send_failures == 0 &&
+                         rest == "delivered " + std::to_string(n * broadcasts) + " complete " + std::to_string(n) + "\n"
                      ? 0
                      : 1;
         app.shutdown(1s);

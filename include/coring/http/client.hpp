@@ -1266,9 +1266,11 @@ inline task<client_response> client_fetch(std::shared_ptr<detail::client_pool> p
 
 /// How client::websocket opens a connection.
 struct websocket_client_options {
-    websocket_options limits{};                ///< message and frame limits, keep-alive pings, the close timeout
-    std::vector<std::string> subprotocols{};   ///< offered in Sec-WebSocket-Protocol, preferred first
-    http::headers headers{};                   ///< more request headers (Origin, Authorization, Cookie)
+    websocket_options limits{};              ///< message and frame limits, keep-alive pings, the close timeout
+    std::vector<std::string> subprotocols{}; ///< offered in Sec-WebSocket-Protocol, preferred first
+    /// More request headers (Origin, Authorization, Cookie). The client's default_headers go too, unless named here;
+    /// the handshake's own fields (Host, Upgrade, Connection, Sec-WebSocket-*) are refused (std::invalid_argument).
+    http::headers headers{};
     std::chrono::milliseconds timeout{30'000}; ///< for the whole opening: connect, TLS, handshake
 };
 
@@ -1290,7 +1292,7 @@ namespace detail {
 /// the stream.
 template <class S>
 task<http::websocket> ws_client_handshake(S s, url u, std::string where, websocket_client_options o,
-                                          client_clock::time_point deadline) {
+                                          client_clock::time_point deadline, http::headers defaults) {
     std::random_device rd;
     std::uint8_t raw[16];
     for (std::uint8_t& b : raw) b = static_cast<std::uint8_t>(rd());
@@ -1310,9 +1312,22 @@ task<http::websocket> ws_client_handshake(S s, url u, std::string where, websock
         }
         req += "\r\n";
     }
+    // The handshake's own fields are the client's to write; the client's default headers (User-Agent, say) go too,
+    // unless the options give the same field.
+    const auto own = [](std::string_view name) {
+        return iequals(name, "Host") || iequals(name, "Upgrade") || iequals(name, "Connection") ||
+               iequals(name, "Content-Length") || iequals(name, "Transfer-Encoding") ||
+               (name.size() >= 14 && iequals(name.substr(0, 14), "Sec-WebSocket-"));
+    };
+    for (const field& f : defaults)
+        if (!own(f.name) && !o.headers.contains(f.name) && is_token(f.name) && !unsafe_field(f.value))
+            req += coring::detail::str_cat(f.name, ": ", f.value, "\r\n");
     for (const field& f : o.headers) {
         if (!is_token(f.name) || unsafe_field(f.value))
             throw std::invalid_argument("coring: websocket: a request header has an invalid name, or CR, LF or NUL");
+        if (own(f.name))
+            throw std::invalid_argument("coring: websocket: the header " + f.name +
+                                        " is the handshake's own (use websocket_client_options::subprotocols)");
         req += coring::detail::str_cat(f.name, ": ", f.value, "\r\n");
     }
     req += "\r\n";
@@ -1327,6 +1342,7 @@ task<http::websocket> ws_client_handshake(S s, url u, std::string where, websock
             throw websocket_handshake_error(0, where + ": the server closed the connection during the handshake");
         in.append(buf, n);
     }
+    if (head_end > 16 * 1024) throw websocket_handshake_error(0, where + ": the answer's head is over 16 KiB");
     const std::string_view head = std::string_view(in).substr(0, head_end);
     const std::size_t line_end = head.find("\r\n");
     const std::string_view status_line = head.substr(0, line_end);
@@ -1388,13 +1404,15 @@ inline task<http::websocket> client_websocket([[maybe_unused]] std::shared_ptr<c
 #if CORING_HTTP_TLS
         task<coring::tls::stream> handshaking = coring::tls::stream::connect(pool->tls_context(), std::move(s), u.host);
         coring::tls::stream t = co_await timeout_at(deadline, std::move(handshaking));
-        task<http::websocket> opening = ws_client_handshake(std::move(t), u, where, std::move(o), deadline);
+        task<http::websocket> opening =
+            ws_client_handshake(std::move(t), u, where, std::move(o), deadline, pool->opts.default_headers);
         co_return co_await std::move(opening);
 #else
         throw std::invalid_argument("coring: websocket: \"" + where + "\": wss:// needs coring built with TLS");
 #endif
     }
-    task<http::websocket> opening = ws_client_handshake(std::move(s), u, where, std::move(o), deadline);
+    task<http::websocket> opening =
+        ws_client_handshake(std::move(s), u, where, std::move(o), deadline, pool->opts.default_headers);
     co_return co_await std::move(opening);
 }
 

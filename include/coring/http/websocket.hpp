@@ -1,6 +1,7 @@
 #pragma once
 
 #include <coring/detail/byte_buffer.hpp>
+#include <coring/detail/loop_core.hpp>
 #include <coring/error.hpp>
 #include <coring/http/detail/ws_frame.hpp>
 #include <coring/sync/event.hpp>
@@ -174,7 +175,7 @@ public:
             state& st;
             ~done_receiving() { st.receiving = false; }
         } guard{st};
-        if (st.got_close || st.ended) co_return st.close_message;
+        if (st.got_close || st.ended || st.peer_ended) co_return st.close_message;
         for (;;) {
             detail::ws_frame_header h;
             while (!detail::ws_parse_header(st.in.view().substr(st.pos), h)) co_await fill(st);
@@ -194,7 +195,12 @@ public:
             if (op == detail::ws_opcode::ping) {
                 const std::string echo(body);
                 consume(st, frame_end);
-                (void)queue_frame(st, detail::ws_opcode::pong, echo); // written by the flusher: no wait here
+                if (!st.sent_close) {
+                    // Queued like a send, and like a send it waits while the buffer is over write_limit: a peer that
+                    // sends pings and reads nothing must not grow the buffer without bound.
+                    const std::uint64_t end = queue_frame(st, detail::ws_opcode::pong, echo);
+                    if (st.queued - st.written > st.opts.write_limit) co_await wait_written(st, end, true);
+                }
                 continue;
             }
             if (op == detail::ws_opcode::pong) {
@@ -307,6 +313,11 @@ public:
             st.closer.reset();
         }
         if (st.ended) co_return;
+        if (st.peer_ended) {
+            // The peer's stream ended without a close frame: nothing to shake hands with.
+            co_await end_transport(st);
+            co_return;
+        }
         if (!st.sent_close && !st.broken) {
             std::string payload;
             payload.push_back(static_cast<char>(code >> 8));
@@ -335,7 +346,9 @@ public:
     }
 
     /// Whether a close frame was sent or received, or the connection failed.
-    [[nodiscard]] bool closed() const noexcept { return st_ && (st_->sent_close || st_->got_close || st_->ended); }
+    [[nodiscard]] bool closed() const noexcept {
+        return st_ && (st_->sent_close || st_->got_close || st_->ended || st_->peer_ended);
+    }
     /// The subprotocol agreed on in the handshake (Sec-WebSocket-Protocol), empty when none.
     [[nodiscard]] const std::string& subprotocol() const { return get().subprotocol; }
     /// Which end this is.
@@ -347,7 +360,7 @@ private:
     /// The server going away (1001): the close frame is sent by a task of its own (close() waits for it), and the
     /// peer's answer reaches receive(). Loop thread; never throws.
     void start_close(std::uint16_t code = close_code::going_away) noexcept {
-        if (!st_ || st_->sent_close || st_->ended || st_->closer) return;
+        if (!st_ || st_->sent_close || st_->ended || st_->peer_ended || st_->closer) return;
         try {
             std::string payload;
             payload.push_back(static_cast<char>(code >> 8));
@@ -370,14 +383,15 @@ private:
         std::string writing;      // the frames of the write under way (swapped with `pending`)
         std::uint64_t queued = 0; // bytes ever queued
         std::uint64_t written = 0;
-        bool flushing = false;                    // the flusher task runs
-        std::optional<join_handle<void>> flusher; // the last flusher task (done when !flushing)
-        event progress;                           // pulsed after every write and when the flusher stops
-        std::string write_failure;                // why the flusher stopped with bytes unwritten
-        std::weak_ptr<state> self;                // for the flusher, which keeps the state alive
+        bool writer_active = false;               // write_out() runs (in the flusher or inline)
+        std::optional<join_handle<void>> flusher; // the last flusher task started
+        event progress;                           // pulsed after every write and when a writer stops
+        std::string write_failure;                // why sending broke
+        std::weak_ptr<state> self;                // for the flusher (a weak reference: see flush())
         bool sent_close = false;
         bool got_close = false;
-        bool ended = false; // the transport was ended
+        bool ended = false;      // the transport was ended (end_transport)
+        bool peer_ended = false; // the peer's stream ended (no close frame came)
         bool receiving = false;
         bool ping_outstanding = false;
         bool broken = false; // a write stopped with bytes unwritten: the stream can carry no more frames
@@ -456,12 +470,12 @@ private:
         if (silent) {
             if (st.ping_outstanding) co_await fail(st, close_code::internal_error, "no pong to a keep-alive ping");
             st.ping_outstanding = true;
-            (void)queue_frame(st, detail::ws_opcode::ping, "coring");
+            if (!st.sent_close) (void)queue_frame(st, detail::ws_opcode::ping, "coring");
             co_return;
         }
         st.ping_outstanding = false;
         if (n == 0) {
-            st.ended = true;
+            st.peer_ended = true;
             st.close_message =
                 ws_message{ws_message::kind::close, "the connection ended without a close frame", close_code::abnormal};
             st.peer_closed.set();
@@ -475,18 +489,14 @@ private:
 
     static task<> send_data(state& st, detail::ws_opcode op, std::string_view payload) {
         if (st.broken) throw broken_error(st);
-        if (st.sent_close || st.got_close || st.ended)
+        if (st.sent_close || st.got_close || st.ended || st.peer_ended)
             throw websocket_error(close_code::normal, "send on a connection that is closing or closed");
         const std::uint64_t end = queue_frame(st, op, payload);
         // drain(): past the high-water mark, wait for the low one (or for this frame to be out).
-        if (st.queued - st.written <= st.opts.write_limit) co_return;
-        while (st.queued - st.written > st.opts.write_limit / 4 && st.written < end) {
-            if (st.broken) throw broken_error(st);
-            co_await st.progress.wait();
-        }
+        if (st.queued - st.written > st.opts.write_limit) co_await wait_written(st, end, true);
     }
 
-    /// Appends one whole frame to the send buffer and makes sure the flusher runs; returns the buffer position just
+    /// Appends one whole frame to the send buffer and makes sure someone writes it; returns the buffer position just
     /// past the frame. Nothing is queued when it throws.
     static std::uint64_t queue_frame(state& st, detail::ws_opcode op, std::string_view payload) {
         if (st.broken) throw broken_error(st);
@@ -508,10 +518,10 @@ private:
             const std::size_t at = st.pending.size();
             st.pending.append(payload);
             if (mask) detail::ws_apply_mask(st.pending.data() + at, payload.size(), key);
-            if (!st.flushing) {
+            // A loop that is shutting down cancels new tasks before they run: then the waiters write (wait_written).
+            if (!st.writer_active && !flusher_pending(st) && !loop_draining()) {
                 st.flusher.reset(); // a finished task's handle
-                st.flusher.emplace(spawn(flush(st.self.lock())));
-                st.flushing = true;
+                st.flusher.emplace(spawn(flush(st.self)));
             }
         } catch (...) {
             st.pending.resize(before); // no half frame left behind
@@ -521,53 +531,99 @@ private:
         return st.queued;
     }
 
-    /// The flusher: writes the send buffer out, everything queued since the last write in one, until it is empty.
-    /// A write that fails or is cancelled (end_transport(), the loop's shutdown) may have sent part of a frame, so
-    /// nothing may follow it: the connection's sending is broken.
-    static task<> flush(std::shared_ptr<state> keep) {
-        state& st = *keep;
+    /// Whether a flusher task was started and has not finished (it may not have begun yet).
+    static bool flusher_pending(const state& st) noexcept { return st.flusher && !st.flusher->done(); }
+    static bool loop_draining() noexcept {
+        const coring::detail::loop_core* core = coring::detail::current_core;
+        return core && core->draining;
+    }
+
+    /// The flusher: a task of its own that writes what sends queued, so that they need not wait. It holds the state
+    /// through a weak reference and a local: the state keeps the task's handle, and a parameter would live as long as
+    /// the finished task's frame, so the two would keep each other alive for ever.
+    static task<> flush(std::weak_ptr<state> weak) {
+        const std::shared_ptr<state> hold = weak.lock();
+        if (!hold) co_return;
+        try {
+            co_await write_out(*hold);
+        } catch (const cancelled_error&) {
+            // The loop's shutdown or end_transport(): write_out() has marked sending broken.
+        }
+    }
+
+    static void break_sending(state& st, const char* why) noexcept {
+        st.broken = true;
+        try {
+            st.write_failure = why;
+        } catch (...) {}
+    }
+
+    /// Writes the send buffer out until it is empty, everything queued since the last write in one call. Run by the
+    /// flusher, and inline by a task that must see its bytes out when no writer runs (close(), or a send waiting for
+    /// room during the loop's shutdown); one writer at a time, others return at once. A write that fails or is
+    /// cancelled may have sent part of a frame, so nothing may follow it: sending is broken. Throws only
+    /// cancelled_error (after marking sending broken).
+    static task<> write_out(state& st) {
+        if (st.writer_active || st.broken) co_return;
+        st.writer_active = true;
+        struct stop_writing {
+            state& st;
+            ~stop_writing() {
+                st.writer_active = false;
+                st.progress.set(); // whoever waits sees what happened
+                st.progress.clear();
+            }
+        } guard{st};
+        bool cancelled = false;
         try {
             while (!st.pending.empty()) {
                 st.writing.clear();
                 std::swap(st.writing, st.pending);
                 co_await st.io->write(st.writing);
                 st.written += st.writing.size();
-                st.progress.set(); // wake the senders waiting for room, and close()
+                st.progress.set(); // wake the senders waiting for room
                 st.progress.clear();
             }
             // A large message's buffers are not kept for the connection's whole life.
             if (st.writing.capacity() > 4 * st.opts.write_limit) st.writing = std::string();
             if (st.pending.capacity() > 4 * st.opts.write_limit) st.pending = std::string();
         } catch (const cancelled_error&) {
-            st.broken = true;
-            st.write_failure = "the write was cancelled";
+            cancelled = true;
+            break_sending(st, "a write was cancelled");
         } catch (const std::exception& e) {
-            st.broken = true;
-            st.write_failure = e.what();
+            break_sending(st, e.what());
+        } catch (...) {
+            break_sending(st, "a write failed");
         }
-        st.flushing = false;
-        st.progress.set();
-        st.progress.clear();
+        if (cancelled) throw cancelled_error();
     }
 
-    /// Waits until the send buffer has been written up to `end`. Throws websocket_error when sending broke first.
-    static task<> wait_written(state& st, std::uint64_t end) {
-        while (st.written < end) {
+    /// Waits until the send buffer has been written up to `end`, or (`for_room`) until at most a quarter of
+    /// write_limit is left. Writes inline when no writer runs and none is coming. Throws websocket_error when sending
+    /// broke first.
+    static task<> wait_written(state& st, std::uint64_t end, bool for_room) {
+        for (;;) {
+            if (st.written >= end) co_return;
+            if (for_room && st.queued - st.written <= st.opts.write_limit / 4) co_return;
             if (st.broken) throw broken_error(st);
-            co_await st.progress.wait();
+            // A send waiting for room leaves the writing to the flusher (a timeout on the send then stops no write);
+            // close() does not wait for one that may never start.
+            const bool writer_coming = st.writer_active || (for_room && flusher_pending(st) && !loop_draining());
+            if (writer_coming) co_await st.progress.wait();
+            else co_await write_out(st);
         }
     }
 
     static task<> send_close_frame(state& st, std::string_view payload) {
         st.sent_close = true;
         const std::uint64_t end = queue_frame(st, detail::ws_opcode::close, payload);
-        co_await wait_written(st, end);
+        co_await wait_written(st, end, false);
     }
 
     static task<> send_close_quietly(std::shared_ptr<state> keep, std::string payload) {
         state& st = *keep;
         // receive() may have answered the peer's own close meanwhile.
-        if (st.sent_close || st.got_close || st.ended || st.broken) co_return;
+        if (st.sent_close || st.got_close || st.ended || st.peer_ended || st.broken) co_return;
         try {
             co_await timeout(st.opts.close_timeout, send_close_frame(st, payload));
         } catch (...) {}
@@ -584,15 +640,20 @@ private:
         if (st.ended) co_return;
         st.ended = true;
         // A write still under way (to a peer that reads nothing) would hold the connection open: stop it first.
-        if (st.flushing && st.flusher) {
+        if (flusher_pending(st)) {
             st.flusher->cancel();
             try {
                 co_await shield(std::move(*st.flusher));
             } catch (...) {}
         }
+        st.flusher.reset();
         try {
             co_await shield(st.io->end());
         } catch (...) {}
+        // Frames still queued never go; whoever waits for them hears so.
+        if (st.written < st.queued && !st.broken) break_sending(st, "the connection was closed with frames unsent");
+        st.progress.set();
+        st.progress.clear();
     }
 
     /// The peer broke the protocol: a close frame with `code` (best effort), the connection ended, websocket_error.
