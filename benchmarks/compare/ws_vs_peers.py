@@ -32,17 +32,13 @@ A peer whose runtime is missing is skipped with the reason.
 import argparse
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
-SERVER_CPU = "0"
-GEN_CPU = "1"
-TICK = os.sysconf("SC_CLK_TCK")
+from server_process import GEN_CPU, SERVER_CPU, Server, cpu0_busy, cpu_seconds, free_port, rss_kib
+
 PYTHON = "/usr/bin/python3"
 
 AIOHTTP_SERVER = r"""
@@ -215,84 +211,6 @@ func main() {
 """
 
 
-class Server:
-    """A server process pinned to CPU 0, in a session of its own (stopped with its whole process group)."""
-
-    def __init__(self, name, argv, port, tmp, env=None, cwd=None):
-        self.name, self.port = name, port
-        self.log = open(os.path.join(tmp, f"{name}.log"), "w+")
-        self.proc = subprocess.Popen(["taskset", "-c", SERVER_CPU] + argv, stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True, env=env, cwd=cwd)
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{name} did not start: {self.log_tail()}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                time.sleep(0.05)
-        else:
-            self.stop()
-            raise RuntimeError(f"{name} is not listening on {port}: {self.log_tail()}")
-        time.sleep(0.2)
-
-    def log_tail(self, n=600):
-        self.log.flush()
-        with open(self.log.name, errors="replace") as f:
-            return f.read()[-n:].strip()
-
-    def stop(self):
-        if self.proc is None:
-            return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            if self.proc.poll() is not None:
-                break
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.proc = None
-        self.log.close()
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def cpu0_busy():
-    with open("/proc/stat") as f:
-        for line in f:
-            if line.startswith(f"cpu{SERVER_CPU} "):
-                v = [int(x) for x in line.split()[1:]]
-                return (sum(v[:8]) - v[3] - v[4]) / TICK
-    return 0.0
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def parse(out):
     kv = dict(part.split("=", 1) for part in out.split() if "=" in part)
     return int(kv["messages"]), float(kv["seconds"])
@@ -312,12 +230,12 @@ def measure(server, load, argv, seconds):
     peak = 0
     for line in proc.stdout:
         if line.startswith("ready"):
-            cpu0, busy0 = cpu_seconds(pid), cpu0_busy()
-            peak = rss_kib(pid)
+            cpu0, busy0 = cpu_seconds([pid]), cpu0_busy()
+            peak = rss_kib([pid])
         elif line.startswith("messages="):
-            cpu = cpu_seconds(pid) - cpu0
+            cpu = cpu_seconds([pid]) - cpu0
             other = max(0.0, cpu0_busy() - busy0 - cpu)
-            peak = max(peak, rss_kib(pid))
+            peak = max(peak, rss_kib([pid]))
             result = line
     try:
         proc.wait(seconds + 120)

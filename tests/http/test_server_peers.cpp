@@ -32,20 +32,12 @@ void add_routes(coring::http::server& app) {
     });
 }
 
-/// Serves `app` while `client` (a task running a peer process) runs; returns its result.
+/// Serves the peer routes while `client` (a task running a peer process) runs; returns its result.
 template <class Client>
 process_result serve_while(Client client) {
     coring::http::server app;
     add_routes(app);
-    return coring::run([](coring::http::server& app, Client client) -> task<process_result> {
-        auto l = coring::tcp_listener::bind(coring::address::parse("127.0.0.1:0"));
-        auto serving = coring::spawn(app.serve(l));
-        task<process_result> running = client(l.local_address().port());
-        process_result r = co_await std::move(running);
-        app.shutdown(1s);
-        co_await serving;
-        co_return r;
-    }(app, client));
+    return coring_test::serve_while(app, std::move(client));
 }
 
 TEST_CASE("http server peers - curl: GET with a path parameter, POST, chunked upload, HEAD, keep-alive reuse",

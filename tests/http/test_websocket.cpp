@@ -4,6 +4,7 @@
 // section by section, each answered with the right close code.
 
 #include "support/helpers.hpp"
+#include "support/http_server_fixture.hpp"
 #include "support/https_helpers.hpp"
 #include "support/net_helpers.hpp"
 #include "support/peer_process.hpp"
@@ -79,19 +80,7 @@ void add_echo(coring::http::server& app, echo_log& log, coring::http::websocket_
         std::move(o));
 }
 
-/// Serves `app` on 127.0.0.1 while `client` (given the port) runs; returns its result.
-template <class Client>
-auto serve_while(coring::http::server& app, Client client) {
-    return coring::run([](coring::http::server& app, Client client) -> task<process_result> {
-        auto l = coring::tcp_listener::bind(coring::address::parse("127.0.0.1:0"));
-        auto serving = coring::spawn(app.serve(l));
-        task<process_result> running = client(l.local_address().port());
-        process_result r = co_await std::move(running);
-        app.shutdown(1s);
-        co_await serving;
-        co_return r;
-    }(app, client));
-}
+using coring_test::serve_while;
 
 // ---- a raw client, for what no library would send ----
 

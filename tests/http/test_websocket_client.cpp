@@ -3,6 +3,7 @@
 // plus the headers the handshake carries and a server handler that throws.
 
 #include "support/helpers.hpp"
+#include "support/http_server_fixture.hpp"
 
 #include <coring/coring.hpp>
 #include <coring/http.hpp>
@@ -301,14 +302,11 @@ TEST_CASE("websocket - keep-alive pings: a peer that answers stays, one that nev
         },
         ro);
     std::string echoed;
-    coring::run([](coring::http::server& app, std::string& echoed) -> task<> {
-        auto l = coring::tcp_listener::bind(coring::address::parse("127.0.0.1:0"));
-        auto serving = coring::spawn(app.serve(l));
+    coring_test::serve_while(app, [&echoed](std::uint16_t port) -> task<int> {
         coring::http::client c;
         coring::http::websocket_client_options wo;
         wo.limits.ping_interval = 50ms;
-        task<websocket> opening =
-            c.websocket("ws://127.0.0.1:" + std::to_string(l.local_address().port()) + "/quiet", wo);
+        task<websocket> opening = c.websocket("ws://127.0.0.1:" + std::to_string(port) + "/quiet", wo);
         websocket ws = co_await std::move(opening);
         auto receiving = coring::spawn([](websocket& ws, std::string& echoed) -> task<> {
             ws_message m = co_await ws.receive(); // pings and their pongs go by meanwhile
@@ -318,9 +316,8 @@ TEST_CASE("websocket - keep-alive pings: a peer that answers stays, one that nev
         co_await ws.send_text("still here");
         co_await coring::timeout(5s, std::move(receiving));
         co_await ws.close();
-        app.shutdown(1s);
-        co_await serving;
-    }(app, echoed));
+        co_return 0;
+    });
     CHECK(echoed == "still here");
 }
 
@@ -332,19 +329,16 @@ TEST_CASE("websocket server - a handler that throws closes the connection with 1
     });
     int code = -1;
     coring_test::stderr_capture err;
-    coring::run([](coring::http::server& app, int& code) -> task<> {
-        auto l = coring::tcp_listener::bind(coring::address::parse("127.0.0.1:0"));
-        auto serving = coring::spawn(app.serve(l));
+    coring_test::serve_while(app, [&code](std::uint16_t port) -> task<int> {
         coring::http::client c;
-        task<websocket> opening = c.websocket("ws://127.0.0.1:" + std::to_string(l.local_address().port()) + "/throws");
+        task<websocket> opening = c.websocket("ws://127.0.0.1:" + std::to_string(port) + "/throws");
         websocket ws = co_await std::move(opening);
         co_await ws.send_text("go");
         ws_message m = co_await coring::timeout(5s, ws.receive());
         if (m.is_close()) code = m.code;
         co_await ws.close();
-        app.shutdown(1s);
-        co_await serving;
-    }(app, code));
+        co_return 0;
+    });
     err.restore();
     CHECK(code == 1011);
 }

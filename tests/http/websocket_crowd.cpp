@@ -218,15 +218,18 @@ int server(std::size_t n, std::size_t broadcasts) {
             co_await coring::sleep_until(tick);
         }
         for (member* m : c.members) m->outbox.close();
-        const std::string rest = co_await clients.stdout_stream().read_until(newline);
-        const std::string problem = co_await clients.stdout_stream().read_until(newline);
+        std::string rest = co_await clients.stdout_stream().read_until(newline);
+        std::string problem = co_await clients.stdout_stream().read_until(newline);
+        while (!rest.empty() && rest.back() == '\n') rest.pop_back();
+        while (!problem.empty() && problem.back() == '\n') problem.pop_back();
         const int code = co_await clients.wait();
         const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - b0).count();
-        std::printf("%zu broadcasts of one message to %zu connections (every 100 ms; %zu ticks started late): %s"
-                    "%s all delivered and closed %.1f s after the first; clients exited %d; %zu sends failed\n",
-                    broadcasts, n, late, rest.c_str(), problem.c_str(), took, code, c.send_failures);
+        std::printf("%zu broadcasts of one message to %zu connections (every 100 ms; %zu ticks started late): %s%s%s; "
+                    "all delivered and closed %.1f s after the first; clients exited %d; %zu sends failed\n",
+                    broadcasts, n, late, rest.c_str(), problem.empty() ? "" : "; ", problem.c_str(), took, code,
+                    c.send_failures);
         status = code == 0 && c.send_failures == 0 &&
-                         rest == "delivered " + std::to_string(n * broadcasts) + " complete " + std::to_string(n) + "\n"
+                         rest == "delivered " + std::to_string(n * broadcasts) + " complete " + std::to_string(n)
                      ? 0
                      : 1;
         app.shutdown(1s);

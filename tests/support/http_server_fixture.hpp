@@ -13,9 +13,25 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 namespace coring_test {
+
+/// Serves `app` on 127.0.0.1:0 in a loop of its own while `client(port)` (a coroutine) runs, then shuts it down;
+/// returns what the client returned.
+template <class Client, class R = typename std::invoke_result_t<Client&, std::uint16_t>::value_type>
+R serve_while(coring::http::server& app, Client client) {
+    return coring::run([](coring::http::server& app, Client client) -> coring::task<R> {
+        auto l = coring::tcp_listener::bind(coring::address::parse("127.0.0.1:0"));
+        auto serving = coring::spawn(app.serve(l));
+        coring::task<R> running = client(l.local_address().port());
+        R r = co_await std::move(running);
+        app.shutdown(std::chrono::seconds(1));
+        co_await serving;
+        co_return r;
+    }(app, client));
+}
 
 /// One parsed response.
 struct raw_response {
