@@ -70,6 +70,20 @@ if(CORING_TLS_FOUND)
 endif()
 set(CORING_HTTP_FOUND TRUE)
 
+# permessage-deflate for WebSockets (websocket_options::permessage_deflate) through zlib, when it is found.
+option(CORING_ZLIB "Give coring::http's WebSockets permessage-deflate through zlib when it is found" ON)
+set(CORING_HTTP_WITH_ZLIB FALSE)
+if(CORING_ZLIB)
+    find_package(ZLIB QUIET)
+    if(ZLIB_FOUND)
+        target_link_libraries(coring_http INTERFACE ZLIB::ZLIB)
+        target_compile_definitions(coring_http INTERFACE CORING_HTTP_ZLIB=1)
+        set(CORING_HTTP_WITH_ZLIB TRUE)
+    else()
+        message(STATUS "coring: zlib not found: WebSockets without permessage-deflate (apt-get install zlib1g-dev)")
+    endif()
+endif()
+
 # JSON bodies (<coring/http/json.hpp>): the headers find <nlohmann/json.hpp> by themselves (__has_include), so a
 # consumer without CMake gets them too. Here, nlohmann/json's CMake package, when found, is linked so that its include
 # directory reaches coring's users wherever it is installed; CORING_JSON=OFF defines CORING_NO_JSON for them instead.

@@ -4,11 +4,15 @@
     /usr/bin/python3 benchmarks/compare/ws_vs_peers.py --build build/bench
     /usr/bin/python3 benchmarks/compare/ws_vs_peers.py --build build/bench --seconds 5 --reps 3 --only coring,node-ws
 
-Servers (each pinned to CPU 0 with taskset, one process, one thread where the runtime allows; compression off):
+    /usr/bin/python3 benchmarks/compare/ws_vs_peers.py --build build/bench --size 2048 --deflate
+
+Servers (each pinned to CPU 0 with taskset, one process, one thread where the runtime allows; compression off unless
+--deflate, which turns permessage-deflate on in every server with its own defaults and makes the generator offer and
+require it):
   coring            benchmarks/peers/http_ws_server_coring (coring::http)
   aiohttp           aiohttp's web.WebSocketResponse on asyncio's default loop (Debian's python3-aiohttp)
   aiohttp-uvloop    the same on uvloop (python3-uvloop)
-  websockets        Python's websockets library (python3-websockets), on uvloop's absence: asyncio
+  websockets        Python's websockets library (python3-websockets), on asyncio
   node-ws           Node's `ws` package (npm install ws, into a temporary directory unless --node-modules is given)
   go-gorilla        Go with github.com/gorilla/websocket (Debian's golang-github-gorilla-websocket-dev), GOMAXPROCS=1
 
@@ -16,9 +20,10 @@ Every server does the same on two paths: /echo sends every message back; /room s
 (websockets.broadcast, a loop of send_str, ws's send per client, a writer goroutine per client in Go: each peer's
 documented way). The load generator is one program for all, benchmarks/peers/http_ws_load_coring, pinned to CPU 1:
 
-  echo    64 connections in closed loops of one 64-byte text message and its echo, for --seconds.
-  fanout  1,000 members of /room; one sends a burst of 10 messages of 64 bytes, and waits until all 1,000 have all 10
-          (10,000 deliveries), again and again for --seconds.
+  echo    64 connections in closed loops of one text message (--size bytes of JSON-like text, 64 by default) and
+          its echo, for --seconds.
+  fanout  1,000 members of /room; one sends a burst of 10 messages of --size bytes, and waits until all 1,000 have
+          all 10 (10,000 deliveries), again and again for --seconds.
 
 Reported, over the measured phase only (after the connections are open, before they close): the rate (round trips
 or deliveries per second), the server's CPU time per message (/proc/PID/stat utime+stime, all threads), how busy
@@ -44,12 +49,13 @@ PYTHON = "/usr/bin/python3"
 AIOHTTP_SERVER = r"""
 import asyncio, sys
 from aiohttp import web, WSMsgType
+DEFLATE = sys.argv[3] == "deflate"
 if sys.argv[2] == "uvloop":
     import uvloop
     uvloop.install()
 room = set()
 async def echo(request):
-    ws = web.WebSocketResponse(compress=False)
+    ws = web.WebSocketResponse(compress=DEFLATE, max_msg_size=0)
     await ws.prepare(request)
     async for msg in ws:
         if msg.type == WSMsgType.TEXT:
@@ -58,7 +64,7 @@ async def echo(request):
             await ws.send_bytes(msg.data)
     return ws
 async def chat(request):
-    ws = web.WebSocketResponse(compress=False)
+    ws = web.WebSocketResponse(compress=DEFLATE, max_msg_size=0)
     await ws.prepare(request)
     room.add(ws)
     try:
@@ -93,8 +99,8 @@ async def handler(ws, path=None):
 async def main():
     stop = asyncio.get_running_loop().create_future()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set_result, None)
-    async with websockets.serve(handler, "127.0.0.1", int(sys.argv[1]), compression=None, backlog=4096,
-                                max_queue=None):
+    async with websockets.serve(handler, "127.0.0.1", int(sys.argv[1]), backlog=4096, max_queue=None, max_size=None,
+                                compression="deflate" if sys.argv[2] == "deflate" else None):
         print("listening", flush=True)
         await stop
 asyncio.run(main())
@@ -102,8 +108,9 @@ asyncio.run(main())
 
 NODE_SERVER = r"""
 const { WebSocketServer } = require("ws");
-const wss = new WebSocketServer({ host: "127.0.0.1", port: Number(process.argv[2]), perMessageDeflate: false,
-                                  backlog: 4096 });
+const wss = new WebSocketServer({ host: "127.0.0.1", port: Number(process.argv[2]),
+                                  perMessageDeflate: process.argv[3] === "deflate", backlog: 4096,
+                                  maxPayload: 1 << 30 });
 const room = new Set();
 wss.on("connection", (ws, req) => {
   if (req.url === "/echo") {
@@ -199,6 +206,7 @@ func chat(w http.ResponseWriter, r *http.Request) {
 }
 
 func main() {
+	upgrader.EnableCompression = len(os.Args) > 2 && os.Args[2] == "deflate"
 	http.HandleFunc("/echo", echo)
 	http.HandleFunc("/room", chat)
 	l, err := net.Listen("tcp", "127.0.0.1:"+os.Args[1])
@@ -252,19 +260,23 @@ def servers(args, tmp):
     """name -> (argv, env, cwd) or the reason it cannot run."""
     out = {}
     coring = os.path.join(args.build, "benchmarks", "http_ws_server_coring")
-    out["coring"] = ([coring, "{port}"], None, None) if os.access(coring, os.X_OK) else f"no {coring}"
+    mode = "deflate" if args.deflate else "plain"
+    out["coring"] = ([coring, "{port}"] + (["--deflate"] if args.deflate else []), None, None) \
+        if os.access(coring, os.X_OK) else f"no {coring}"
     aio = os.path.join(tmp, "aiohttp_server.py")
     with open(aio, "w") as f:
         f.write(AIOHTTP_SERVER)
     have = subprocess.run([PYTHON, "-c", "import aiohttp"], capture_output=True).returncode == 0
-    out["aiohttp"] = ([PYTHON, aio, "{port}", "asyncio"], None, None) if have else "no aiohttp for /usr/bin/python3"
+    out["aiohttp"] = ([PYTHON, aio, "{port}", "asyncio", mode], None, None) if have else \
+        "no aiohttp for /usr/bin/python3"
     have_uv = have and subprocess.run([PYTHON, "-c", "import uvloop"], capture_output=True).returncode == 0
-    out["aiohttp-uvloop"] = ([PYTHON, aio, "{port}", "uvloop"], None, None) if have_uv else "no uvloop"
+    out["aiohttp-uvloop"] = ([PYTHON, aio, "{port}", "uvloop", mode], None, None) if have_uv else "no uvloop"
     wsp = os.path.join(tmp, "websockets_server.py")
     with open(wsp, "w") as f:
         f.write(WEBSOCKETS_SERVER)
     have = subprocess.run([PYTHON, "-c", "import websockets"], capture_output=True).returncode == 0
-    out["websockets"] = ([PYTHON, wsp, "{port}"], None, None) if have else "no websockets for /usr/bin/python3"
+    out["websockets"] = ([PYTHON, wsp, "{port}", mode], None, None) if have else \
+        "no websockets for /usr/bin/python3"
     node = shutil.which("node")
     modules = args.node_modules
     if node and not modules and shutil.which("npm"):
@@ -277,7 +289,7 @@ def servers(args, tmp):
         with open(js, "w") as f:
             f.write(NODE_SERVER)
         env = dict(os.environ, NODE_PATH=modules)
-        out["node-ws"] = ([node, js, "{port}"], env, None)
+        out["node-ws"] = ([node, js, "{port}", mode], env, None)
     else:
         out["node-ws"] = "no node, or npm could not install ws"
     go = shutil.which("go")
@@ -291,7 +303,7 @@ def servers(args, tmp):
         exe = os.path.join(d, "server")
         r = subprocess.run([go, "build", "-o", exe, "main.go"], cwd=d, env=env, capture_output=True, text=True)
         if r.returncode == 0:
-            out["go-gorilla"] = ([exe, "{port}"], dict(os.environ, GOMAXPROCS="1"), None)
+            out["go-gorilla"] = ([exe, "{port}", mode], dict(os.environ, GOMAXPROCS="1"), None)
         else:
             out["go-gorilla"] = "go build failed: " + r.stderr.strip()[-300:]
     else:
@@ -307,6 +319,9 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated server names")
     ap.add_argument("--workloads", default="echo,fanout")
     ap.add_argument("--node-modules", default="", help="a node_modules with ws, instead of npm install")
+    ap.add_argument("--size", type=int, default=64, help="message size in bytes (JSON-like text)")
+    ap.add_argument("--deflate", action="store_true",
+                    help="every server with permessage-deflate on, the generator offering it (and requiring it)")
     args = ap.parse_args()
     load = os.path.join(args.build, "benchmarks", "http_ws_load_coring")
     if not os.access(load, os.X_OK):
@@ -330,16 +345,22 @@ def main():
                 try:
                     for w in workloads:
                         if w == "echo":
-                            gen = ["echo", str(port), "64", str(args.seconds), "64"]
+                            gen = ["echo", str(port), "64", str(args.seconds), str(args.size)]
                         else:
-                            gen = ["fanout", str(port), "1000", str(args.seconds), "64", "10"]
+                            gen = ["fanout", str(port), "1000", str(args.seconds), str(args.size), "10"]
+                        if args.deflate:
+                            gen.append("deflate")
                         results[(n, w)].append(measure(server, load, gen, args.seconds))
                 finally:
                     server.stop()
-        print(f"# ws_vs_peers.py --seconds {args.seconds} --reps {args.reps}; server on CPU {SERVER_CPU}, "
+        print(f"# ws_vs_peers.py --seconds {args.seconds} --reps {args.reps} --size {args.size}"
+              f"{' --deflate' if args.deflate else ''}; server on CPU {SERVER_CPU}, "
               f"generator (http_ws_load_coring) on CPU {GEN_CPU}; medians")
         for w in workloads:
-            what = "64-byte echo, 64 connections" if w == "echo" else "fan-out to 1,000 members, bursts of 10"
+            what = f"{args.size}-byte echo, 64 connections" if w == "echo" else \
+                f"fan-out of {args.size}-byte messages to 1,000 members, bursts of 10"
+            if args.deflate:
+                what += ", permessage-deflate"
             unit = "round trips/s" if w == "echo" else "deliveries/s"
             print(f"\n## {w}: {what}")
             print(f"| server | {unit} | server CPU us/msg | server CPU % | other@cpu0 | server RSS MiB |")

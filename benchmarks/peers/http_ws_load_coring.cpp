@@ -1,13 +1,16 @@
 // The load generator of benchmarks/compare/ws_vs_peers.py: WebSocket clients written with coring::http, the same
 // program against every server, so that the servers differ and nothing else.
 //
-//   http_ws_load_coring echo   PORT CONNECTIONS SECONDS SIZE
+//   http_ws_load_coring echo   PORT CONNECTIONS SECONDS SIZE [deflate]
 //       CONNECTIONS clients of ws://127.0.0.1:PORT/echo, each in a closed loop: send a text message of SIZE bytes,
 //       wait for it to come back (checked byte for byte). Prints "messages=N seconds=S rate=R" (round trips).
-//   http_ws_load_coring fanout PORT CLIENTS SECONDS SIZE BURST
+//   http_ws_load_coring fanout PORT CLIENTS SECONDS SIZE BURST [deflate]
 //       CLIENTS members of ws://127.0.0.1:PORT/room; the first sends BURST messages of SIZE bytes, then waits until
 //       every member (itself too) has received all of them, and again until SECONDS have passed. Prints
 //       "messages=N seconds=S rate=R" where N counts deliveries (messages received by a member).
+//
+// Messages are JSON-like text (numbers vary, keys repeat), so that compression has what it has on real traffic;
+// `deflate` offers permessage-deflate (RFC 7692) and fails unless the server agrees.
 //
 // "ready" is printed once the connections are open, the result as soon as the measured phase ends (then the
 // connections are closed). Any message missing, out of order or different ends the run with a non-zero status.
@@ -15,6 +18,7 @@
 #include <coring/http.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -28,6 +32,22 @@ using coring::task;
 using coring::http::websocket;
 using clk = std::chrono::steady_clock;
 
+bool offer_deflate = false;
+
+/// `size` bytes of JSON-like text, different for each `seed`.
+std::string json_like(std::size_t size, std::uint64_t seed) {
+    std::string s;
+    std::uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+    while (s.size() < size) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s += "{\"id\":" + std::to_string(x % 100000) + ",\"price\":" + std::to_string((x >> 20) % 1000) + "},";
+    }
+    s.resize(size);
+    return s;
+}
+
 struct run_state {
     clk::time_point end;
     std::uint64_t messages = 0;
@@ -40,9 +60,16 @@ task<std::vector<websocket>> connect_all(std::string url, std::size_t n) {
     while (conns.size() < n) {
         // In batches, as a crowd of browsers would arrive: a listen backlog is not a queue of 10,000.
         std::vector<task<websocket>> batch;
-        for (std::size_t i = 0; i < 100 && conns.size() + batch.size() < n; ++i) batch.push_back(client.websocket(url));
+        coring::http::websocket_client_options o;
+        o.limits.permessage_deflate = offer_deflate;
+        o.limits.max_message = 64u << 20;
+        for (std::size_t i = 0; i < 100 && conns.size() + batch.size() < n; ++i)
+            batch.push_back(client.websocket(url, o));
         auto opened = co_await coring::gather(std::move(batch));
-        for (auto& ws : opened) conns.push_back(std::move(ws));
+        for (auto& ws : opened) {
+            if (offer_deflate && !ws.compressed()) throw std::runtime_error("the server did not agree to deflate");
+            conns.push_back(std::move(ws));
+        }
     }
     co_return conns;
 }
@@ -63,7 +90,8 @@ task<> echo_run(std::string port, std::size_t n, double seconds, std::size_t siz
     const auto t0 = clk::now();
     st.end = t0 + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(seconds));
     std::vector<task<>> clients;
-    for (auto& ws : conns) clients.push_back(echo_client(ws, st, std::string(size, 'x')));
+    std::uint64_t seed = 0;
+    for (auto& ws : conns) clients.push_back(echo_client(ws, st, json_like(size, ++seed)));
     co_await coring::gather(std::move(clients));
     const double took = std::chrono::duration<double>(clk::now() - t0).count();
     std::printf("messages=%llu seconds=%.3f rate=%.0f\n", static_cast<unsigned long long>(st.messages), took,
@@ -107,8 +135,9 @@ task<> fanout_run(std::string port, std::size_t n, double seconds, std::size_t s
         st.delivered = 0;
         st.round_target = static_cast<std::uint64_t>(n) * burst;
         for (std::size_t i = 0; i < burst; ++i) {
-            std::string text = std::to_string(seq++) + ":";
-            text.resize(size, 'x');
+            std::string text = std::to_string(seq) + ":" + json_like(size, seq);
+            ++seq;
+            text.resize(size);
             co_await conns[0].send_text(text);
         }
         co_await st.round_done.wait();
@@ -125,6 +154,10 @@ task<> fanout_run(std::string port, std::size_t n, double seconds, std::size_t s
 int main(int argc, char** argv) {
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
     const std::string mode = argc > 1 ? argv[1] : "";
+    if (argc > 1 && std::string(argv[argc - 1]) == "deflate") {
+        offer_deflate = true;
+        --argc;
+    }
     try {
         if (mode == "echo" && argc == 6) {
             coring::run(echo_run(argv[2], std::stoul(argv[3]), std::stod(argv[4]), std::stoul(argv[5])));
@@ -133,8 +166,8 @@ int main(int argc, char** argv) {
                 fanout_run(argv[2], std::stoul(argv[3]), std::stod(argv[4]), std::stoul(argv[5]), std::stoul(argv[6])));
         } else {
             std::fprintf(stderr,
-                         "usage: %s echo PORT CONNECTIONS SECONDS SIZE\n"
-                         "       %s fanout PORT CLIENTS SECONDS SIZE BURST\n",
+                         "usage: %s echo PORT CONNECTIONS SECONDS SIZE [deflate]\n"
+                         "       %s fanout PORT CLIENTS SECONDS SIZE BURST [deflate]\n",
                          argv[0], argv[0]);
             return 2;
         }

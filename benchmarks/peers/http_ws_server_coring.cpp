@@ -6,7 +6,7 @@
 //           each member has an outbox drained by its own writer task, so one slow member holds no one back; the
 //           outbox is unbounded here (the load generator waits for each burst), where the chat bounds it.
 //
-//   http_ws_server_coring [PORT]
+//   http_ws_server_coring [PORT] [--deflate]      --deflate: both routes accept permessage-deflate
 //
 // PORT defaults to $PORT, then 8765; it listens on 127.0.0.1 (backlog 4096) and prints "listening on
 // ws://127.0.0.1:P". SIGTERM or SIGINT stops it.
@@ -87,12 +87,22 @@ task<> main_task(coring::http::server& app, std::string port) {
 
 int main(int argc, char** argv) {
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
+    bool deflate = false;
+    if (argc > 1 && std::string(argv[argc - 1]) == "--deflate") {
+        deflate = true;
+        --argc;
+    }
     const char* env_port = std::getenv("PORT");
     const std::string port = argc > 1 ? argv[1] : env_port ? env_port : "8765";
     std::list<member*> members;
     coring::http::server app;
-    app.websocket("/echo", [](coring::http::request&, websocket& ws) -> task<> { co_await echo(ws); });
-    app.websocket("/room", [&members](coring::http::request&, websocket& ws) -> task<> { co_await room(members, ws); });
+    coring::http::websocket_route_options o;
+    o.limits.permessage_deflate = deflate;
+    o.limits.max_message = 64u << 20;
+    app.websocket(
+        "/echo", [](coring::http::request&, websocket& ws) -> task<> { co_await echo(ws); }, o);
+    app.websocket(
+        "/room", [&members](coring::http::request&, websocket& ws) -> task<> { co_await room(members, ws); }, o);
     try {
         coring::run(main_task(app, port));
     } catch (const std::exception& e) {

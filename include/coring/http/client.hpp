@@ -1304,6 +1304,12 @@ task<http::websocket> ws_client_handshake(S s, url u, std::string where, websock
     for (const std::string& p : o.subprotocols)
         if (p.empty() || !is_token(p))
             throw std::invalid_argument("coring: websocket: subprotocol \"" + p + "\" is not a token");
+    if (o.limits.permessage_deflate) {
+        if (!ws_deflate_available)
+            throw std::invalid_argument("coring: websocket: permessage_deflate needs coring built with zlib "
+                                        "(CORING_HTTP_ZLIB)");
+        req += coring::detail::str_cat("Sec-WebSocket-Extensions: ", ws_deflate_offer, "\r\n");
+    }
     if (!o.subprotocols.empty()) {
         req += "Sec-WebSocket-Protocol: ";
         for (std::size_t i = 0; i < o.subprotocols.size(); ++i) {
@@ -1371,8 +1377,17 @@ task<http::websocket> ws_client_handshake(S s, url u, std::string where, websock
     const auto accept = got.get("Sec-WebSocket-Accept");
     if (!upgrade || !has_token(*upgrade, "websocket") || !connection || !has_token(*connection, "upgrade"))
         throw websocket_handshake_error(101, where + ": a 101 without Upgrade: websocket");
-    if (got.contains("Sec-WebSocket-Extensions"))
-        throw websocket_handshake_error(101, where + ": the server chose an extension, and none was offered");
+    std::optional<ws_deflate_params> deflate;
+    if (got.contains("Sec-WebSocket-Extensions")) {
+        if (!o.limits.permessage_deflate)
+            throw websocket_handshake_error(101, where + ": the server chose an extension, and none was offered");
+        deflate = ws_deflate_check_answer(got.get_all("Sec-WebSocket-Extensions"));
+        if (!deflate)
+            throw websocket_handshake_error(101, where +
+                                                     ": the server answered extensions this client did not "
+                                                     "offer, or permessage-deflate parameters it cannot take: " +
+                                                     std::string(got.get_or("Sec-WebSocket-Extensions", "")));
+    }
     if (!accept || *accept != ws_accept_key(key))
         throw websocket_handshake_error(101, where + ": a wrong Sec-WebSocket-Accept");
     std::string proto(got.get_or("Sec-WebSocket-Protocol", ""));
@@ -1385,7 +1400,7 @@ task<http::websocket> ws_client_handshake(S s, url u, std::string where, websock
     }
     std::string leftover = in.substr(head_end + 4);
     co_return http::websocket(std::make_unique<ws_transport_own<S>>(std::move(s)), http::websocket::role::client,
-                              std::move(leftover), o.limits, std::move(proto));
+                              std::move(leftover), o.limits, std::move(proto), deflate);
 }
 
 /// client::websocket: ws:// over TCP, wss:// over TLS with the client's context (verified as its https:// requests).

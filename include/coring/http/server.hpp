@@ -138,6 +138,7 @@ struct ws_upgrade {
     websocket_handler handler;
     websocket_options limits;
     std::string subprotocol;
+    std::optional<ws_deflate_params> deflate; // agreed in the handshake
 };
 
 struct ws_route {
@@ -194,6 +195,9 @@ public:
     /// no). A shutdown() sends every open WebSocket a close frame with 1001 (going away), then cancels the handlers
     /// still running after the grace period.
     server& websocket(std::string_view pattern, websocket_handler h, websocket_route_options options = {}) {
+        if (options.limits.permessage_deflate && !detail::ws_deflate_available)
+            throw std::invalid_argument("coring: websocket route " + std::string(pattern) +
+                                        ": permessage_deflate needs coring built with zlib (CORING_HTTP_ZLIB)");
         auto r = std::make_shared<const detail::ws_route>(detail::ws_route{std::move(h), std::move(options)});
         return route("GET", pattern, [r](request& req) -> task<response> { co_return ws_handshake(req, *r); });
     }
@@ -606,8 +610,17 @@ private:
         r.headers.add("Connection", "Upgrade");
         r.headers.add("Sec-WebSocket-Accept", detail::ws_accept_key(keys.front()));
         if (!chosen.empty()) r.headers.add("Sec-WebSocket-Protocol", chosen);
+        // permessage-deflate when the route wants it and the client offers a variant it can speak; other extensions
+        // are not answered (so not agreed).
+        std::optional<detail::ws_deflate_params> deflate;
+        if (route.options.limits.permessage_deflate) {
+            if (auto agreed = detail::ws_deflate_accept(req.headers.get_all("Sec-WebSocket-Extensions"))) {
+                r.headers.add("Sec-WebSocket-Extensions", agreed->second);
+                deflate = agreed->first;
+            }
+        }
         r.upgrade = std::make_shared<const detail::ws_upgrade>(
-            detail::ws_upgrade{route.handler, route.options.limits, std::move(chosen)});
+            detail::ws_upgrade{route.handler, route.options.limits, std::move(chosen), deflate});
         return r;
     }
 
@@ -628,7 +641,7 @@ private:
         // The websocket takes the stream over: a send another task still has under way when the handler returns keeps
         // it (and the websocket's state) alive until it ends; connection() then closes a moved-from stream.
         http::websocket ws(std::make_unique<detail::ws_transport_own<S>>(std::move(s)), http::websocket::role::server,
-                           std::move(leftover), up.limits, up.subprotocol);
+                           std::move(leftover), up.limits, up.subprotocol, up.deflate);
         websockets_.push_front(&ws);
         struct unlist {
             std::list<http::websocket*>& l;

@@ -3,6 +3,7 @@
 #include <coring/detail/byte_buffer.hpp>
 #include <coring/detail/loop_core.hpp>
 #include <coring/error.hpp>
+#include <coring/http/detail/ws_deflate.hpp>
 #include <coring/http/detail/ws_frame.hpp>
 #include <coring/sync/event.hpp>
 #include <coring/task/shield.hpp>
@@ -81,6 +82,14 @@ struct websocket_options {
     /// frame is queued, unless more than this many bytes wait to be written; then it waits until a quarter of it
     /// is left (or its own frame is out).
     std::size_t write_limit = 64 * 1024;
+    /// Offer (a client) or accept (a server's route) permessage-deflate (RFC 7692): messages of at least
+    /// deflate_threshold bytes then go compressed when the peer agreed, and compressed messages from the peer are
+    /// inflated (max_message bounds the inflated size: 1009 beyond). Off by default: it costs CPU and about 300 KiB
+    /// of zlib state per connection that uses it (see the README's WebSocket benchmark). Needs coring built with zlib
+    /// (CORING_HTTP_ZLIB); asking for it otherwise is std::invalid_argument.
+    bool permessage_deflate = false;
+    /// The smallest message worth compressing; smaller ones go as they are (a message may be either).
+    std::size_t deflate_threshold = 128;
 };
 
 namespace detail {
@@ -151,14 +160,16 @@ public:
     websocket& operator=(websocket&&) noexcept = default;
 
     /// Over a transport whose opening handshake is done; `buffered` holds bytes already read past the handshake.
+    /// `deflate`: the permessage-deflate parameters agreed in the handshake, if it was.
     websocket(std::unique_ptr<detail::ws_transport> io, role r, std::string buffered, websocket_options options,
-              std::string subprotocol = {})
+              std::string subprotocol = {}, std::optional<detail::ws_deflate_params> deflate = std::nullopt)
         : st_(std::make_shared<state>()) {
         st_->io = std::move(io);
         st_->role = r;
         st_->in.append(buffered);
         st_->opts = options;
         st_->subprotocol = std::move(subprotocol);
+        if (deflate) st_->deflate = std::make_unique<detail::ws_deflate>(*deflate, r == role::server);
         st_->self = st_;
     }
 
@@ -250,6 +261,7 @@ public:
                     co_await fail(st, close_code::protocol_error, "a new message before the last one's final fragment");
                 st.assembling = true;
                 st.message_kind = op == detail::ws_opcode::text ? ws_message::kind::text : ws_message::kind::binary;
+                st.message_compressed = (h.rsv & 0x4) != 0; // RSV1 on the first frame (check_header allowed it)
                 st.message.clear();
             }
             if (st.message.size() + n > st.opts.max_message) {
@@ -260,6 +272,15 @@ public:
             consume(st, frame_end);
             if (!h.fin) continue;
             st.assembling = false;
+            if (st.message_compressed) {
+                std::string plain;
+                const auto r = st.deflate->decompress(st.message, plain, st.opts.max_message);
+                if (r == detail::ws_deflate::inflated::too_big)
+                    co_await fail(st, close_code::too_big, "a compressed message over max_message once inflated");
+                if (r == detail::ws_deflate::inflated::bad_data)
+                    co_await fail(st, close_code::invalid_data, "a compressed message that does not inflate");
+                st.message = std::move(plain);
+            }
             if (st.message_kind == ws_message::kind::text && !detail::ws_valid_utf8(st.message))
                 co_await fail(st, close_code::invalid_data, "a text message that is not UTF-8");
             ws_message m;
@@ -353,6 +374,8 @@ public:
     [[nodiscard]] const std::string& subprotocol() const { return get().subprotocol; }
     /// Which end this is.
     [[nodiscard]] role side() const { return get().role; }
+    /// Whether permessage-deflate was agreed in the handshake.
+    [[nodiscard]] bool compressed() const { return get().deflate != nullptr; }
 
 private:
     friend class server;
@@ -379,9 +402,12 @@ private:
         std::string message;            // the message being reassembled
         ws_message::kind message_kind = ws_message::kind::text;
         bool assembling = false;
-        std::string pending;      // whole frames queued and not yet handed to a write
-        std::string writing;      // the frames of the write under way (swapped with `pending`)
-        std::uint64_t queued = 0; // bytes ever queued
+        bool message_compressed = false;             // the message being reassembled came with RSV1
+        std::unique_ptr<detail::ws_deflate> deflate; // permessage-deflate, when agreed
+        std::string deflated;                        // a message being sent, compressed (reused)
+        std::string pending;                         // whole frames queued and not yet handed to a write
+        std::string writing;                         // the frames of the write under way (swapped with `pending`)
+        std::uint64_t queued = 0;                    // bytes ever queued
         std::uint64_t written = 0;
         bool writer_active = false;               // write_out() runs (in the flusher or inline)
         std::optional<join_handle<void>> flusher; // the last flusher task started
@@ -412,7 +438,10 @@ private:
     }
 
     static std::uint16_t check_header(const state& st, const detail::ws_frame_header& h) noexcept {
-        if (h.rsv != 0 || !detail::ws_is_known(h.opcode)) return close_code::protocol_error;
+        if (!detail::ws_is_known(h.opcode)) return close_code::protocol_error;
+        // RSV1 marks a compressed message when permessage-deflate was agreed: on its first frame only.
+        const bool rsv1_allowed = st.deflate && !detail::ws_is_control(h.opcode) && h.opcode != 0;
+        if ((h.rsv & 0x3) != 0 || ((h.rsv & 0x4) != 0 && !rsv1_allowed)) return close_code::protocol_error;
         // Section 5.1: clients mask every frame, servers none.
         if (h.masked != (st.role == role::server)) return close_code::protocol_error;
         if (detail::ws_is_control(h.opcode) && (!h.fin || h.length > 125)) return close_code::protocol_error;
@@ -421,7 +450,9 @@ private:
         return 0;
     }
     static std::string header_problem(const state& st, const detail::ws_frame_header& h) {
-        if (h.rsv != 0) return "a frame with a reserved bit set (no extension was agreed)";
+        if ((h.rsv & 0x3) != 0 || ((h.rsv & 0x4) != 0 && !st.deflate))
+            return "a frame with a reserved bit set (no extension was agreed)";
+        if ((h.rsv & 0x4) != 0) return "RSV1 on a control or continuation frame";
         if (!detail::ws_is_known(h.opcode)) return "a frame with reserved opcode " + std::to_string(h.opcode);
         if (h.masked != (st.role == role::server))
             return st.role == role::server ? "an unmasked frame from a client" : "a masked frame from a server";
@@ -511,10 +542,19 @@ private:
             }
             for (std::size_t i = 0; i < 4; ++i) key[i] = st.keys[st.keys_used++];
         }
+        // Compressed here, at queue time: with context takeover the compressor's state must follow the wire's order.
+        std::uint8_t rsv = 0;
+        if (st.deflate && (op == detail::ws_opcode::text || op == detail::ws_opcode::binary) &&
+            payload.size() >= st.opts.deflate_threshold && st.deflate->can_compress()) {
+            st.deflated.clear();
+            st.deflate->compress(payload, st.deflated);
+            payload = st.deflated;
+            rsv = 0x4;
+        }
         const std::size_t before = st.pending.size();
         try {
             detail::ws_append_header(st.pending, true, static_cast<std::uint8_t>(op), payload.size(),
-                                     mask ? key.data() : nullptr);
+                                     mask ? key.data() : nullptr, rsv);
             const std::size_t at = st.pending.size();
             st.pending.append(payload);
             if (mask) detail::ws_apply_mask(st.pending.data() + at, payload.size(), key);

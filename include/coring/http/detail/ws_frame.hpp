@@ -75,10 +75,10 @@ struct ws_frame_header {
     return true;
 }
 
-/// Appends a frame header to `out` (`mask` null: unmasked).
+/// Appends a frame header to `out` (`mask` null: unmasked; `rsv`: the reserved bits RSV1..3 as bits 2..0).
 inline void ws_append_header(std::string& out, bool fin, std::uint8_t opcode, std::uint64_t length,
-                             const std::uint8_t* mask) {
-    out.push_back(static_cast<char>((fin ? 0x80 : 0x00) | (opcode & 0x0F)));
+                             const std::uint8_t* mask, std::uint8_t rsv = 0) {
+    out.push_back(static_cast<char>((fin ? 0x80 : 0x00) | ((rsv & 0x7) << 4) | (opcode & 0x0F)));
     const std::uint8_t mbit = mask ? 0x80 : 0x00;
     if (length < 126) {
         out.push_back(static_cast<char>(mbit | length));
