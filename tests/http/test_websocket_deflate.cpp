@@ -11,6 +11,10 @@
 
 #include <catch2/catch.hpp>
 
+#if CORING_HTTP_ZLIB
+#include <zlib.h>
+#endif
+
 #include <cstdlib>
 #include <random>
 #include <string>
@@ -159,6 +163,66 @@ TEST_CASE("websocket deflate - the codec keeps its context, resets when agreed, 
     CHECK(out.size() <= (1u << 20) + 1);
     wsd::ws_deflate c(p, false);
     CHECK(c.decompress("\xff\xff\xff\xff garbage", out, 1u << 20) == wsd::ws_deflate::inflated::bad_data);
+    // No data at all, and data cut short, do not end at a block boundary: refused, not taken for a message.
+    wsd::ws_deflate d(p, false);
+    CHECK(d.decompress("", out, 1u << 20) == wsd::ws_deflate::inflated::bad_data);
+    std::string whole;
+    wsd::ws_deflate(p, true).compress(json_like(4000, 9), whole);
+    wsd::ws_deflate e(p, false);
+    CHECK(e.decompress(std::string_view(whole).substr(0, whole.size() / 2), out, 1u << 20) ==
+          wsd::ws_deflate::inflated::bad_data);
+
+    // A message compressed and then not sent (its frame could not be queued): after reset_compressor() the next one
+    // refers to nothing the peer did not get.
+    wsd::ws_deflate sender(p, true), receiver(p, false);
+    std::string m0, m1, m2;
+    sender.compress(std::string(3000, 'a'), m0);
+    sender.compress(std::string(3000, 'b'), m1); // dropped
+    sender.reset_compressor();
+    sender.compress(std::string(3000, 'b') + std::string(3000, 'a'), m2);
+    REQUIRE(receiver.decompress(m0, out, 1u << 20) == wsd::ws_deflate::inflated::ok);
+    REQUIRE(receiver.decompress(m2, out, 1u << 20) == wsd::ws_deflate::inflated::ok);
+    CHECK(out == std::string(3000, 'b') + std::string(3000, 'a'));
+
+#if CORING_HTTP_ZLIB
+    // A peer may end a message with a final block (section 7.2.3.4): the next message is a new stream, which may
+    // still refer to the window (context takeover).
+    const std::string first = json_like(3000, 11);
+    std::string finished_msg(8192, '\0');
+    {
+        z_stream z{};
+        REQUIRE(deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+        z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(first.data()));
+        z.avail_in = static_cast<uInt>(first.size());
+        z.next_out = reinterpret_cast<Bytef*>(finished_msg.data());
+        z.avail_out = static_cast<uInt>(finished_msg.size());
+        REQUIRE(deflate(&z, Z_FINISH) == Z_STREAM_END);
+        finished_msg.resize(finished_msg.size() - z.avail_out);
+        deflateEnd(&z);
+    }
+    std::string next_msg(8192, '\0');
+    {
+        z_stream z{};
+        REQUIRE(deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+        REQUIRE(deflateSetDictionary(&z, reinterpret_cast<const Bytef*>(first.data()),
+                                     static_cast<uInt>(first.size())) == Z_OK);
+        z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(first.data()));
+        z.avail_in = static_cast<uInt>(first.size());
+        z.next_out = reinterpret_cast<Bytef*>(next_msg.data());
+        z.avail_out = static_cast<uInt>(next_msg.size());
+        REQUIRE(deflate(&z, Z_SYNC_FLUSH) == Z_OK);
+        next_msg.resize(next_msg.size() - z.avail_out);
+        deflateEnd(&z);
+        REQUIRE(next_msg.size() > 4);
+        next_msg.resize(next_msg.size() - 4); // the 00 00 FF FF tail, as a sender strips it
+    }
+    CHECK(next_msg.size() < finished_msg.size() / 4); // it does refer to the window
+    wsd::ws_deflate f(p, false);
+    REQUIRE(f.decompress(finished_msg, out, 1u << 20) == wsd::ws_deflate::inflated::ok);
+    CHECK(out == first);
+    REQUIRE(f.decompress(next_msg, out, 1u << 20) == wsd::ws_deflate::inflated::ok);
+    CHECK(out == first);
+#endif
     // Window bits 8 cannot be made by zlib's raw deflate: such a peer gets everything uncompressed.
     wsd::ws_deflate_params eight;
     eight.server_max_window_bits = 8;
@@ -274,8 +338,9 @@ TEST_CASE("websocket deflate - coring to coring, and what a peer may not send on
         task<websocket> opening = c.websocket("ws://127.0.0.1:" + std::to_string(port) + "/echo", o);
         websocket ws = co_await std::move(opening);
         got.push_back(ws.compressed() ? "compressed" : "plain");
-        const std::vector<std::string> texts{std::string(), std::string("a"), json_like(300000, 1),
-                                             json_like(300000, 1)};
+        // An empty message after others too: a sync flush of nothing would be no bytes, which no peer can read.
+        const std::vector<std::string> texts{std::string(),        std::string("a"), json_like(300000, 1),
+                                             json_like(300000, 1), std::string(),    std::string("hello")};
         for (const std::string& text : texts) {
             co_await ws.send_text(text);
             ws_message m = co_await ws.receive();
@@ -284,7 +349,7 @@ TEST_CASE("websocket deflate - coring to coring, and what a peer may not send on
         co_await ws.close();
         co_return 0;
     });
-    CHECK(got == std::vector<std::string>{"compressed", "same", "same", "same", "same"});
+    CHECK(got == std::vector<std::string>{"compressed", "same", "same", "same", "same", "same", "same"});
     CHECK(log.compressed);
     got.clear();
     coring_test::serve_while(plain_app, [&got](std::uint16_t port) -> task<int> {

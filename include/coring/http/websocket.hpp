@@ -544,15 +544,15 @@ private:
         }
         // Compressed here, at queue time: with context takeover the compressor's state must follow the wire's order.
         std::uint8_t rsv = 0;
-        if (st.deflate && (op == detail::ws_opcode::text || op == detail::ws_opcode::binary) &&
-            payload.size() >= st.opts.deflate_threshold && st.deflate->can_compress()) {
-            st.deflated.clear();
-            st.deflate->compress(payload, st.deflated);
-            payload = st.deflated;
-            rsv = 0x4;
-        }
         const std::size_t before = st.pending.size();
         try {
+            if (st.deflate && (op == detail::ws_opcode::text || op == detail::ws_opcode::binary) &&
+                payload.size() >= st.opts.deflate_threshold && st.deflate->worth_compressing(payload.size())) {
+                rsv = 0x4;
+                st.deflated.clear();
+                st.deflate->compress(payload, st.deflated);
+                payload = st.deflated;
+            }
             detail::ws_append_header(st.pending, true, static_cast<std::uint8_t>(op), payload.size(),
                                      mask ? key.data() : nullptr, rsv);
             const std::size_t at = st.pending.size();
@@ -565,6 +565,8 @@ private:
             }
         } catch (...) {
             st.pending.resize(before); // no half frame left behind
+            // The compressor has taken in a message the peer will not see: the next must not refer to it.
+            if (rsv) st.deflate->reset_compressor();
             throw;
         }
         st.queued += st.pending.size() - before;

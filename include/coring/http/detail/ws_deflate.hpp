@@ -208,6 +208,11 @@ public:
     /// Whether messages may go compressed. zlib cannot make a raw deflate stream with a 256-byte window (it uses 512
     /// instead), so a peer that asked for window bits 8 gets every message uncompressed, which is always allowed.
     [[nodiscard]] bool can_compress() const noexcept { return ws_deflate_available && bits_ >= 9; }
+    /// Whether a message of `n` bytes goes compressed: never an empty one (a sync flush of nothing, after another
+    /// message, is no bytes at all, which the peer cannot read as a block), nor one beyond a zlib call's reach.
+    [[nodiscard]] bool worth_compressing(std::size_t n) const noexcept {
+        return can_compress() && n > 0 && n <= (std::size_t{1} << 31);
+    }
 
     /// Appends the compressed form of `in` to `out`. Throws std::bad_alloc, std::runtime_error on a zlib failure.
     void compress([[maybe_unused]] std::string_view in, [[maybe_unused]] std::string& out) {
@@ -237,10 +242,13 @@ public:
 #endif
     }
 
-    /// Replaces `out` with the decompressed form of `in`; too_big as soon as it would exceed `limit` bytes.
+    /// Replaces `out` with the decompressed form of `in`; too_big as soon as it would exceed `limit` bytes, bad_data
+    /// for anything that is not a message's deflate data ending at a block boundary (a sync flush, as section 7.2.1
+    /// has it, or a final block).
     inflated decompress([[maybe_unused]] std::string_view in, std::string& out, [[maybe_unused]] std::size_t limit) {
         out.clear();
 #if CORING_HTTP_ZLIB
+        if (in.size() > (std::size_t{1} << 31)) return inflated::too_big; // beyond what one zlib call takes
         if (!i_ready_) {
             // The largest window: the peer's is at most that, and a larger window reads a smaller one's stream.
             if (inflateInit2(&i_, -15) != Z_OK) throw std::runtime_error("coring: websocket: inflateInit2 failed");
@@ -249,7 +257,9 @@ public:
         static constexpr char tail[4] = {'\x00', '\x00', '\xff', '\xff'};
         const std::string_view parts[2] = {in, std::string_view(tail, 4)};
         std::size_t used = 0;
+        bool final_block = false;
         for (const std::string_view part : parts) {
+            if (final_block) break; // the message ended its deflate stream: the tail belongs to no block
             i_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(part.data()));
             i_.avail_in = static_cast<uInt>(part.size());
             while (i_.avail_in > 0) {
@@ -263,27 +273,50 @@ public:
                 i_.avail_out = static_cast<uInt>(out.size() - used);
                 const int r = inflate(&i_, Z_SYNC_FLUSH);
                 used = out.size() - i_.avail_out;
+                if (used > limit) return inflated::too_big;
                 if (r == Z_STREAM_END) {
-                    // The peer ended its deflate stream (BFINAL): what follows starts a new one.
-                    inflateReset(&i_);
-                    if (part.data() == tail) break;
-                    continue;
+                    // A final block (section 7.2.3.4): the next message starts a new stream, over the same window
+                    // when the context is kept. Anything after it in this message is not deflate data.
+                    if (i_.avail_in > 0) return fail(out);
+                    keep_window_across_reset();
+                    final_block = true;
+                    break;
                 }
                 if (r == Z_BUF_ERROR && i_.avail_out > 0) break; // no progress possible: the input is used up
-                if (r != Z_OK && r != Z_BUF_ERROR) {
-                    out.clear();
-                    return inflated::bad_data;
-                }
-                if (used > limit) return inflated::too_big;
+                if (r != Z_OK && r != Z_BUF_ERROR) return fail(out);
             }
         }
+        // Between blocks, or the data was cut short (and the next message would be read from the middle of a block).
+        if (!final_block && (i_.data_type & 128) == 0) return fail(out);
         out.resize(used);
-        if (used > limit) return inflated::too_big;
 #endif
         return inflated::ok;
     }
 
+    /// Forgets the compressor's history, so that the next message refers to nothing before it: what a message that
+    /// was compressed and then not sent needs (the peer never saw it). Always decodable by the peer.
+    void reset_compressor() noexcept {
+#if CORING_HTTP_ZLIB
+        if (d_ready_) deflateReset(&d_);
+#endif
+    }
+
 private:
+#if CORING_HTTP_ZLIB
+    static inflated fail(std::string& out) noexcept {
+        out.clear();
+        return inflated::bad_data;
+    }
+    /// inflateReset forgets the window; a peer that keeps its context still refers to it.
+    void keep_window_across_reset() {
+        std::string dict(32768, '\0');
+        uInt n = static_cast<uInt>(dict.size());
+        if (inflateGetDictionary(&i_, reinterpret_cast<Bytef*>(dict.data()), &n) != Z_OK) n = 0;
+        inflateReset(&i_);
+        if (n > 0) inflateSetDictionary(&i_, reinterpret_cast<const Bytef*>(dict.data()), n);
+    }
+#endif
+
     int bits_;
     bool reset_;
 #if CORING_HTTP_ZLIB
