@@ -15,7 +15,11 @@
 #include <vector>
 
 #if CORING_HTTP_ZLIB
+#include <coring/detail/byte_buffer.hpp>
+
 #include <zlib.h>
+
+#include <span>
 #endif
 
 namespace coring::http::detail {
@@ -224,20 +228,24 @@ public:
                 throw std::runtime_error("coring: websocket: deflateInit2 failed");
             d_ready_ = true;
         }
-        const std::size_t start = out.size();
+        // Into a buffer that grows without zeroing, then appended: resizing `out` by a computed amount made GCC 12
+        // (-O1, sanitizers) see a memset of up to SIZE_MAX and fail the build with -Wstringop-overflow.
+        zbuf_.clear();
         d_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
         d_.avail_in = static_cast<uInt>(in.size());
         do {
-            const std::size_t old = out.size();
-            out.resize(old + std::max<std::size_t>(256, in.size() / 2 + 64));
-            d_.next_out = reinterpret_cast<Bytef*>(out.data() + old);
-            d_.avail_out = static_cast<uInt>(out.size() - old);
+            const std::span<char> room = zbuf_.prepare(std::max<std::size_t>(256, in.size() / 2 + 64));
+            const auto avail = static_cast<uInt>(std::min<std::size_t>(room.size(), std::size_t{1} << 30));
+            d_.next_out = reinterpret_cast<Bytef*>(room.data());
+            d_.avail_out = avail;
             const int r = deflate(&d_, Z_SYNC_FLUSH);
-            out.resize(out.size() - d_.avail_out);
+            zbuf_.commit(avail - d_.avail_out);
             if (r != Z_OK && r != Z_BUF_ERROR) throw std::runtime_error("coring: websocket: deflate failed");
         } while (d_.avail_out == 0 || d_.avail_in > 0);
-        if (out.size() - start >= 4 && out.compare(out.size() - 4, 4, "\x00\x00\xff\xff", 4) == 0)
-            out.resize(out.size() - 4);
+        std::string_view made = zbuf_.view();
+        if (made.size() >= 4 && made.substr(made.size() - 4) == std::string_view("\x00\x00\xff\xff", 4))
+            made.remove_suffix(4);
+        out.append(made.data(), made.size());
         if (reset_) deflateReset(&d_);
 #endif
     }
@@ -322,6 +330,7 @@ private:
 #if CORING_HTTP_ZLIB
     z_stream d_{};
     z_stream i_{};
+    coring::detail::byte_buffer zbuf_; // compress()'s output, reused
     bool d_ready_ = false;
     bool i_ready_ = false;
 #endif
