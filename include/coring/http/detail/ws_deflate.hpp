@@ -246,6 +246,7 @@ public:
         if (made.size() >= 4 && made.substr(made.size() - 4) == std::string_view("\x00\x00\xff\xff", 4))
             made.remove_suffix(4);
         out.append(made.data(), made.size());
+        if (zbuf_.capacity() > keep_bytes) zbuf_ = coring::detail::byte_buffer(); // one large message: not kept
         if (reset_) deflateReset(&d_);
 #endif
     }
@@ -264,24 +265,26 @@ public:
         }
         static constexpr char tail[4] = {'\x00', '\x00', '\xff', '\xff'};
         const std::string_view parts[2] = {in, std::string_view(tail, 4)};
-        std::size_t used = 0;
+        // Into a buffer that grows without zeroing (see compress()), then copied out.
+        ibuf_.clear();
         bool final_block = false;
         for (const std::string_view part : parts) {
             if (final_block) break; // the message ended its deflate stream: the tail belongs to no block
             i_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(part.data()));
             i_.avail_in = static_cast<uInt>(part.size());
             while (i_.avail_in > 0) {
-                if (used == out.size()) {
-                    if (used > limit) return inflated::too_big;
-                    const std::size_t grow = std::min<std::size_t>(std::max<std::size_t>(4096, in.size() * 2),
-                                                                   limit + 1 - std::min(used, limit));
-                    out.resize(used + std::max<std::size_t>(grow, 1));
-                }
-                i_.next_out = reinterpret_cast<Bytef*>(out.data() + used);
-                i_.avail_out = static_cast<uInt>(out.size() - used);
+                if (ibuf_.size() > limit) return too_big(out);
+                // Room for more, but never much past the limit: a bomb stops at limit + 1 bytes.
+                const std::size_t want =
+                    std::min<std::size_t>(std::max<std::size_t>(4096, in.size() * 2), limit + 1 - ibuf_.size());
+                const std::span<char> room = ibuf_.prepare(std::max<std::size_t>(want, 1));
+                const auto avail = static_cast<uInt>(
+                    std::min<std::size_t>({room.size(), limit + 1 - ibuf_.size(), std::size_t{1} << 30}));
+                i_.next_out = reinterpret_cast<Bytef*>(room.data());
+                i_.avail_out = avail;
                 const int r = inflate(&i_, Z_SYNC_FLUSH);
-                used = out.size() - i_.avail_out;
-                if (used > limit) return inflated::too_big;
+                ibuf_.commit(avail - i_.avail_out);
+                if (ibuf_.size() > limit) return too_big(out);
                 if (r == Z_STREAM_END) {
                     // A final block (section 7.2.3.4): the next message starts a new stream, over the same window
                     // when the context is kept. Anything after it in this message is not deflate data.
@@ -296,7 +299,8 @@ public:
         }
         // Between blocks, or the data was cut short (and the next message would be read from the middle of a block).
         if (!final_block && (i_.data_type & 128) == 0) return fail(out);
-        out.resize(used);
+        out.assign(ibuf_.data(), ibuf_.size());
+        if (ibuf_.capacity() > keep_bytes) ibuf_ = coring::detail::byte_buffer(); // one large message: not kept
 #endif
         return inflated::ok;
     }
@@ -315,6 +319,10 @@ private:
         out.clear();
         return inflated::bad_data;
     }
+    static inflated too_big(std::string& out) noexcept {
+        out.clear();
+        return inflated::too_big;
+    }
     /// inflateReset forgets the window; a peer that keeps its context still refers to it.
     void keep_window_across_reset() {
         std::string dict(32768, '\0');
@@ -330,7 +338,9 @@ private:
 #if CORING_HTTP_ZLIB
     z_stream d_{};
     z_stream i_{};
-    coring::detail::byte_buffer zbuf_; // compress()'s output, reused
+    static constexpr std::size_t keep_bytes = 256 * 1024; // the most of either buffer kept between messages
+    coring::detail::byte_buffer zbuf_;                    // compress()'s output, reused
+    coring::detail::byte_buffer ibuf_;                    // decompress()'s output, reused
     bool d_ready_ = false;
     bool i_ready_ = false;
 #endif
