@@ -46,3 +46,17 @@
 #define CORING_CHECKS 1
 #endif
 #endif
+
+/// Task dumps (coring::dump_tasks) with the chain of awaits each task is suspended in (Python's `asyncio pstree`):
+/// every co_await in a task notes its source location, and every await of a task links the two. On by default unless
+/// NDEBUG, like CORING_CHECKS. Its time is within noise (spawn + await, TCP echo; a bare yield +5%), but GCC keeps a
+/// reference to each awaited operand in the frame: a million sleepers take 284 MB instead of 253 (see
+/// benchmarks/results/task-trace.txt). Without it, dumps still list every task with its spawn site, state and what it
+/// waits for, but not the co_awaits in between. Define it to 1 to have the chains in a release build.
+#ifndef CORING_TASK_TRACE
+#ifdef NDEBUG
+#define CORING_TASK_TRACE 0
+#else
+#define CORING_TASK_TRACE 1
+#endif
+#endif

@@ -17,7 +17,7 @@ concept has_free_co_await = requires(A&& a) {
     operator co_await(static_cast<A&&>(a));
 };
 
-/// The awaiter that `co_await a` would use (coring's promises have no await_transform).
+/// The awaiter that `co_await a` would use (coring's promise applies operator co_await the same way).
 template <class A>
 decltype(auto) get_awaiter(A&& a) {
     if constexpr (has_member_co_await<A>) return static_cast<A&&>(a).operator co_await();

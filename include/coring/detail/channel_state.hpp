@@ -2,6 +2,7 @@
 
 #include <coring/detail/cancel.hpp>
 #include <coring/detail/mailbox.hpp>
+#include <coring/detail/task_trace.hpp>
 #include <coring/detail/wait_list.hpp>
 #include <coring/runtime/event_loop.hpp>
 
@@ -44,8 +45,7 @@ struct channel_waiter : cancel_point, wait_node {
         channel_waiter* self = nullptr;
     };
 
-    channel_waiter(void (*cancel)(cancel_point*) noexcept, wake_fn on_wake) noexcept
-        : cancel_point{cancel}, on_wake_(on_wake) {
+    channel_waiter(const cancel_ops* ops, wake_fn on_wake) noexcept : cancel_point{ops}, on_wake_(on_wake) {
         item_.self = this;
         item_.run = [](remote_item* it) noexcept {
             channel_waiter* w = static_cast<wake_item*>(it)->self;

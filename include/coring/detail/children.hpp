@@ -3,6 +3,8 @@
 #include <coring/detail/cancel.hpp>
 #include <coring/detail/loop_core.hpp>
 #include <coring/detail/promise_base.hpp>
+#include <coring/detail/str_cat.hpp>
+#include <coring/detail/task_trace.hpp>
 #include <coring/error.hpp>
 
 #include <coroutine>
@@ -16,6 +18,7 @@ struct children_state;
 /// The cancellation context of one gathered child, which also leads back to the gather.
 struct child_slot : cancel_context {
     children_state* state = nullptr;
+    promise_base* task = nullptr; // the child, for task dumps
 };
 
 /// The bookkeeping of a combinator that runs tasks concurrently (gather, when_any): the waiting parent, the count of
@@ -28,7 +31,8 @@ struct children_state : cancel_point {
     };
     static constexpr std::size_t no_winner = static_cast<std::size_t>(-1);
 
-    explicit children_state(until u = until::all) noexcept : cancel_point{&on_cancel}, mode(u) {}
+    explicit children_state(until u = until::all) noexcept
+        : cancel_point{&cancel_ops_of<&on_cancel, &describe>}, mode(u) {}
 
     std::coroutine_handle<> parent{};
     cancel_context* parent_ctx = nullptr;
@@ -47,6 +51,7 @@ struct children_state : cancel_point {
     /// Starts child `i`: it runs in its own cancellation context and reports here when done.
     void start(std::size_t i, promise_base& p, std::coroutine_handle<> h) {
         slots[i].state = this;
+        slots[i].task = &p;
         p.set(promise_base::started);
         p.ctx_ = &slots[i];
         p.on_done_ = &child_done;
@@ -77,6 +82,14 @@ struct children_state : cancel_point {
     }
 
     static void on_cancel(cancel_point* c) noexcept { static_cast<children_state*>(c)->cancel_children(); }
+    static void describe(const cancel_point* c, wait_note& n) {
+        const auto* self = static_cast<const children_state*>(c);
+        n.text = str_cat(self->mode == until::all ? "gather" : "when_any", " of ", std::to_string(self->count),
+                         self->count == 1 ? " task" : " tasks");
+        for (std::size_t i = 0; i < self->count; ++i)
+            if (self->slots[i].task && !self->slots[i].task->has(promise_base::finished))
+                n.children.push_back(self->slots[i].task);
+    }
 
     static std::coroutine_handle<> child_done(promise_base& p) noexcept {
         auto* slot = static_cast<child_slot*>(p.ctx_);

@@ -3,6 +3,7 @@
 #include <coring/detail/cancel.hpp>
 #include <coring/detail/op.hpp>
 #include <coring/detail/promise_base.hpp>
+#include <coring/detail/task_trace.hpp>
 #include <coring/runtime/event_loop.hpp>
 
 #include <liburing.h>
@@ -29,7 +30,10 @@ namespace coring::detail {
 template <class Derived>
 class io_op : public op_base, public cancel_point {
 public:
-    io_op() noexcept : op_base(&prep_thunk, &complete_thunk), cancel_point{&cancel_thunk} { inline_ok_ = true; }
+    io_op() noexcept
+        : op_base(&prep_thunk, &complete_thunk), cancel_point{&cancel_ops_of<&cancel_thunk, &describe_thunk>} {
+        inline_ok_ = true;
+    }
     /// Operations that never park need no cancel_parked of their own.
     void cancel_parked() noexcept {}
     io_op(const io_op&) noexcept : io_op() {} // a copy (a move before awaiting) is a fresh operation
@@ -108,6 +112,14 @@ private:
             return;
         }
         loop_->schedule(h_);
+    }
+
+    /// For task dumps: the derived awaiter's `describe_wait(std::string&) const` if it has one (a stream's reads and
+    /// writes name the descriptor and the peer), else its type's name.
+    static void describe_thunk(const cancel_point* c, wait_note& n) {
+        const auto* self = static_cast<const Derived*>(static_cast<const io_op*>(c));
+        if constexpr (requires(std::string & s) { self->describe_wait(s); }) self->describe_wait(n.text);
+        else n.text = type_label(typeid(Derived));
     }
 
     static void cancel_thunk(cancel_point* c) noexcept {

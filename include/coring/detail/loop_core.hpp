@@ -31,6 +31,7 @@ struct loop_core {
     timer_queue* timers = nullptr;                             // the loop's, so sleeping needs no event_loop.hpp
     promise_base* roots = nullptr;                             // live spawned tasks (intrusive doubly-linked list)
     std::size_t root_count = 0;                                // length of `roots`
+    std::uint32_t last_task_id = 0;                            // the id given to the newest spawned task
     std::uintptr_t stack_base = 0;                             // stack position where the loop resumes coroutines
     std::uintptr_t stack_limit = CORING_MAX_INLINE_STACK;      // growth allowed before a transfer bounces (tests: 0)
     bool draining = false;                                     // run() is cancelling its leftovers

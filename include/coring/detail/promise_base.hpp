@@ -1,6 +1,7 @@
 #pragma once
 
 #include <coring/detail/cancel.hpp>
+#include <coring/detail/code_site.hpp>
 #include <coring/detail/frame_allocator.hpp>
 #include <coring/detail/loop_core.hpp>
 #include <coring/detail/owner_check.hpp>
@@ -12,6 +13,24 @@
 #include <type_traits>
 
 namespace coring::detail {
+
+/// Whether tasks record where they wait, for task dumps (CORING_TASK_TRACE): one store per co_await and two per await
+/// of a task. The fields exist in every build, so that translation units built either way agree on every layout; only
+/// the stores (and await_transform) depend on the macro.
+inline constexpr bool task_trace = CORING_TASK_TRACE != 0;
+// Without it the promise has no await_transform at all: co_await is then exactly what it was before task dumps.
+
+/// What promise_base::await_transform gives the compiler for an awaiter operand: the awaiter, by reference.
+template <class A>
+struct awaiter_ref {
+    A& a;
+    decltype(auto) await_ready() { return a.await_ready(); }
+    template <class P>
+    decltype(auto) await_suspend(std::coroutine_handle<P> h) {
+        return a.await_suspend(h);
+    }
+    decltype(auto) await_resume() { return a.await_resume(); }
+};
 
 /// The part of a task's promise that does not depend on its result type.
 ///
@@ -76,6 +95,27 @@ public:
     };
 
     initial_awaiter initial_suspend() noexcept { return {*this}; }
+
+#if CORING_TASK_TRACE
+    /// Every co_await in a task passes through here: it notes where the coroutine waits (for task dumps) and hands on
+    /// an awaiter that refers to the operand, which stays where it is. The site is a defaulted argument, so it is the
+    /// co_await's own.
+    ///
+    /// Not the operand itself: GCC 12 copies an lvalue that await_transform returns, and moves an xvalue into a new
+    /// temporary, so `co_await op;` would have waited on a copy (or not compiled, for a move-only awaiter). A small
+    /// wrapper holding a reference is what GCC copies instead. An operand with an operator co_await has it applied
+    /// here, as the compiler would have.
+    template <class A>
+    decltype(auto) await_transform(A&& a, code_site at = code_site::here()) {
+        if constexpr (task_trace) await_site_ = at;
+        if constexpr (requires { static_cast<A&&>(a).operator co_await(); })
+            return static_cast<A&&>(a).operator co_await();
+        else if constexpr (requires { operator co_await(static_cast<A&&>(a)); })
+            return operator co_await(static_cast<A&&>(a));
+        else return awaiter_ref<std::remove_reference_t<A>>{a};
+    }
+#endif
+
     final_awaiter final_suspend() noexcept { return {*this}; }
     void unhandled_exception() noexcept { exception_ = std::current_exception(); }
 
@@ -95,10 +135,16 @@ public:
     loop_core* home_ = nullptr;              // the loop it runs on: set when spawned or first resumed (CORING_CHECKS)
     promise_base* prev_ = nullptr;           // links in loop_core::roots
     promise_base* next_ = nullptr;
-    // The context of a spawned task's chain, and the flags; one struct so that the flags fill its padding.
+    // The context of a spawned task's chain, the flags and the task's id; one struct so that they fill its padding.
     struct own_state : cancel_context {
         std::uint8_t flags = 0;
+        std::uint32_t id = 0; // spawned tasks: numbered per loop from 1
     } own_ctx_;
+    // Task dumps: where the coroutine last awaited (CORING_TASK_TRACE), where it was spawned (roots) and the task it
+    // awaits now (a plain co_await of a task, set and cleared by task's awaiter).
+    code_site await_site_{};
+    code_site spawn_site_{};
+    promise_base* awaiting_ = nullptr;
 };
 
 inline void loop_core::add_root(promise_base& p) noexcept {

@@ -16,13 +16,22 @@ public:
     ready_queue& operator=(const ready_queue&) = delete;
     ~ready_queue() { std::free(buf_); }
 
-    void push(std::coroutine_handle<> h) {
-        if (tail_ - head_ == capacity_) grow();
+    // Always inlined, with the growth out of line: every resumption goes through here, and GCC stopped inlining it
+    // into coroutine bodies once they grew (a yield cost 6.2 ns inlined, 6.9 ns as a call).
+    [[gnu::always_inline]] void push(std::coroutine_handle<> h) {
+        if (tail_ - head_ == capacity_) [[unlikely]]
+            grow();
         buf_[tail_++ & (capacity_ - 1)] = h;
     }
     [[nodiscard]] std::coroutine_handle<> pop() noexcept { return buf_[head_++ & (capacity_ - 1)]; }
     [[nodiscard]] std::size_t size() const noexcept { return tail_ - head_; }
     [[nodiscard]] bool empty() const noexcept { return tail_ == head_; }
+
+    /// Calls `f(h)` for each queued coroutine, oldest first (task dumps).
+    template <class F>
+    void for_each(F&& f) const {
+        for (std::size_t i = head_; i != tail_; ++i) f(buf_[i & (capacity_ - 1)]);
+    }
 
     /// Makes room for `n` more pushes, so that they cannot fail.
     void reserve(std::size_t n) {
@@ -40,7 +49,7 @@ public:
 private:
     static constexpr std::size_t shrink_above = 64 * 1024;
 
-    void grow() {
+    [[gnu::noinline, gnu::cold]] void grow() {
         const std::size_t cap = capacity_ ? capacity_ * 2 : 256;
         auto* nb = static_cast<std::coroutine_handle<>*>(std::malloc(cap * sizeof(std::coroutine_handle<>)));
         if (!nb) throw std::bad_alloc();

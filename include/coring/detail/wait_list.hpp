@@ -4,6 +4,7 @@
 #include <coring/detail/loop_core.hpp>
 #include <coring/detail/owner_check.hpp>
 #include <coring/detail/promise_base.hpp>
+#include <coring/detail/task_trace.hpp>
 
 #include <coroutine>
 #include <cstdint>
@@ -90,7 +91,7 @@ public:
         closed     // the primitive was closed under it (queue::close)
     };
 
-    waiter() noexcept : cancel_point{&on_cancel} {}
+    waiter() noexcept : cancel_point{&cancel_ops_of<&on_cancel, &describe>} {}
     /// Copying makes a fresh waiter: an awaitable may be moved (into a spawned task's frame) before it is awaited,
     /// never while it waits.
     waiter(const waiter&) noexcept : waiter() {}
@@ -121,6 +122,7 @@ public:
         }
         home_ = &core;
         h_ = h;
+        what_ = what;
         list.push_back(this);
         if (ctx_) ctx_->point = this;
         return true;
@@ -141,6 +143,11 @@ public:
     /// Records how an await that did not suspend ended (the awaiter did its work in await_ready).
     void set_result(outcome o) noexcept { outcome_ = o; }
 
+    /// For task dumps: what the waiter waits for (a waiter that changes its cancel action keeps this).
+    static void describe(const cancel_point* c, wait_note& n) {
+        n.text = without_namespace(static_cast<const waiter*>(c)->what_);
+    }
+
     /// The waiter behind a node popped from a wait_list (every node in a primitive's list is a waiter).
     [[nodiscard]] static waiter* from(wait_node* n) noexcept { return static_cast<waiter*>(n); }
 
@@ -157,6 +164,7 @@ private:
     cancel_context* ctx_ = nullptr;      // its chain's cancellation state (null for foreign coroutines)
     loop_core* home_ = nullptr;          // the loop it waits on, the only one that may wake it (CORING_CHECKS)
     outcome outcome_ = outcome::waiting; // how the wait ended
+    const char* what_ = "";              // what it waits for ("coring::mutex::lock"), for task dumps
 };
 
 } // namespace coring::detail

@@ -4,6 +4,8 @@
 #include <coring/detail/owner_check.hpp>
 #include <coring/detail/provided_buffers.hpp>
 #include <coring/detail/sigpipe.hpp>
+#include <coring/detail/str_cat.hpp>
+#include <coring/detail/task_trace.hpp>
 #include <coring/error.hpp>
 #include <coring/net/address.hpp>
 #include <coring/net/detail/socket.hpp>
@@ -36,7 +38,7 @@ class receiver;
 
 /// A read waiting on a stream's multishot receive (stream::enable_multishot) instead of an operation of its own.
 struct rx_waiter : cancel_point {
-    rx_waiter() noexcept : cancel_point{&cancel_thunk} {}
+    rx_waiter() noexcept : cancel_point{&cancel_ops_of<&cancel_thunk, &describe_as<receive_label>>} {}
     rx_waiter(const rx_waiter&) noexcept : rx_waiter() {} // a copy (a move before awaiting) is a fresh wait
 
     /// Takes what the read can use from the stream; true when the read is over. Bound by the awaitable.
@@ -252,6 +254,7 @@ public:
             s_->reading_ = false;
             return true;
         }
+        void describe_wait(std::string& out) const { s_->describe_io("read", out); }
         void prep(io_uring_sqe* sqe) noexcept { s_->prep_in(sqe, buf_.data(), buf_.size()); }
         bool step(int res) noexcept {
             if (res >= 0) n_ = static_cast<std::size_t>(res);
@@ -309,6 +312,7 @@ public:
             s_->reading_ = false;
             return true;
         }
+        void describe_wait(std::string& out) const { s_->describe_io("read_exact", out); }
         void prep(io_uring_sqe* sqe) noexcept { s_->prep_in(sqe, buf_.data() + got_, buf_.size() - got_); }
         bool step(int res) noexcept {
             if (res > 0) {
@@ -382,6 +386,7 @@ public:
             s_->reading_ = false;
             return true;
         }
+        void describe_wait(std::string& out) const { s_->describe_io("read_until", out); }
         void prep(io_uring_sqe* sqe) noexcept { s_->prep_in(sqe, s_->buf_.get() + s_->end_, room_); }
         bool step(int res) noexcept {
             if (res > 0) {
@@ -499,6 +504,7 @@ public:
             s_->writing_ = false;
             return true;
         }
+        void describe_wait(std::string& out) const { s_->describe_io("write", out); }
         void prep(io_uring_sqe* sqe) noexcept { s_->prep_out(sqe, buf_.data() + done_, buf_.size() - done_); }
         bool step(int res) noexcept {
             if (res < 0) {
@@ -637,6 +643,18 @@ public:
     }
 
 protected:
+    /// For task dumps: "read on fd 7 (peer 10.0.0.2:5432)"; the peer is asked for at dump time.
+    void describe_io(const char* what, std::string& out) const {
+        out = detail::str_cat(what, " on fd ", std::to_string(fd_));
+        sockaddr_storage ss{};
+        socklen_t len = sizeof ss;
+        if (fd_ < 0 || ::getpeername(fd_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return;
+        if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) return; // a Unix peer has no name worth showing
+        out += " (peer ";
+        out += address(reinterpret_cast<const sockaddr*>(&ss), len).to_string();
+        out += ')';
+    }
+
     int fd_ = -1;
     address peer_;
 

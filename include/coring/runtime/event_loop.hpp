@@ -59,7 +59,16 @@ struct loop_stats {
     std::uint64_t msg_ring_fallbacks = 0; ///< of those, the ones that failed and were sent by eventfd instead
     std::uint64_t inbox_reads =
         0; ///< reads armed on the inbox's eventfd (wake-ups by other threads; SQEs among `sqes`)
+
+    // Gauges: what stands now, when stats() was called.
+    std::size_t in_flight = 0;      ///< operations whose final completion has not arrived (event_loop::in_flight())
+    std::size_t timers = 0;         ///< timers armed: sleepers, timeouts, call_later callbacks
+    std::size_t tasks = 0;          ///< spawned tasks that have not finished (event_loop::task_count())
+    std::size_t ready = 0;          ///< coroutines queued to run on the next turn
+    std::size_t remote_pending = 0; ///< work handed to other threads (to_thread jobs, run_on calls) not back yet
 };
+
+struct task_info;
 
 /// The event loop (asyncio's event loop): one io_uring and the tasks it drives, on one thread.
 ///
@@ -148,13 +157,13 @@ public:
     /// and returns main's value or rethrows its exception. Throws std::runtime_error when main can never finish
     /// (nothing ready, nothing in flight, no timer) and std::logic_error when called from inside the loop.
     template <class T>
-    T run(task<T> main);
+    T run(task<T> main, detail::code_site site = detail::code_site::here());
 
     /// Queues `t` on this loop (see coring::spawn); usable before run().
     template <class T>
-    join_handle<T> spawn(task<T> t) {
+    join_handle<T> spawn(task<T> t, detail::code_site site = detail::code_site::here()) {
         check_owner("spawn");
-        return detail::spawn_root(core_, std::move(t));
+        return detail::spawn_root(core_, std::move(t), nullptr, nullptr, site);
     }
 
     /// Calls `fn()` on this loop soon, after the tasks that are ready now (asyncio's call_soon). Returns a handle
@@ -210,8 +219,21 @@ public:
         }
         return false;
     }
-    /// Counters about the loop's work so far.
-    [[nodiscard]] const loop_stats& stats() const noexcept { return stats_; }
+    /// Counters about the loop's work so far, and gauges of what stands now (asyncio has no equivalent; tokio's
+    /// RuntimeMetrics). A snapshot: call again for fresh figures.
+    [[nodiscard]] loop_stats stats() const noexcept {
+        loop_stats s = stats_;
+        s.in_flight = inflight_;
+        s.timers = timers_.size();
+        s.tasks = core_.root_count;
+        s.ready = core_.ready.size();
+        s.remote_pending = remote_expected_;
+        return s;
+    }
+    /// Every spawned task that has not been freed, newest first, with where it was spawned, its state and the chain of
+    /// awaits it is suspended in (see coring::dump_tasks, which prints this). Loop thread only. Defined in
+    /// runtime/task_dump.hpp.
+    [[nodiscard]] std::vector<task_info> tasks() const;
     /// Spawned tasks that have not finished yet.
     [[nodiscard]] std::size_t task_count() const noexcept { return core_.root_count; }
     /// Operations (and cancellations, the loop's own timer and streams' standing multishot receives) whose final
@@ -987,8 +1009,14 @@ inline void event_loop::leak_leftovers() noexcept {
     core_.root_count = 0;
 }
 
+namespace detail {
+/// Prints a task dump each time `signal` arrives (loop_options::dump_on_signal); in signal/wait_signal.hpp.
+inline task<> dump_tasks_on(int signal);
+} // namespace detail
+inline void dump_tasks(std::FILE* out); // runtime/task_dump.hpp
+
 template <class T>
-T event_loop::run(task<T> main) {
+T event_loop::run(task<T> main, detail::code_site site) {
     if (std::this_thread::get_id() != owner_)
         throw std::logic_error("coring: event_loop::run called from a thread other than the loop's own");
     if (running_) throw std::logic_error("coring: event_loop::run is not reentrant (called from inside a task?)");
@@ -997,7 +1025,8 @@ T event_loop::run(task<T> main) {
         bool& flag;
         ~reset() { flag = false; }
     } guard{running_};
-    join_handle<T> h = spawn(std::move(main));
+    join_handle<T> h = spawn(std::move(main), site);
+    if (opts_.dump_on_signal != 0) (void)spawn(detail::dump_tasks_on(opts_.dump_on_signal));
     const bool finished = run_until([&] { return h.done(); });
     if (!drain()) warn_unfinished();
     if (!finished)
@@ -1010,3 +1039,7 @@ T event_loop::run(task<T> main) {
 
 // The definitions of call_soon, call_later, call_at and call_soon_threadsafe (and, through callbacks.hpp, of handle()).
 #include <coring/runtime/callbacks.hpp>
+// event_loop::tasks() and dump_tasks().
+#include <coring/runtime/task_dump.hpp>
+// wait_signal, and detail::dump_tasks_on (loop_options::dump_on_signal), which run() uses.
+#include <coring/signal/wait_signal.hpp>

@@ -119,6 +119,13 @@ struct loop_options {
     /// Called with the exception that ended a detached task (cancelled_error is not reported). Empty means the
     /// default: one line on stderr naming the exception.
     std::function<void(std::exception_ptr)> exception_handler;
+
+    /// A signal (SIGUSR1, say) on which run() prints a task dump to stderr (coring::dump_tasks) and goes on; 0: none.
+    /// run() spawns a task that waits for it with wait_signal, which blocks it in the loop's thread: block it in the
+    /// process's other threads too (before starting them), or one of them may take it and die of it. That task is
+    /// listed in dumps and counted by task_count(), and a main task that waits for the impossible is then reported as
+    /// a deadlock no more (the signal can always come).
+    int dump_on_signal = 0;
 };
 
 } // namespace coring

@@ -22,7 +22,9 @@ template <class Prep>
 class [[nodiscard]] submit_awaitable : detail::op_base, detail::cancel_point {
 public:
     explicit submit_awaitable(Prep prep) noexcept(std::is_nothrow_move_constructible_v<Prep>)
-        : detail::op_base(&do_prep, &do_complete), detail::cancel_point{&on_cancel}, prep_(std::move(prep)) {}
+        : detail::op_base(&do_prep, &do_complete),
+          detail::cancel_point{&detail::cancel_ops_of<&on_cancel>},
+          prep_(std::move(prep)) {}
     /// Movable only before it is awaited.
     submit_awaitable(submit_awaitable&& o) noexcept(std::is_nothrow_move_constructible_v<Prep>)
         : submit_awaitable(std::move(o.prep_)) {}

@@ -3,6 +3,7 @@
 #include <coring/detail/cancel.hpp>
 #include <coring/detail/op.hpp>
 #include <coring/detail/promise_base.hpp>
+#include <coring/detail/task_trace.hpp>
 #include <coring/error.hpp>
 #include <coring/runtime/event_loop.hpp>
 
@@ -64,7 +65,8 @@ public:
     /// SIGKILL/SIGSTOP in it) before blocking anything, and std::system_error naming the call ("pthread_sigmask",
     /// "signalfd"); when the signalfd cannot be made, the thread's signal mask is restored.
     explicit signal_awaitable(const sigset_t& set)
-        : detail::op_base(&do_prep, &do_complete), detail::cancel_point{&on_cancel} {
+        : detail::op_base(&do_prep, &do_complete),
+          detail::cancel_point{&detail::cancel_ops_of<&on_cancel, &detail::describe_as<detail::signal_label>>} {
         if (::sigisemptyset(&set))
             throw std::invalid_argument("coring: wait_signal: the set of signals is empty (it would wait forever)");
         if (::sigismember(&set, SIGKILL) == 1 || ::sigismember(&set, SIGSTOP) == 1)
@@ -82,7 +84,9 @@ public:
     }
     /// Takes over the descriptor; only before the awaitable is awaited.
     signal_awaitable(signal_awaitable&& o) noexcept
-        : detail::op_base(&do_prep, &do_complete), detail::cancel_point{&on_cancel}, fd_(std::exchange(o.fd_, -1)) {}
+        : detail::op_base(&do_prep, &do_complete),
+          detail::cancel_point{&detail::cancel_ops_of<&on_cancel, &detail::describe_as<detail::signal_label>>},
+          fd_(std::exchange(o.fd_, -1)) {}
     signal_awaitable(const signal_awaitable&) = delete;
     signal_awaitable& operator=(const signal_awaitable&) = delete;
     signal_awaitable& operator=(signal_awaitable&&) = delete;
@@ -207,5 +211,12 @@ template <class... Signals>
 
 /// wait_signal for a set built elsewhere (sigaddset...): the same, for every signal in `set`.
 [[nodiscard]] inline signal_awaitable wait_signal(const sigset_t& set) { return signal_awaitable(set); }
+
+inline task<> detail::dump_tasks_on(int signal) {
+    for (;;) {
+        co_await wait_signal(signal);
+        dump_tasks(stderr);
+    }
+}
 
 } // namespace coring

@@ -61,7 +61,7 @@ public:
         bool await_suspend(std::coroutine_handle<P> h) {
             if (!suspend(b_->waiters_, h, "coring::barrier::wait")) return false; // cancelled: did not arrive
             ++b_->arrived_;
-            detail::cancel_point::on_cancel = &leave;
+            detail::cancel_point::ops = &detail::cancel_ops_of<&leave, &describe>;
             return true;
         }
         /// The arrival index. Throws broken_barrier when the barrier is or gets broken, cancelled_error when the task

@@ -80,10 +80,16 @@ public:
     class [[nodiscard]] send_awaitable : detail::channel_waiter {
     public:
         send_awaitable(shared_state* s, T item) noexcept
-            : detail::channel_waiter(&on_cancel, &on_wake), s_(s), item_(std::move(item)) {}
+            : detail::channel_waiter(&detail::cancel_ops_of<&on_cancel, &detail::describe_as<detail::channel_label>>,
+                                     &on_wake),
+              s_(s),
+              item_(std::move(item)) {}
         /// Movable until it is awaited (a spawned send is moved into its task's frame).
         send_awaitable(send_awaitable&& o) noexcept
-            : detail::channel_waiter(&on_cancel, &on_wake), s_(o.s_), item_(std::move(o.item_)) {}
+            : detail::channel_waiter(&detail::cancel_ops_of<&on_cancel, &detail::describe_as<detail::channel_label>>,
+                                     &on_wake),
+              s_(o.s_),
+              item_(std::move(o.item_)) {}
         send_awaitable& operator=(send_awaitable&&) = delete;
         /// A frame destroyed while its send waits (not something coring does) leaves the channel first.
         ~send_awaitable() {
@@ -183,9 +189,15 @@ public:
     /// The awaitable of receive().
     class [[nodiscard]] receive_awaitable : detail::channel_waiter {
     public:
-        explicit receive_awaitable(shared_state* s) noexcept : detail::channel_waiter(&on_cancel, &on_wake), s_(s) {}
+        explicit receive_awaitable(shared_state* s) noexcept
+            : detail::channel_waiter(&detail::cancel_ops_of<&on_cancel, &detail::describe_as<detail::channel_label>>,
+                                     &on_wake),
+              s_(s) {}
         /// Movable until it is awaited.
-        receive_awaitable(receive_awaitable&& o) noexcept : detail::channel_waiter(&on_cancel, &on_wake), s_(o.s_) {}
+        receive_awaitable(receive_awaitable&& o) noexcept
+            : detail::channel_waiter(&detail::cancel_ops_of<&on_cancel, &detail::describe_as<detail::channel_label>>,
+                                     &on_wake),
+              s_(o.s_) {}
         receive_awaitable& operator=(receive_awaitable&&) = delete;
         ~receive_awaitable() {
             if (!parked_) return;

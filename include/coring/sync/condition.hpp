@@ -54,7 +54,7 @@ public:
             if (!g_->owns_lock()) throw std::logic_error("coring: condition::wait with a guard that owns no lock");
             // A cancelled task does not wait, and keeps the lock.
             if (!suspend(cv_->waiters_, h, "coring::condition::wait")) return false;
-            detail::cancel_point::on_cancel = &cancelled_while_waiting;
+            detail::cancel_point::ops = &detail::cancel_ops_of<&cancelled_while_waiting, &describe>;
             m_ = g_->release();
             m_->release(); // hands the lock to the oldest task waiting for it
             return true;
@@ -91,7 +91,7 @@ public:
         /// Notified (or cancelled): takes the mutex if it is free and wakes, or joins the mutex's queue, where the
         /// next unlock hands it the lock and wakes it.
         void requeue() noexcept {
-            detail::cancel_point::on_cancel = &cancel_ignored;
+            detail::cancel_point::ops = &detail::cancel_ops_of<&cancel_ignored, &describe>;
             if (!m_->locked_) {
                 m_->locked_ = true;
                 wake(outcome::granted);

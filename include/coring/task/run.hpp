@@ -12,9 +12,9 @@ namespace coring {
 /// returns main's value or rethrows its exception (asyncio.run). Throws std::logic_error when this thread already has
 /// a loop, and std::system_error when io_uring is unavailable (the message says why).
 template <class T>
-T run(task<T> main, loop_options options = {}) {
+T run(task<T> main, loop_options options = {}, detail::code_site site = detail::code_site::here()) {
     event_loop loop(std::move(options));
-    return loop.run(std::move(main));
+    return loop.run(std::move(main), site);
 }
 
 } // namespace coring

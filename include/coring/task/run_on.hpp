@@ -5,6 +5,7 @@
 #include <coring/detail/mailbox.hpp>
 #include <coring/detail/outcome.hpp>
 #include <coring/detail/promise_base.hpp>
+#include <coring/detail/task_trace.hpp>
 #include <coring/error.hpp>
 #include <coring/runtime/event_loop.hpp>
 #include <coring/task/spawn.hpp>
@@ -69,12 +70,18 @@ public:
     /// Stores the target, the callable and the arguments (what run_on() does).
     template <class G, class... A>
     explicit run_on_awaitable(event_loop& target, std::in_place_t, G&& f, A&&... args)
-        : detail::cancel_point{&on_cancel}, target_(&target), f_(std::forward<G>(f)), args_(std::forward<A>(args)...) {
+        : detail::cancel_point{&detail::cancel_ops_of<&on_cancel, &detail::describe_as<detail::run_on_label>>},
+          target_(&target),
+          f_(std::forward<G>(f)),
+          args_(std::forward<A>(args)...) {
         init();
     }
     run_on_awaitable(run_on_awaitable&& o) noexcept(std::is_nothrow_move_constructible_v<F> &&
                                                     (std::is_nothrow_move_constructible_v<Args> && ...))
-        : detail::cancel_point{&on_cancel}, target_(o.target_), f_(std::move(o.f_)), args_(std::move(o.args_)) {
+        : detail::cancel_point{&detail::cancel_ops_of<&on_cancel, &detail::describe_as<detail::run_on_label>>},
+          target_(o.target_),
+          f_(std::move(o.f_)),
+          args_(std::move(o.args_)) {
         init();
     }
     run_on_awaitable(const run_on_awaitable&) = delete;

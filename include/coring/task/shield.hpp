@@ -4,6 +4,7 @@
 #include <coring/detail/cancel.hpp>
 #include <coring/detail/inner_awaiter.hpp>
 #include <coring/detail/promise_base.hpp>
+#include <coring/detail/task_trace.hpp>
 
 #include <coroutine>
 #include <type_traits>
@@ -15,10 +16,13 @@ namespace coring {
 template <class A>
 class [[nodiscard]] shield_awaitable : detail::cancel_point {
 public:
-    explicit shield_awaitable(A&& a) : detail::cancel_point{&on_cancel}, inner_(static_cast<A&&>(a)) {}
+    explicit shield_awaitable(A&& a)
+        : detail::cancel_point{&detail::cancel_ops_of<&on_cancel, &detail::describe_as<detail::shield_label>>},
+          inner_(static_cast<A&&>(a)) {}
     /// Movable only before it is awaited.
     shield_awaitable(shield_awaitable&& o) noexcept(std::is_nothrow_move_constructible_v<detail::inner_awaiter<A>>)
-        : detail::cancel_point{&on_cancel}, inner_(std::move(o.inner_)) {}
+        : detail::cancel_point{&detail::cancel_ops_of<&on_cancel, &detail::describe_as<detail::shield_label>>},
+          inner_(std::move(o.inner_)) {}
     shield_awaitable& operator=(shield_awaitable&&) = delete;
     ~shield_awaitable() { unregister(); }
 

@@ -1,6 +1,8 @@
 #pragma once
 
 #include <coring/detail/awaitable.hpp>
+#include <coring/detail/str_cat.hpp>
+#include <coring/detail/task_trace.hpp>
 #include <coring/error.hpp>
 #include <coring/task/task.hpp>
 
@@ -49,7 +51,7 @@ inline std::coroutine_handle<> root_done(promise_base& p) noexcept {
 
 template <class T>
 join_handle<T> spawn_root(loop_core& core, task<T> t, cancel_context* ctx = nullptr,
-                          promise_base::done_fn on_done = nullptr);
+                          promise_base::done_fn on_done = nullptr, code_site site = {});
 
 } // namespace detail
 
@@ -109,7 +111,7 @@ public:
     class [[nodiscard]] awaiter : detail::cancel_point {
     public:
         awaiter(std::coroutine_handle<promise_type> h, bool move) noexcept
-            : detail::cancel_point{&on_cancel}, h_(h), move_(move) {}
+            : detail::cancel_point{&detail::cancel_ops_of<&on_cancel, &describe>}, h_(h), move_(move) {}
 
         bool await_ready() const {
             if (!h_) throw std::logic_error("coring: awaiting an empty join_handle");
@@ -153,6 +155,9 @@ public:
         static void on_cancel(detail::cancel_point* cp) noexcept {
             static_cast<awaiter*>(cp)->h_.promise().ctx_->request();
         }
+        static void describe(const detail::cancel_point* cp, detail::wait_note& n) {
+            n.text = "join task #" + std::to_string(static_cast<const awaiter*>(cp)->h_.promise().own_ctx_.id);
+        }
 
         std::coroutine_handle<promise_type> h_;
         detail::cancel_context* ctx_ = nullptr;
@@ -181,7 +186,7 @@ public:
 private:
     template <class U>
     friend join_handle<U> detail::spawn_root(detail::loop_core&, task<U>, detail::cancel_context*,
-                                             detail::promise_base::done_fn);
+                                             detail::promise_base::done_fn, detail::code_site);
     explicit join_handle(std::coroutine_handle<promise_type> h) noexcept : h_(h) {}
 
     static T take_result(std::coroutine_handle<promise_type> h, bool move) {
@@ -208,7 +213,8 @@ namespace detail {
 /// Registers `t` as a root of `core` and queues it. A combinator (task_group) may give it its own cancellation
 /// context and completion hook; by default it runs in its own context and finishes with root_done.
 template <class T>
-join_handle<T> spawn_root(loop_core& core, task<T> t, cancel_context* ctx, promise_base::done_fn on_done) {
+join_handle<T> spawn_root(loop_core& core, task<T> t, cancel_context* ctx, promise_base::done_fn on_done,
+                          code_site site) {
     auto h = t.handle();
     if (!h) throw std::logic_error("coring: spawning an empty task");
     auto& p = h.promise();
@@ -219,6 +225,9 @@ join_handle<T> spawn_root(loop_core& core, task<T> t, cancel_context* ctx, promi
     p.ctx_ = ctx ? ctx : &p.own_ctx_;
     p.on_done_ = on_done ? on_done : &root_done;
     p.home_ = &core;
+    p.spawn_site_ = site;
+    if (++core.last_task_id == 0) core.last_task_id = 1; // 0 means "not a spawned task"
+    p.own_ctx_.id = core.last_task_id;
     if (core.draining) p.ctx_->requested = true; // a loop that is shutting down cancels new tasks at once
     core.add_root(p);
     return join_handle<T>(h);
@@ -233,17 +242,17 @@ join_handle<T> spawn_root(loop_core& core, task<T> t, cancel_context* ctx, promi
 /// captures stay in the closure, which must outlive the task, and GCC 12 destroys them twice when the lambda is
 /// written inside a co_await expression (PR 100611).
 template <class T>
-join_handle<T> spawn(task<T> t) {
-    return detail::spawn_root(detail::require_core("spawn"), std::move(t));
+join_handle<T> spawn(task<T> t, detail::code_site site = detail::code_site::here()) {
+    return detail::spawn_root(detail::require_core("spawn"), std::move(t), nullptr, nullptr, site);
 }
 
 /// Starts any awaitable coring returns (an operation, a join_handle, a combinator) as a task of its own.
 template <class A>
     requires(!detail::is_task_v<std::remove_cvref_t<A>> && detail::awaitable<A>)
-auto spawn(A&& a) {
+auto spawn(A&& a, detail::code_site site = detail::code_site::here()) {
     static_assert(!std::is_lvalue_reference_v<A> || std::copy_constructible<std::remove_cvref_t<A>>,
                   "coring::spawn: pass the awaitable as an rvalue (std::move), the spawned task takes it");
-    return spawn(detail::await_owned<std::remove_cvref_t<A>>(std::forward<A>(a)));
+    return spawn(detail::await_owned<std::remove_cvref_t<A>>(std::forward<A>(a)), site);
 }
 
 } // namespace coring

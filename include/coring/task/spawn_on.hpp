@@ -19,8 +19,9 @@ namespace detail {
 template <class T>
 struct spawn_on_node : remote_item {
     task<T> t;
+    code_site site; // the caller's spawn_on, for task dumps
 
-    explicit spawn_on_node(task<T>&& task_) noexcept : t(std::move(task_)) {
+    spawn_on_node(task<T>&& task_, code_site s) noexcept : t(std::move(task_)), site(s) {
         run = &start;
         reject = &drop;
     }
@@ -29,7 +30,7 @@ struct spawn_on_node : remote_item {
     static void start(remote_item* item) noexcept {
         std::unique_ptr<spawn_on_node> self(static_cast<spawn_on_node*>(item));
         try {
-            event_loop::current().spawn(std::move(self->t)).detach();
+            event_loop::current().spawn(std::move(self->t), self->site).detach();
         } catch (...) {
             require_core("spawn_on").report(std::current_exception());
         }
@@ -49,14 +50,14 @@ struct spawn_on_node : remote_item {
 /// (then it is coring::spawn, detached). Throws std::runtime_error when `loop` has exited, std::logic_error for a
 /// loop that is neither.
 template <class T>
-void spawn_on(event_loop& loop, task<T> t) {
+void spawn_on(event_loop& loop, task<T> t, detail::code_site site = detail::code_site::here()) {
     if (event_loop::try_current() == &loop) {
-        loop.spawn(std::move(t)).detach();
+        loop.spawn(std::move(t), site).detach();
         return;
     }
     if (!t.handle()) throw std::logic_error("coring: spawn_on: spawning an empty task");
     std::shared_ptr<detail::mailbox> box = detail::inbox_of(loop, "spawn_on");
-    auto node = std::make_unique<detail::spawn_on_node<T>>(std::move(t));
+    auto node = std::make_unique<detail::spawn_on_node<T>>(std::move(t), site);
     if (!box->post(node.get())) throw std::runtime_error("coring: spawn_on: the target loop has exited");
     (void)node.release();
 }

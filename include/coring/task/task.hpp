@@ -116,12 +116,21 @@ public:
             p.set(detail::promise_base::started);
             p.continuation_ = parent;
             p.ctx_ = detail::context_of(parent);
+            if constexpr (detail::task_trace && std::is_base_of_v<detail::promise_base, P>) {
+                parent_ = &parent.promise();
+                parent_->awaiting_ = &p;
+            }
             return detail::transfer(h_);
         }
-        T await_resume() { return h_.promise().take(); }
+        T await_resume() {
+            // Unconditionally: a suspend compiled with tracing may meet a resume compiled without (mixed builds).
+            if (parent_) parent_->awaiting_ = nullptr;
+            return h_.promise().take();
+        }
 
     private:
         std::coroutine_handle<promise_type> h_;
+        detail::promise_base* parent_ = nullptr; // a task awaiting this one, linked to it for task dumps
     };
 
     awaiter operator co_await() & noexcept { return awaiter(h_); }

@@ -27,7 +27,7 @@ namespace coring {
 /// neither copyable nor movable (the children point to it).
 class task_group : detail::cancel_point {
 public:
-    task_group() noexcept : detail::cancel_point{&on_cancel} {}
+    task_group() noexcept : detail::cancel_point{&detail::cancel_ops_of<&on_cancel>} {}
     task_group(const task_group&) = delete;
     task_group& operator=(const task_group&) = delete;
     ~task_group() {
@@ -49,13 +49,13 @@ public:
     /// Starts `t` in the group (queued on the current loop, like coring::spawn) and returns its handle, which may be
     /// awaited or dropped. Throws std::logic_error once the group has failed or been cancelled (it is shutting down).
     template <class T>
-    join_handle<T> spawn(task<T> t) {
+    join_handle<T> spawn(task<T> t, detail::code_site site = detail::code_site::here()) {
         if (failed_ || cancelled_) throw std::logic_error("coring: task_group::spawn on a group that is shutting down");
         detail::loop_core& core = detail::require_core("task_group::spawn");
         auto* m = new member; // one small node per child: it outlives the group if the group is not joined
         join_handle<T> h;
         try {
-            h = detail::spawn_root(core, std::move(t), m, &member_done);
+            h = detail::spawn_root(core, std::move(t), m, &member_done, site);
         } catch (...) {
             delete m;
             throw;
@@ -71,10 +71,10 @@ public:
     /// Starts any awaitable coring returns as a task of the group.
     template <detail::awaitable A>
         requires(!detail::is_task_v<std::remove_cvref_t<A>>)
-    auto spawn(A&& a) {
+    auto spawn(A&& a, detail::code_site site = detail::code_site::here()) {
         static_assert(!std::is_lvalue_reference_v<A> || std::copy_constructible<std::remove_cvref_t<A>>,
                       "coring::task_group::spawn: pass the awaitable as an rvalue (std::move), the task takes it");
-        return spawn(detail::await_owned<std::remove_cvref_t<A>>(std::forward<A>(a)));
+        return spawn(detail::await_owned<std::remove_cvref_t<A>>(std::forward<A>(a)), site);
     }
 
     /// Cancels every child still running (the group then refuses new ones).

@@ -3,6 +3,7 @@
 #include <coring/detail/cancel.hpp>
 #include <coring/detail/outcome.hpp>
 #include <coring/detail/promise_base.hpp>
+#include <coring/detail/task_trace.hpp>
 #include <coring/detail/worker_pool.hpp>
 #include <coring/error.hpp>
 #include <coring/runtime/event_loop.hpp>
@@ -49,13 +50,17 @@ public:
     /// Stores the callable and the arguments, decay-copied or moved (what to_thread() does).
     template <class G, class... A>
     explicit to_thread_awaitable(std::in_place_t, G&& f, A&&... args)
-        : detail::cancel_point{&on_cancel}, f_(std::forward<G>(f)), args_(std::forward<A>(args)...) {
+        : detail::cancel_point{&detail::cancel_ops_of<&on_cancel, &detail::describe_as<detail::to_thread_label>>},
+          f_(std::forward<G>(f)),
+          args_(std::forward<A>(args)...) {
         init();
     }
     /// Movable only before it is awaited (spawn() and gather() move an awaitable into a task's frame).
     to_thread_awaitable(to_thread_awaitable&& o) noexcept(std::is_nothrow_move_constructible_v<F> &&
                                                           (std::is_nothrow_move_constructible_v<Args> && ...))
-        : detail::cancel_point{&on_cancel}, f_(std::move(o.f_)), args_(std::move(o.args_)) {
+        : detail::cancel_point{&detail::cancel_ops_of<&on_cancel, &detail::describe_as<detail::to_thread_label>>},
+          f_(std::move(o.f_)),
+          args_(std::move(o.args_)) {
         init();
     }
     to_thread_awaitable(const to_thread_awaitable&) = delete;

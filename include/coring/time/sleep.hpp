@@ -3,6 +3,7 @@
 #include <coring/detail/cancel.hpp>
 #include <coring/detail/loop_core.hpp>
 #include <coring/detail/promise_base.hpp>
+#include <coring/detail/task_trace.hpp>
 #include <coring/detail/timer_queue.hpp>
 #include <coring/error.hpp>
 
@@ -10,6 +11,7 @@
 #include <cmath>
 #include <coroutine>
 #include <cstdint>
+#include <cstdio>
 #include <ratio>
 #include <type_traits>
 
@@ -114,7 +116,19 @@ public:
 
 private:
     sleep_awaitable(detail::clock::time_point t, bool relative) noexcept
-        : detail::cancel_point{&on_cancel}, detail::timer_node{t, &on_fire}, relative_(relative) {}
+        : detail::cancel_point{&detail::cancel_ops_of<&on_cancel, &describe>},
+          detail::timer_node{t, &on_fire},
+          relative_(relative) {}
+
+    static void describe(const detail::cancel_point* c, detail::wait_note& n) {
+        const auto* self = static_cast<const sleep_awaitable*>(c);
+        const double left = std::chrono::duration<double>(self->deadline - detail::clock::now()).count();
+        char buf[64];
+        // A due sleeper waits for the loop's next timer pass (a task that holds the loop delays it).
+        if (left >= 0) std::snprintf(buf, sizeof buf, "sleep, due in %.3f s", left);
+        else std::snprintf(buf, sizeof buf, "sleep, due %.3f s ago", -left);
+        n.text = buf;
+    }
 
     // Both run on the loop's thread, from the loop, so the thread's loop is this sleeper's loop.
     static void on_fire(detail::timer_node* n) noexcept {

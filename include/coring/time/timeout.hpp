@@ -22,13 +22,13 @@ template <class A>
 class [[nodiscard]] timeout_awaitable : detail::cancel_point, detail::timer_node {
 public:
     timeout_awaitable(detail::clock::time_point t, bool relative, A&& a)
-        : detail::cancel_point{&on_cancel},
+        : detail::cancel_point{&detail::cancel_ops_of<&on_cancel>},
           detail::timer_node{t, &on_fire},
           inner_(static_cast<A&&>(a)),
           relative_(relative) {}
     /// Movable only before it is awaited.
     timeout_awaitable(timeout_awaitable&& o) noexcept(std::is_nothrow_move_constructible_v<detail::inner_awaiter<A>>)
-        : detail::cancel_point{&on_cancel},
+        : detail::cancel_point{&detail::cancel_ops_of<&on_cancel>},
           detail::timer_node{o.deadline, &on_fire},
           inner_(std::move(o.inner_)),
           relative_(o.relative_) {}

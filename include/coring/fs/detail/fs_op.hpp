@@ -257,7 +257,7 @@ private:
     pool_stop pool_stop_;
     cancel_context* pool_ctx_ = nullptr; // the awaiting chain's, on the pool path
     cancel_point* job_point_ = nullptr;  // the job's own cancellation, which interrupt_ stands in front of
-    interrupter interrupt_{{&on_interrupt}, nullptr};
+    interrupter interrupt_{{&cancel_ops_of<&on_interrupt>}, nullptr};
 };
 
 } // namespace coring::detail
