@@ -112,7 +112,10 @@ public:
             return static_cast<A&&>(a).operator co_await();
         else if constexpr (requires { operator co_await(static_cast<A&&>(a)); })
             return operator co_await(static_cast<A&&>(a));
-        else return awaiter_ref<std::remove_reference_t<A>>{a};
+        else if constexpr (requires { a.await_ready(); }) return awaiter_ref<std::remove_reference_t<A>>{a};
+        // Anything else (an operator co_await only the caller's scope can see) goes back as it came, for the
+        // compiler to look up there.
+        else return static_cast<A&&>(a);
     }
 #endif
 

@@ -14,6 +14,7 @@
 
 #include <fcntl.h>
 #include <liburing.h>
+#include <signal.h>
 #include <sys/utsname.h>
 #if CORING_ASAN
 #include <sanitizer/lsan_interface.h>
@@ -718,6 +719,9 @@ inline void event_loop::open_backend() {
     // Bad options are refused whichever backend runs (the ring checks them too), so that CORING_BACKEND=epoll does
     // not make a mistake pass.
     if (opts_.entries == 0) throw std::invalid_argument("coring: loop_options::entries must be at least 1");
+    if (const int s = opts_.dump_on_signal; s != 0 && (s < 1 || s > SIGRTMAX || s == SIGKILL || s == SIGSTOP))
+        throw std::invalid_argument("coring: loop_options::dump_on_signal: " + std::to_string(s) +
+                                    " is no signal that can be waited for");
     backend want = opts_.backend;
     if (want == backend::automatic) want = detail::backend_from_environment();
     std::string why;
