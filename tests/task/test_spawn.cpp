@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <span>
@@ -115,14 +116,24 @@ TEST_CASE("spawn - a dropped handle detaches, the task runs on and its exception
     CHECK(loop.task_count() == 0);
 }
 
-TEST_CASE("spawn - the default report is one line on stderr naming the exception", "[spawn]") {
+TEST_CASE("spawn - the default report is one line on stderr naming the task and the exception", "[spawn]") {
     coring_test::stderr_capture err;
+    const unsigned line = __LINE__ + 2;
     coring::run([]() -> task<> {
         coring::spawn(fail_after(1ms));
         co_await coring::sleep(20ms);
     }());
     err.restore();
-    CHECK(err.text() == "coring: a detached task ended with an exception: std::runtime_error: detached failure\n");
+    const std::string text = err.text();
+    INFO(text);
+    // It names the task: its id (the main task is #1) and where it was spawned.
+    const std::string head =
+        "coring: task #2 (spawned at " + std::string(__FILE__) + ":" + std::to_string(line) + " in ";
+    const std::string tail = ") ended with an exception: std::runtime_error: detached failure\n";
+    CHECK(text.rfind(head, 0) == 0);
+    REQUIRE(text.size() > tail.size());
+    CHECK(text.substr(text.size() - tail.size()) == tail);
+    CHECK(std::count(text.begin(), text.end(), '\n') == 1);
 }
 
 TEST_CASE("spawn - a finished task's exception nobody looked at is reported when the handle is dropped", "[spawn]") {

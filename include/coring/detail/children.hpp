@@ -52,7 +52,7 @@ struct children_state : cancel_point {
     void start(std::size_t i, promise_base& p, std::coroutine_handle<> h) {
         slots[i].state = this;
         slots[i].task = &p;
-        p.set(promise_base::started);
+        p.mark_started();
         p.ctx_ = &slots[i];
         p.on_done_ = &child_done;
         current_core->ready.push(h); // cannot fail: begin() made room

@@ -1,7 +1,9 @@
 #pragma once
 
 #include <coring/config.hpp>
+#include <coring/detail/code_site.hpp>
 #include <coring/detail/ready_queue.hpp>
+#include <coring/detail/stall_beat.hpp>
 #include <coring/detail/timer_queue.hpp>
 
 #include <cxxabi.h>
@@ -39,10 +41,18 @@ struct loop_core {
     void (*forget_fd)(void*, int) noexcept = nullptr;          // epoll backend: a descriptor closes or is new
     void* forget_ctx = nullptr;
     fd_wait_node* fd_waits = nullptr; // armed wait_readable/wait_writable/wait_ready (release_fd ends them)
+    stall_beat stall;                 // the stall detector's view of the loop (loop_options::slow_callback)
+    // The spawned task that finished in a resume the stall detector flagged, and that resume's beat: the stall is
+    // blamed on it, since the coroutine that held the loop is gone by the time it is reported.
+    std::uint64_t finished_beat = 0;
+    std::uint32_t finished_id = 0;
+    code_site finished_site{};
 
     inline void add_root(promise_base& p) noexcept;
     inline void remove_root(promise_base& p) noexcept;
-    inline void report(std::exception_ptr e) noexcept;
+    /// Hands the exception that ended a detached task to the handler (loop_options::exception_handler) or prints it;
+    /// `who` names the task for the printed line.
+    inline void report(std::exception_ptr e, const std::string& who = {}) noexcept;
 };
 
 /// The loop core of the event loop that lives on this thread, if any.
@@ -84,13 +94,15 @@ inline void fresh_fd(int fd) noexcept {
     return h;
 }
 
+/// A type's name as C++ spells it, from its mangled name (typeid(x).name()); the mangled name if that fails.
+inline std::string demangle(const char* mangled) {
+    int status = 0;
+    std::unique_ptr<char, void (*)(void*)> s(abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
+    return std::string(status == 0 && s ? s.get() : mangled);
+}
+
 /// "std::runtime_error: boom" for any exception, including ones not derived from std::exception.
 inline std::string describe_exception(const std::exception_ptr& e) {
-    auto demangle = [](const char* mangled) {
-        int status = 0;
-        std::unique_ptr<char, void (*)(void*)> s(abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
-        return std::string(status == 0 && s ? s.get() : mangled);
-    };
     try {
         std::rethrow_exception(e);
     } catch (const std::exception& ex) {
@@ -101,23 +113,25 @@ inline std::string describe_exception(const std::exception_ptr& e) {
     }
 }
 
-/// The default report for an exception that ended a detached task: one line on stderr.
-inline void default_exception_report(std::exception_ptr e) noexcept {
+/// The default report for an exception that ended a detached task: one line on stderr, naming the task when `who`
+/// says which ("task #3 (spawned at server.cpp:41 in serve)").
+inline void default_exception_report(std::exception_ptr e, const std::string& who = {}) noexcept {
     try {
-        std::fprintf(stderr, "coring: a detached task ended with an exception: %s\n", describe_exception(e).c_str());
+        std::fprintf(stderr, "coring: %s ended with an exception: %s\n", who.empty() ? "a detached task" : who.c_str(),
+                     describe_exception(e).c_str());
     } catch (...) {
         std::fputs("coring: a detached task ended with an exception\n", stderr);
     }
 }
 
-inline void loop_core::report(std::exception_ptr e) noexcept {
-    if (!exception_handler) return default_exception_report(std::move(e));
+inline void loop_core::report(std::exception_ptr e, const std::string& who) noexcept {
+    if (!exception_handler) return default_exception_report(std::move(e), who);
     try {
         exception_handler(e);
     } catch (...) {
         // A throwing handler must not take the loop down; say what happened instead.
         std::fputs("coring: the exception handler threw; the original exception follows\n", stderr);
-        default_exception_report(std::move(e));
+        default_exception_report(std::move(e), who);
     }
 }
 

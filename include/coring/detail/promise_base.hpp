@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <exception>
 #include <type_traits>
+#include <utility>
 
 namespace coring::detail {
 
@@ -124,12 +125,32 @@ public:
 
     // Frames come from a per-thread cache of recently freed frames: spawn-and-await of short tasks is dominated by
     // the allocator otherwise.
+#if CORING_TASK_TRACE
+    // The defaulted site is filled in inside the coroutine whose frame this is: its name and a line of its definition
+    // (the opening line with Clang, the closing one with GCC). Handed to the promise's constructor through the
+    // thread, which reads and clears it, so that a frame whose allocation the compiler elided records nothing rather
+    // than another's site.
+    static void* operator new(std::size_t n, code_site created = code_site::here()) {
+        void* p = frame_allocate(n);
+        created_site = created;
+        return p;
+    }
+    promise_base() noexcept : await_site_(std::exchange(created_site, code_site{})) {}
+#else
     static void* operator new(std::size_t n) { return frame_allocate(n); }
+#endif
     static void operator delete(void* p, std::size_t n) noexcept { frame_free(p, n); }
 
     [[nodiscard]] bool has(unsigned f) const noexcept { return (own_ctx_.flags & f) != 0; }
     void set(unsigned f) noexcept { own_ctx_.flags = static_cast<std::uint8_t>(own_ctx_.flags | f); }
     void clear(unsigned f) noexcept { own_ctx_.flags = static_cast<std::uint8_t>(own_ctx_.flags & ~f); }
+    /// Marks the coroutine as handed to whoever runs it (`started`, with `extra`): from now on await_site_ is where
+    /// it waits, no longer where it is defined.
+    void mark_started(unsigned extra = 0) noexcept {
+        if constexpr (task_trace)
+            if (!has(started)) await_site_ = code_site{};
+        set(started | extra);
+    }
 
     std::coroutine_handle<> continuation_{}; // who resumes when this task finishes (plain await or joiner)
     cancel_context* ctx_ = nullptr;          // cancellation state of the chain this task runs in
@@ -145,9 +166,15 @@ public:
     } own_ctx_;
     // Task dumps: where the coroutine last awaited (CORING_TASK_TRACE), where it was spawned (roots) and the task it
     // awaits now (a plain co_await of a task, set and cleared by task's awaiter).
+    // Until the coroutine starts, await_site_ holds where it is defined (CORING_TASK_TRACE): a never-awaited task's
+    // report (CORING_DEBUG) names it.
     code_site await_site_{};
     code_site spawn_site_{};
+
     promise_base* awaiting_ = nullptr;
+
+private:
+    static inline thread_local code_site created_site{}; // operator new to the constructor, see there
 };
 
 inline void loop_core::add_root(promise_base& p) noexcept {
@@ -166,6 +193,13 @@ inline void loop_core::remove_root(promise_base& p) noexcept {
     if (p.next_) p.next_->prev_ = p.prev_;
     p.prev_ = p.next_ = nullptr;
     --root_count;
+    // A task that ends a resume the stall detector flagged is gone by the time the loop reports it: note its name.
+    if (const std::uint64_t beat = stall.beat.load(std::memory_order_relaxed);
+        stall.flagged.load(std::memory_order_relaxed) == beat) [[unlikely]] {
+        finished_beat = beat;
+        finished_id = p.own_ctx_.id;
+        finished_site = p.spawn_site_;
+    }
 }
 
 /// The cancellation context of the coroutine behind `h`, or null when it is not a coring task.

@@ -7,6 +7,7 @@
 #include <coring/detail/promise_base.hpp>
 #include <coring/detail/provided_buffers.hpp>
 #include <coring/detail/ring.hpp>
+#include <coring/detail/stall_watch.hpp>
 #include <coring/detail/timer_queue.hpp>
 #include <coring/runtime/loop_options.hpp>
 #include <coring/task/spawn.hpp>
@@ -59,7 +60,8 @@ struct loop_stats {
     std::uint64_t wakes_msg_ring = 0;     ///< other loops woken with IORING_OP_MSG_RING (loop_options::wake)
     std::uint64_t msg_ring_fallbacks = 0; ///< of those, the ones that failed and were sent by eventfd instead
     std::uint64_t inbox_reads =
-        0; ///< reads armed on the inbox's eventfd (wake-ups by other threads; SQEs among `sqes`)
+        0;                    ///< reads armed on the inbox's eventfd (wake-ups by other threads; SQEs among `sqes`)
+    std::uint64_t stalls = 0; ///< resumes that held the loop longer than loop_options::slow_callback (reported or not)
 
     // Gauges: what stands now, when stats() was called.
     std::size_t in_flight = 0;      ///< operations whose final completion has not arrived (event_loop::in_flight())
@@ -94,6 +96,10 @@ public:
         use_ext_arg_ = ring_ && opts_.wait_timeout_arg && (ring_->features() & IORING_FEAT_EXT_ARG);
         core_.exception_handler = opts_.exception_handler;
         core_.timers = &timers_;
+        if (opts_.slow_callback.count() > 0) {
+            core_.stall.threshold = opts_.slow_callback;
+            stall_registration_.emplace(core_.stall);
+        }
         msg_ring_wakes_ = wakes_by_msg_ring();
         detail::current_core = &core_;
         detail::current_loop = this;
@@ -453,6 +459,8 @@ private:
     template <class Pred>
     bool run_until(Pred&& done);
     void run_ready();
+    /// The stall detector's report, after a resume of `frame` the watchdog flagged (runtime/stall_report.hpp).
+    [[gnu::cold]] void report_stall(const void* frame, std::uint64_t beat) noexcept;
     bool poll(bool block);
     bool poll_epoll();
     void open_backend();
@@ -538,7 +546,10 @@ private:
     detail::pending_list pending_; // operations and cancellations waiting for an SQE
     std::size_t inflight_ = 0;     // SQEs whose final CQE has not been reaped
     loop_stats stats_;
-    bool use_ext_arg_ = false;   // wait deadlines go to io_uring_enter directly
+    std::optional<detail::stall_registration> stall_registration_; // with the watchdog, while slow_callback > 0
+    std::chrono::steady_clock::time_point last_stall_report_{};    // for one line per second at most
+    std::uint64_t unreported_stalls_ = 0;                          // since that line
+    bool use_ext_arg_ = false;                                     // wait deadlines go to io_uring_enter directly
     unsigned inline_budget_ = 0; // epoll: operations the task being resumed may still complete without suspending
     bool running_ = false;       // inside run()
 
@@ -664,10 +675,19 @@ inline void event_loop::run_ready() {
     // Only what was ready when the turn began: a task that yields goes behind everyone else and behind the next
     // reap of completions.
     core_.stack_base = detail::stack_position();
+    // The stall detector's beat: a new odd value before each resume, even again after the turn's last. The watchdog
+    // flags a beat it sees unchanged for too long; the comparison after the resume is all the loop pays otherwise.
+    std::uint64_t beat = core_.stall.beat.load(std::memory_order_relaxed) - 1;
     for (std::size_t n = core_.ready.size(); n > 0; --n) {
         inline_budget_ = 32;
-        core_.ready.pop().resume();
+        const std::coroutine_handle<> h = core_.ready.pop();
+        beat += 2;
+        core_.stall.beat.store(beat, std::memory_order_relaxed);
+        h.resume();
+        if (core_.stall.flagged.load(std::memory_order_relaxed) == beat) [[unlikely]]
+            report_stall(h.address(), beat);
     }
+    core_.stall.beat.store(beat + 1, std::memory_order_relaxed);
     // A burst (a million spawns) must not pin its queue for the loop's lifetime.
     if (core_.ready.empty()) core_.ready.shrink();
 }
@@ -719,6 +739,8 @@ inline void event_loop::open_backend() {
     // Bad options are refused whichever backend runs (the ring checks them too), so that CORING_BACKEND=epoll does
     // not make a mistake pass.
     if (opts_.entries == 0) throw std::invalid_argument("coring: loop_options::entries must be at least 1");
+    if (opts_.slow_callback.count() < 0)
+        throw std::invalid_argument("coring: loop_options::slow_callback must not be negative (zero turns it off)");
     if (const int s = opts_.dump_on_signal; s != 0 && (s < 1 || s > SIGRTMAX || s == SIGKILL || s == SIGSTOP))
         throw std::invalid_argument("coring: loop_options::dump_on_signal: " + std::to_string(s) +
                                     " is no signal that can be waited for");
@@ -1032,6 +1054,10 @@ T event_loop::run(task<T> main, detail::code_site site) {
     join_handle<T> h = spawn(std::move(main), site);
     if (opts_.dump_on_signal != 0) (void)spawn(detail::dump_tasks_on(opts_.dump_on_signal));
     const bool finished = run_until([&] { return h.done(); });
+    if (!finished && debug_enabled()) { // before the drain cancels them: what every task waits for
+        std::fputs("coring: deadlock in run(); the tasks and what they wait for (debug mode):\n", stderr);
+        dump_tasks(stderr);
+    }
     if (!drain()) warn_unfinished();
     if (!finished)
         throw std::runtime_error("coring: deadlock: the main task waits for something that can never happen (no task "
@@ -1045,5 +1071,7 @@ T event_loop::run(task<T> main, detail::code_site site) {
 #include <coring/runtime/callbacks.hpp>
 // event_loop::tasks() and dump_tasks().
 #include <coring/runtime/task_dump.hpp>
+// event_loop::report_stall (loop_options::slow_callback).
+#include <coring/runtime/stall_report.hpp>
 // wait_signal, and detail::dump_tasks_on (loop_options::dump_on_signal), which run() uses.
 #include <coring/signal/wait_signal.hpp>

@@ -120,6 +120,17 @@ struct loop_options {
     /// default: one line on stderr naming the exception.
     std::function<void(std::exception_ptr)> exception_handler;
 
+    /// The stall detector (asyncio's slow_callback_duration): when one resume of a task keeps the loop's thread for
+    /// longer than this (a blocking call, a long computation), the loop says so on stderr once the resume returns,
+    /// naming the task (id, spawn site, where it waits now; see dump_tasks) and a lower bound of how long it took; at
+    /// most one line per second, with a count of those left out (all are counted in loop_stats::stalls). A stall is
+    /// seen up to a quarter of the threshold late, so one of less than the threshold is never reported and one of
+    /// 1.25x the threshold always is. Zero turns it off.
+    ///
+    /// The loop only stores a counter per resume; a watchdog thread, one per process, started by the first loop that
+    /// wants it, looks at the loops every quarter of the smallest threshold while any exists.
+    std::chrono::milliseconds slow_callback{100};
+
     /// A signal (SIGUSR1, say) on which run() prints a task dump to stderr (coring::dump_tasks) and goes on; 0: none.
     /// run() spawns a task that waits for it with wait_signal, which blocks it in the loop's thread: block it in the
     /// process's other threads too (before starting them), or one of them may take it and die of it. That task is

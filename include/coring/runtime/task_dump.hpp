@@ -39,7 +39,7 @@ struct task_info {
     /// then each task it awaits in turn). For a running task the last entry is where it last waited. Empty when
     /// the task has not started, or when coring was built with CORING_TASK_TRACE=0.
     std::vector<code_location> awaits;
-    /// What the innermost coroutine waits for ("sleep until +3.200 s", "mutex::lock", "join task #4", "gather of 2
+    /// What the innermost coroutine waits for ("sleep, due in 3.200 s", "mutex::lock", "join task #4", "gather of 2
     /// tasks", "stream::read_awaitable"); empty unless `state` is waiting.
     std::string waiting_for;
     /// Tasks it waits for that were not spawned (the children of a gather or when_any), with their own chains.
@@ -47,43 +47,6 @@ struct task_info {
 };
 
 namespace detail {
-
-/// A function's name as a dump shows it: GCC spells a coroutine's as its resumer's whole signature ("void
-/// app::{anonymous}::serve(serve()::_Z...Frame*)"); this keeps the qualified name ("app::serve"). Clang already gives
-/// the bare name.
-inline std::string short_function_name(std::string_view f) {
-    auto skip_back = [&](std::size_t end, char open, char close) {
-        // `end` is at `close`: the position of its matching `open`, or npos.
-        int depth = 0;
-        for (std::size_t i = end + 1; i-- > 0;) {
-            if (f[i] == close) ++depth;
-            else if (f[i] == open && --depth == 0) return i;
-        }
-        return std::string_view::npos;
-    };
-    // GCC names a template's arguments after the signature: "T f(task<T>) [with T = void]".
-    if (const std::size_t with = f.rfind(" [with "); with != std::string_view::npos && f.back() == ']')
-        f = f.substr(0, with);
-    constexpr std::string_view call_operator = "operator()";
-    const bool bare_call_operator =
-        f.size() >= call_operator.size() && f.substr(f.size() - call_operator.size()) == call_operator;
-    if (!f.empty() && f.back() == ')' && !bare_call_operator)
-        if (const std::size_t open = skip_back(f.size() - 1, '(', ')'); open != std::string_view::npos && open > 0)
-            f = f.substr(0, open);
-    // The return type ends at the last space outside brackets.
-    int depth = 0;
-    std::size_t start = 0;
-    for (std::size_t i = 0; i < f.size(); ++i) {
-        const char c = f[i];
-        if (c == '(' || c == '<' || c == '[' || c == '{') ++depth;
-        else if (c == ')' || c == '>' || c == ']' || c == '}') --depth;
-        else if (c == ' ' && depth == 0) start = i + 1;
-    }
-    std::string out(f.substr(start));
-    constexpr std::string_view anon = "{anonymous}::";
-    for (std::size_t at = out.find(anon); at != std::string::npos; at = out.find(anon, at)) out.erase(at, anon.size());
-    return out;
-}
 
 inline code_location to_location(const code_site& s) {
     if (!s.known()) return {};

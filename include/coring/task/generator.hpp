@@ -117,7 +117,7 @@ public:
         std::coroutine_handle<> await_suspend(std::coroutine_handle<P> consumer) noexcept {
             auto& p = h_.promise();
             p.running_ = true;
-            p.set(detail::promise_base::started);
+            p.mark_started();
             p.continuation_ = consumer;
             p.ctx_ = detail::context_of(consumer); // the body's waits are the consumer's: its cancellation reaches them
             return detail::transfer(h_);

@@ -33,8 +33,13 @@ inline bool is_cancellation(const std::exception_ptr& e) noexcept {
 /// Reports the exception a finished task ended with, unless nobody could have missed it.
 inline void report_unobserved(promise_base& p) noexcept {
     if (!p.exception_ || p.has(promise_base::observed) || is_cancellation(p.exception_)) return;
-    if (current_core) current_core->report(p.exception_);
-    else default_exception_report(p.exception_);
+    std::string who;
+    try {
+        who = task_label(p.own_ctx_.id, p.spawn_site_);
+    } catch (...) { // out of memory: the report goes out without the name
+    }
+    if (current_core) current_core->report(p.exception_, who);
+    else default_exception_report(p.exception_, who);
 }
 
 /// on_done of a spawned task: leaves the loop's registry, then hands over to the joiner, to nobody (the frame waits
@@ -221,7 +226,7 @@ join_handle<T> spawn_root(loop_core& core, task<T> t, cancel_context* ctx, promi
     if (p.has(promise_base::started)) throw std::logic_error("coring: spawning a task that has already started");
     core.ready.push(h); // the only step that can throw: `t` still owns the frame if it does
     (void)t.release();
-    p.set(promise_base::started | promise_base::root);
+    p.mark_started(promise_base::root);
     p.ctx_ = ctx ? ctx : &p.own_ctx_;
     p.on_done_ = on_done ? on_done : &root_done;
     p.home_ = &core;

@@ -1,12 +1,16 @@
 #pragma once
 
 #include <coring/detail/promise_base.hpp>
+#include <coring/detail/task_trace.hpp>
+#include <coring/runtime/debug_mode.hpp>
 
 #include <concepts>
 #include <coroutine>
+#include <cstdio>
 #include <exception>
 #include <optional>
 #include <stdexcept>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -16,6 +20,20 @@ template <class T = void>
 class task;
 
 namespace detail {
+
+/// A task destroyed before anything started it (debug mode): says so, with where its coroutine is defined.
+[[gnu::cold]] inline void report_never_awaited(const promise_base& p) noexcept {
+    if (!debug_enabled()) return;
+    try {
+        const std::string where = p.await_site_.known()
+                                      ? short_function_name(p.await_site_.function()) + ", defined at " +
+                                            p.await_site_.file() + ":" + std::to_string(p.await_site_.line())
+                                      : std::string("(where: build with CORING_TASK_TRACE=1)");
+        std::fprintf(stderr, "coring: a task was destroyed without ever being awaited: %s\n", where.c_str());
+    } catch (...) {
+        std::fputs("coring: a task was destroyed without ever being awaited\n", stderr);
+    }
+}
 
 template <class T>
 class task_promise final : public promise_base {
@@ -113,7 +131,7 @@ public:
         template <class P>
         std::coroutine_handle<> await_suspend(std::coroutine_handle<P> parent) noexcept {
             auto& p = h_.promise();
-            p.set(detail::promise_base::started);
+            p.mark_started();
             p.continuation_ = parent;
             p.ctx_ = detail::context_of(parent);
             if constexpr (detail::task_trace && std::is_base_of_v<detail::promise_base, P>) {
@@ -145,7 +163,11 @@ private:
     friend promise_type;
     explicit task(std::coroutine_handle<promise_type> h) noexcept : h_(h) {}
     void reset() noexcept {
-        if (h_) h_.destroy();
+        if (h_) {
+            if (!h_.promise().has(detail::promise_base::started)) [[unlikely]]
+                detail::report_never_awaited(h_.promise());
+            h_.destroy();
+        }
         h_ = {};
     }
 
