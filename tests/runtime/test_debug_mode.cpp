@@ -10,6 +10,7 @@
 #include <chrono>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace test_debug_mode {
 
@@ -36,6 +37,23 @@ task<int> child() {
 const unsigned last_line_of_child = __LINE__ - 1;
 
 task<> waits_forever(coring::event& e) { co_await e.wait(); }
+
+/// Once cancelled (which stays so), gather and timeout refuse to start the tasks they were given.
+task<> combinators_after_cancellation(int& refused) {
+    try {
+        co_await coring::sleep(1h);
+    } catch (const coring::cancelled_error&) {}
+    try {
+        co_await coring::gather(child(), child());
+    } catch (const coring::cancelled_error&) {
+        ++refused;
+    }
+    try {
+        co_await coring::timeout(1s, child());
+    } catch (const coring::cancelled_error&) {
+        ++refused;
+    }
+}
 
 } // namespace
 
@@ -97,6 +115,40 @@ TEST_CASE("debug mode - tasks that were awaited, spawned, gathered, timed or can
         co_await g.join();
     }());
     err.restore();
+    CHECK(err.text().empty());
+}
+
+TEST_CASE("debug mode - tasks a combinator refused to start in a cancelled task are not reported", "[debug]") {
+    debug_scope debug(true);
+    coring_test::stderr_capture err;
+    int refused = 0;
+    coring::run([](int& refused) -> task<> {
+        auto h = coring::spawn(combinators_after_cancellation(refused));
+        co_await coring::yield_now(); // it is asleep now
+        h.cancel();
+        co_await h;
+        // A gather with a limit that is cancelled leaves the tasks it had not started yet: dropped, not reported.
+        std::vector<task<int>> ts;
+        for (int i = 0; i < 4; ++i) ts.push_back(child());
+        auto limited = coring::spawn(coring::gather(std::move(ts), {.limit = 1}));
+        co_await coring::yield_now();
+        limited.cancel();
+        try {
+            co_await limited;
+        } catch (const coring::cancelled_error&) {
+            ++refused;
+        }
+        coring::task_group g;
+        g.cancel();
+        try {
+            (void)g.spawn(child());
+        } catch (const std::logic_error&) {
+            ++refused;
+        }
+        co_await g.join();
+    }(refused));
+    err.restore();
+    CHECK(refused == 4);
     CHECK(err.text().empty());
 }
 

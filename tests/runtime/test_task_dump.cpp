@@ -24,6 +24,16 @@ using coring::task_state;
 
 namespace {
 
+/// Everything written to `f` so far.
+std::string read_all(std::FILE* f) {
+    std::fflush(f);
+    std::rewind(f);
+    std::string text;
+    char buf[512];
+    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) text.append(buf, n);
+    return text;
+}
+
 // The lines of this file where the tasks below wait (a dump names them).
 unsigned line_of_sleep = 0;
 unsigned line_of_gather = 0;
@@ -213,10 +223,7 @@ TEST_CASE("task dump - dump_tasks prints a header and every task", "[task_dump]"
         h.cancel();
         CHECK_THROWS_AS(co_await h, coring::cancelled_error);
     }(f));
-    std::rewind(f);
-    std::string text;
-    char buf[512];
-    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) text.append(buf, n);
+    const std::string text = read_all(f);
     std::fclose(f);
     INFO(text);
     CHECK(text.rfind("coring: 2 tasks\n", 0) == 0);
@@ -314,10 +321,7 @@ TEST_CASE("task dump - loop_options::dump_on_signal prints a dump on the signal 
             }(after, ::fileno(f)),
             o);
     }
-    std::rewind(f);
-    std::string text;
-    char buf[512];
-    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) text.append(buf, n);
+    const std::string text = read_all(f);
     std::fclose(f);
     INFO(text);
     CHECK(after == 1);

@@ -32,6 +32,9 @@ public:
 
     /// The awaiter, made from the awaitable the first time it is needed.
     auto& get() {
+        // A task a wrapper holds is the wrapper's to run or drop (timeout() refuses to start it in a cancelled task):
+        // never a never-awaited report.
+        if constexpr (requires { aw_.handle().promise().set(promise_base::handed); }) (void)aw_.handle();
         if constexpr (is_self) {
             return static_cast<awaiter_type&>(aw_);
         } else {

@@ -15,9 +15,10 @@
 
 namespace coring::detail {
 
-/// Whether tasks record where they wait, for task dumps (CORING_TASK_TRACE): one store per co_await and two per await
-/// of a task. The fields exist in every build, so that translation units built either way agree on every layout; only
-/// the stores (and await_transform) depend on the macro.
+/// Whether tasks record where they wait, for task dumps (CORING_TASK_TRACE): one store per co_await, and where each
+/// coroutine is defined. The fields exist in every build, so that translation units built either way agree on every
+/// layout; only those stores (and await_transform) depend on the macro. The link from a task to the task it awaits
+/// (awaiting_) is kept in every build: the stall detector follows it too.
 inline constexpr bool task_trace = CORING_TASK_TRACE != 0;
 // Without it the promise has no await_transform at all: co_await is then exactly what it was before task dumps.
 
@@ -51,7 +52,8 @@ public:
         finished = 8,   // reached final_suspend
         observed = 16,  // the result or exception was delivered through a join_handle
         moved_out = 32, // the result was moved out through a join_handle
-        joined = 64     // a join_handle awaiter waits for (or is queued to read) the result
+        joined = 64,    // a join_handle awaiter waits for (or is queued to read) the result
+        handed = 128    // given to an awaiter, spawn or a combinator (a never-awaited report would be wrong)
     };
 
     /// A task the loop starts (spawned, or a combinator's child) that was cancelled before it ran never runs its body:

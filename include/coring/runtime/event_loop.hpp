@@ -269,6 +269,7 @@ public:
         op->loop = this;
         standing_.push(op);
     }
+    /// Takes a listed operation off that list (its owner no longer needs the loop to stop it).
     void remove_standing(detail::standing_op* op) noexcept { standing_.erase(op); }
 
     /// Queues a coroutine to be resumed on this turn's successor.
@@ -309,7 +310,9 @@ public:
         }
     }
 
+    /// Arms a timer: its `fire` is called once its deadline has passed. May throw std::bad_alloc.
     void add_timer(detail::timer_node* n) { timers_.insert(n); }
+    /// Disarms a timer; nothing happens if it is not armed (it fired already, or was never added).
     void remove_timer(detail::timer_node* n) noexcept { timers_.remove(n); }
 
     /// The loop's inbox for other threads (see detail::mailbox), created on first use. Loop thread only.
@@ -340,6 +343,8 @@ public:
         ++listeners_;
         if (reader_wanted()) arm_reader();
     }
+    /// Loop thread: the last copy of a loop_handle is gone (see listen_begin); the inbox's read is cancelled unless
+    /// something else still needs it.
     void listen_end() noexcept {
         --listeners_;
         if (!reader_wanted() && reader_->armed) cancel(reader_.get());
@@ -739,8 +744,8 @@ inline void event_loop::open_backend() {
     // Bad options are refused whichever backend runs (the ring checks them too), so that CORING_BACKEND=epoll does
     // not make a mistake pass.
     if (opts_.entries == 0) throw std::invalid_argument("coring: loop_options::entries must be at least 1");
-    if (opts_.slow_callback.count() < 0)
-        throw std::invalid_argument("coring: loop_options::slow_callback must not be negative (zero turns it off)");
+    if (opts_.slow_callback.count() < 0 || opts_.slow_callback > std::chrono::hours(24))
+        throw std::invalid_argument("coring: loop_options::slow_callback must be between 0 (off) and 24 hours");
     if (const int s = opts_.dump_on_signal; s != 0 && (s < 1 || s > SIGRTMAX || s == SIGKILL || s == SIGSTOP))
         throw std::invalid_argument("coring: loop_options::dump_on_signal: " + std::to_string(s) +
                                     " is no signal that can be waited for");
@@ -1056,7 +1061,11 @@ T event_loop::run(task<T> main, detail::code_site site) {
     const bool finished = run_until([&] { return h.done(); });
     if (!finished && debug_enabled()) { // before the drain cancels them: what every task waits for
         std::fputs("coring: deadlock in run(); the tasks and what they wait for (debug mode):\n", stderr);
-        dump_tasks(stderr);
+        try {
+            dump_tasks(stderr);
+        } catch (const std::exception& e) { // the deadlock is the error to report
+            std::fprintf(stderr, "coring: no task dump: %s\n", e.what());
+        }
     }
     if (!drain()) warn_unfinished();
     if (!finished)

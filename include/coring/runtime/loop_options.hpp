@@ -98,6 +98,7 @@ struct loop_options {
     /// goes back to the kernel as soon as its bytes are copied into the stream, so they only cover one loop turn's
     /// completions; a ring found empty costs a re-arm, never data.
     unsigned receive_buffers = 256;
+    /// The size in bytes of each of those buffers.
     unsigned receive_buffer_size = 4096;
     /// Give every stream a multishot receive, as if enable_multishot() were called before its first read. Defaults to
     /// whether CORING_MULTISHOT_STREAMS=1 is in the environment (so that a test suite can run its stream tests both
@@ -123,9 +124,10 @@ struct loop_options {
     /// The stall detector (asyncio's slow_callback_duration): when one resume of a task keeps the loop's thread for
     /// longer than this (a blocking call, a long computation), the loop says so on stderr once the resume returns,
     /// naming the task (id, spawn site, where it waits now; see dump_tasks) and a lower bound of how long it took; at
-    /// most one line per second, with a count of those left out (all are counted in loop_stats::stalls). A stall is
-    /// seen up to a quarter of the threshold late, so one of less than the threshold is never reported and one of
-    /// 1.25x the threshold always is. Zero turns it off.
+    /// most one line per second, with a count of those left out (all are counted in loop_stats::stalls). A resume
+    /// shorter than the threshold is never reported; the watchdog looks every quarter of it, so one longer than 1.25
+    /// times it is, unless the machine keeps the watchdog's thread from running. Zero turns it off; at most 24 hours.
+    /// Callbacks posted from other threads (call_soon_threadsafe, loop_handle) are not watched, call_soon's are.
     ///
     /// The loop only stores a counter per resume; a watchdog thread, one per process, started by the first loop that
     /// wants it, looks at the loops every quarter of the smallest threshold while any exists.

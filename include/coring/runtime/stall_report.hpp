@@ -50,7 +50,10 @@ inline void event_loop::report_stall(const void* frame, std::uint64_t beat) noex
         return;
     }
     try {
-        const auto since = steady_clock::time_point(nanoseconds(core_.stall.since.load(std::memory_order_acquire)));
+        // Pairs with the watchdog's release store of `flagged`, which published `since` (the hot path reads it
+        // relaxed: no ordering is needed to see that the beat matches).
+        (void)core_.stall.flagged.load(std::memory_order_acquire);
+        const auto since = steady_clock::time_point(nanoseconds(core_.stall.since.load(std::memory_order_relaxed)));
         const auto held = duration_cast<milliseconds>(now - since).count();
         // The frame's promise, where a coring task keeps it (see tasks()); only compared, since the frame may be gone.
         const void* promise =
@@ -68,7 +71,7 @@ inline void event_loop::report_stall(const void* frame, std::uint64_t beat) noex
             who = detail::task_label(core_.finished_id, core_.finished_site);
             now_at = "; it finished in that resume";
         }
-        if (who.empty()) who = "a coroutine that is no live task's (a finished task's or coring's own)";
+        if (who.empty()) who = "a coroutine coring cannot tie to a live task (one that finished, or coring's own)";
         std::string line = "coring: " + who + " held the loop for at least " + std::to_string(held) +
                            " ms without yielding (loop_options::slow_callback is " +
                            std::to_string(opts_.slow_callback.count()) + " ms)" + now_at;

@@ -133,6 +133,10 @@ template <class A>
     using T = typename detail::as_task_t<A>::value_type;
     using out = std::conditional_t<std::is_void_v<T>, void, std::vector<T>>;
     if (options.limit == 0) options.limit = std::max<std::size_t>(as.size(), 1);
+    // Handed over, all of them: those a failure leaves unstarted are dropped here, not forgotten by the caller (no
+    // never-awaited report in debug mode).
+    for (A& a : as)
+        if constexpr (requires { a.handle(); }) (void)a.handle();
     return task<out>(detail::map_bounded_impl(std::move(as), options.limit, detail::take_awaitable{}));
 }
 

@@ -28,7 +28,7 @@ namespace detail {
         const std::string where = p.await_site_.known()
                                       ? short_function_name(p.await_site_.function()) + ", defined at " +
                                             p.await_site_.file() + ":" + std::to_string(p.await_site_.line())
-                                      : std::string("(where: build with CORING_TASK_TRACE=1)");
+                                      : std::string("(where it is defined is unknown: build with CORING_TASK_TRACE=1)");
         std::fprintf(stderr, "coring: a task was destroyed without ever being awaited: %s\n", where.c_str());
     } catch (...) {
         std::fputs("coring: a task was destroyed without ever being awaited\n", stderr);
@@ -96,12 +96,14 @@ public:
 template <class T>
 class [[nodiscard]] task {
 public:
-    using promise_type = detail::task_promise<T>;
-    using value_type = T;
+    using promise_type = detail::task_promise<T>; ///< makes a function returning task<T> a coroutine
+    using value_type = T;                         ///< what `co_await` on the task yields
 
     /// An empty task; awaiting it throws std::logic_error.
     task() noexcept = default;
+    /// Takes over `o`'s coroutine; `o` is left empty.
     task(task&& o) noexcept : h_(std::exchange(o.h_, {})) {}
+    /// Destroys the coroutine this task held, then takes over `o`'s; `o` is left empty.
     task& operator=(task&& o) noexcept {
         if (this != &o) {
             reset();
@@ -121,6 +123,7 @@ public:
     /// The awaiter that starts the task and returns its result.
     class [[nodiscard]] awaiter {
     public:
+        /// Awaits the coroutine `h`, which the task keeps owning.
         explicit awaiter(std::coroutine_handle<promise_type> h) noexcept : h_(h) {}
         bool await_ready() const {
             if (!h_) throw std::logic_error("coring: awaiting an empty task");
@@ -134,7 +137,8 @@ public:
             p.mark_started();
             p.continuation_ = parent;
             p.ctx_ = detail::context_of(parent);
-            if constexpr (detail::task_trace && std::is_base_of_v<detail::promise_base, P>) {
+            // In every build: task dumps and the stall detector follow the chain through it.
+            if constexpr (std::is_base_of_v<detail::promise_base, P>) {
                 parent_ = &parent.promise();
                 parent_->awaiting_ = &p;
             }
@@ -151,20 +155,30 @@ public:
         detail::promise_base* parent_ = nullptr; // a task awaiting this one, linked to it for task dumps
     };
 
+    /// Starts the task and waits for it to finish: yields its result or rethrows its exception. Throws
+    /// std::logic_error on an empty task, or one that was already awaited.
     awaiter operator co_await() & noexcept { return awaiter(h_); }
+    /// The same, for an rvalue task (`co_await f()`).
     awaiter operator co_await() && noexcept { return awaiter(h_); }
 
-    /// The coroutine, still owned by the task (used by spawn and the combinators).
-    [[nodiscard]] std::coroutine_handle<promise_type> handle() const noexcept { return h_; }
+    /// The coroutine, still owned by the task (used by spawn and the combinators). Marks the task as handed over:
+    /// if it is then destroyed without having run, debug mode does not report it as never awaited.
+    [[nodiscard]] std::coroutine_handle<promise_type> handle() const noexcept {
+        if (h_) h_.promise().set(detail::promise_base::handed);
+        return h_;
+    }
     /// Gives up ownership of the coroutine (used by spawn and the combinators).
-    [[nodiscard]] std::coroutine_handle<promise_type> release() noexcept { return std::exchange(h_, {}); }
+    [[nodiscard]] std::coroutine_handle<promise_type> release() noexcept {
+        (void)handle();
+        return std::exchange(h_, {});
+    }
 
 private:
     friend promise_type;
     explicit task(std::coroutine_handle<promise_type> h) noexcept : h_(h) {}
     void reset() noexcept {
         if (h_) {
-            if (!h_.promise().has(detail::promise_base::started)) [[unlikely]]
+            if (!h_.promise().has(detail::promise_base::started | detail::promise_base::handed)) [[unlikely]]
                 detail::report_never_awaited(h_.promise());
             h_.destroy();
         }

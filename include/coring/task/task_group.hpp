@@ -50,7 +50,10 @@ public:
     /// awaited or dropped. Throws std::logic_error once the group has failed or been cancelled (it is shutting down).
     template <class T>
     join_handle<T> spawn(task<T> t, detail::code_site site = detail::code_site::here()) {
-        if (failed_ || cancelled_) throw std::logic_error("coring: task_group::spawn on a group that is shutting down");
+        if (failed_ || cancelled_) {
+            (void)t.handle(); // refused loudly: not also a never-awaited report in debug mode
+            throw std::logic_error("coring: task_group::spawn on a group that is shutting down");
+        }
         detail::loop_core& core = detail::require_core("task_group::spawn");
         auto* m = new member; // one small node per child: it outlives the group if the group is not joined
         join_handle<T> h;
@@ -89,6 +92,7 @@ public:
     /// One wait for running_ to reach 0 (join() repeats it: a child may spawn another one before the joiner runs).
     class [[nodiscard]] wait_awaiter {
     public:
+        /// A wait on `g`, which must outlive it (join() makes these).
         explicit wait_awaiter(task_group& g) noexcept : g_(g) {}
         bool await_ready() const noexcept { return g_.running_ == 0; }
         template <class P>
