@@ -8,7 +8,9 @@
 #include <coring/detail/task_trace.hpp>
 #include <coring/error.hpp>
 #include <coring/net/address.hpp>
+#include <coring/net/detail/receiver.hpp>
 #include <coring/net/detail/socket.hpp>
+#include <coring/net/stream_errors.hpp>
 #include <coring/runtime/event_loop.hpp>
 
 #include <liburing.h>
@@ -29,127 +31,6 @@
 #include <utility>
 
 namespace coring {
-
-class stream;
-
-namespace detail {
-
-class receiver;
-
-/// A read waiting on a stream's multishot receive (stream::enable_multishot) instead of an operation of its own.
-struct rx_waiter : cancel_point {
-    rx_waiter() noexcept : cancel_point{&cancel_ops_of<&cancel_thunk, &describe_as<receive_label>>} {}
-    rx_waiter(const rx_waiter&) noexcept : rx_waiter() {} // a copy (a move before awaiting) is a fresh wait
-
-    /// Takes what the read can use from the stream; true when the read is over. Bound by the awaitable.
-    bool (*ready)(void* awaitable) noexcept = nullptr;
-    void* awaitable = nullptr;
-    std::span<std::byte> direct{}; // read(): a fresh receive lands here when nothing is buffered (one copy)
-    std::size_t direct_got = 0;
-    std::coroutine_handle<> h{};
-    cancel_context* ctx = nullptr;
-    receiver* rx = nullptr;
-    bool cancelled = false;
-
-    static void cancel_thunk(cancel_point* c) noexcept;
-};
-
-/// A stream's multishot receive: one IORING_OP_RECV with IORING_RECV_MULTISHOT and a provided-buffer ring, armed
-/// by the first read that has to wait and left armed between reads, so that a request/response connection costs
-/// no submission per read and no poll arming per message. Each completion's bytes are copied into the waiting
-/// read's buffer or the stream's read-ahead buffer at once, and the provided buffer goes straight back.
-///
-/// Owned by its stream (heap-allocated once per stream, so that the stream may move). When the stream lets go
-/// (close, destruction) with the receive still in the kernel, the receiver cancels it and frees itself on its final
-/// completion. Back-pressure: once the read-ahead buffer holds limit() bytes nobody reads, the receive is cancelled
-/// and re-armed by the next read that waits; bytes already received are never dropped.
-class receiver : public standing_op {
-public:
-    receiver(stream* owner, event_loop& loop, provided_buffers& bufs) noexcept
-        : standing_op(&prep, &complete), owner_(owner), bufs_(&bufs) {
-        loop.add_standing(this);
-    }
-
-    [[nodiscard]] event_loop* loop_ptr() const noexcept { return static_cast<event_loop*>(loop); }
-    void set_owner(stream* s) noexcept { owner_ = s; }
-    [[nodiscard]] bool eof() const noexcept { return eof_; }
-    [[nodiscard]] int error() const noexcept { return err_; }
-    /// The error, once: the stream reads as ended from then on.
-    int take_error() noexcept {
-        eof_ = true;
-        return std::exchange(err_, 0);
-    }
-
-    /// Parks `w` until the read it belongs to is over; false when it already is (or was cancelled before).
-    template <class P>
-    bool wait(rx_waiter& w, std::coroutine_handle<P> h) noexcept {
-        w.ctx = context_of(h);
-        if (w.ctx && w.ctx->requested) {
-            w.cancelled = true;
-            return false;
-        }
-        if (w.ready(w.awaitable)) return false; // the end or an error is already known
-        w.h = h;
-        w.rx = this;
-        waiter_ = &w;
-        arm();
-        if (w.ctx) w.ctx->point = &w;
-        return true;
-    }
-    void forget(rx_waiter& w) noexcept {
-        if (waiter_ == &w) waiter_ = nullptr;
-    }
-
-    /// The stream lets go of its receiver (close, destruction): a waiting read ends with ECANCELED.
-    void release() noexcept;
-
-private:
-    void arm() noexcept;
-    void notify() noexcept {
-        if (!waiter_ || !waiter_->ready(waiter_->awaitable)) return;
-        rx_waiter* w = std::exchange(waiter_, nullptr);
-        if (w->ctx) w->ctx->point = nullptr;
-        loop_ptr()->schedule(w->h);
-    }
-    static void prep(op_base* op, io_uring_sqe* sqe) noexcept;
-    static void complete(op_base* op, int res, unsigned flags) noexcept;
-
-    stream* owner_; // null once the stream let go; the final completion then frees the receiver
-    provided_buffers* bufs_;
-    rx_waiter* waiter_ = nullptr;
-    int fd_ = -1;           // the socket, as of the last arming
-    int err_ = 0;           // a receive error: every later read reports it
-    bool eof_ = false;      // the peer finished sending
-    bool multishot_ = true; // the armed receive is multishot
-    bool delivered_ = false;
-};
-
-} // namespace detail
-
-/// Thrown by read_exact() when the stream ends before the buffer is full (asyncio.IncompleteReadError). The bytes
-/// that did arrive stay in the stream: a later read() returns them.
-class incomplete_read_error : public std::runtime_error {
-public:
-    incomplete_read_error(std::size_t expected, std::size_t received)
-        : std::runtime_error("coring: read_exact: the stream ended after " + std::to_string(received) + " of " +
-                             std::to_string(expected) + " bytes"),
-          expected_(expected),
-          received_(received) {}
-    [[nodiscard]] std::size_t expected() const noexcept { return expected_; }
-    [[nodiscard]] std::size_t received() const noexcept { return received_; }
-
-private:
-    std::size_t expected_, received_;
-};
-
-/// Thrown by read_until() when no delimiter arrives within the stream's limit (asyncio.LimitOverrunError). The
-/// bytes stay in the stream.
-class limit_overrun_error : public std::length_error {
-public:
-    explicit limit_overrun_error(std::size_t limit)
-        : std::length_error("coring: read_until: no delimiter within the stream's limit of " + std::to_string(limit) +
-                            " bytes") {}
-};
 
 /// A connected byte stream over a socket (TCP or Unix-domain): asyncio's StreamReader and StreamWriter in one.
 ///
@@ -172,6 +53,7 @@ public:
 /// descriptor if close() was not awaited.
 class stream {
 public:
+    /// limit() of a new stream: 64 KiB.
     static constexpr std::size_t default_limit = 64 * 1024;
 
     /// No socket.
@@ -191,6 +73,8 @@ public:
         s.pipe_ = true;
         return s;
     }
+    /// Moves the socket, the buffered bytes and the multishot receive; `o` is left closed. Aborts the process if `o`
+    /// has a read or write in flight.
     stream(stream&& o) noexcept
         : fd_(std::exchange(o.fd_, -1)),
           peer_(std::move(o.peer_)),
@@ -206,6 +90,8 @@ public:
         o.check_idle("moved");
         if (rx_) rx_->set_owner(this);
     }
+    /// Closes this stream's socket (at once, not through the ring), then takes over `o`'s; `o` is left closed.
+    /// Aborts the process if either stream has a read or write in flight.
     stream& operator=(stream&& o) noexcept {
         if (this != &o) {
             check_idle("assigned to");
@@ -235,9 +121,10 @@ public:
 
     // ---- reading -----------------------------------------------------------------------------------------------
 
-    /// The awaitable of read().
+    /// The awaitable of read(): co_await yields the bytes read, 0 at the end of the stream.
     class [[nodiscard]] read_awaitable : public detail::io_op<read_awaitable> {
     public:
+        /// Made by read(); a copy (before it is awaited) is a fresh read.
         read_awaitable(stream& s, std::span<std::byte> buf) noexcept : s_(&s), buf_(buf) {}
         template <class P>
         bool await_suspend(std::coroutine_handle<P> h) {
@@ -254,8 +141,11 @@ public:
             s_->reading_ = false;
             return true;
         }
+        /// For task dumps: "read on fd 7 (peer 10.0.0.2:5432)".
         void describe_wait(std::string& out) const { s_->describe_io("read", out); }
+        /// Fills the SQE: a recv (on a pipe, a read) into the caller's buffer. Called by the loop.
         void prep(io_uring_sqe* sqe) noexcept { s_->prep_in(sqe, buf_.data(), buf_.size()); }
+        /// Handles the completion: keeps the byte count or the error; one recv is the whole read.
         bool step(int res) noexcept {
             if (res >= 0) n_ = static_cast<std::size_t>(res);
             else err_ = -res;
@@ -296,9 +186,10 @@ public:
     /// read() into chars.
     [[nodiscard]] read_awaitable read(std::span<char> buf) noexcept { return read(std::as_writable_bytes(buf)); }
 
-    /// The awaitable of read_exact().
+    /// The awaitable of read_exact(): co_await yields nothing once the buffer is full.
     class [[nodiscard]] read_exact_awaitable : public detail::io_op<read_exact_awaitable> {
     public:
+        /// Made by read_exact(); a copy (before it is awaited) is a fresh read.
         read_exact_awaitable(stream& s, std::span<std::byte> buf) noexcept : s_(&s), buf_(buf) {}
         template <class P>
         bool await_suspend(std::coroutine_handle<P> h) {
@@ -312,8 +203,12 @@ public:
             s_->reading_ = false;
             return true;
         }
+        /// For task dumps: "read_exact on fd 7 (peer 10.0.0.2:5432)".
         void describe_wait(std::string& out) const { s_->describe_io("read_exact", out); }
+        /// Fills the SQE: a recv (on a pipe, a read) into the part of the buffer still empty. Called by the loop.
         void prep(io_uring_sqe* sqe) noexcept { s_->prep_in(sqe, buf_.data() + got_, buf_.size() - got_); }
+        /// Handles a completion: adds the bytes and asks for another recv until the buffer is full; the end of the
+        /// stream, an error, or close() between two pieces ends the read.
         bool step(int res) noexcept {
             if (res > 0) {
                 got_ += static_cast<std::size_t>(res);
@@ -369,9 +264,11 @@ public:
         return read_exact(std::as_writable_bytes(buf));
     }
 
-    /// The awaitable of read_until().
+    /// The awaitable of read_until(): co_await yields the line as a std::string.
     class [[nodiscard]] read_until_awaitable : public detail::io_op<read_until_awaitable> {
     public:
+        /// Made by read_until(); throws std::invalid_argument for an empty delimiter. A copy (before it is awaited)
+        /// is a fresh read.
         read_until_awaitable(stream& s, std::string delim) : s_(&s), delim_(std::move(delim)) {
             if (delim_.empty()) throw std::invalid_argument("coring: read_until: empty delimiter");
         }
@@ -386,8 +283,13 @@ public:
             s_->reading_ = false;
             return true;
         }
+        /// For task dumps: "read_until on fd 7 (peer 10.0.0.2:5432)".
         void describe_wait(std::string& out) const { s_->describe_io("read_until", out); }
+        /// Fills the SQE: a recv (on a pipe, a read) into the free room of the stream's read-ahead buffer. Called by
+        /// the loop.
         void prep(io_uring_sqe* sqe) noexcept { s_->prep_in(sqe, s_->buf_.get() + s_->end_, room_); }
+        /// Handles a completion: looks for the delimiter in what is buffered and asks for another recv until it is
+        /// found or limit() is reached; at the end of the stream the rest is the result.
         bool step(int res) noexcept {
             if (res > 0) {
                 s_->end_ += static_cast<std::size_t>(res);
@@ -490,9 +392,10 @@ public:
 
     // ---- writing -----------------------------------------------------------------------------------------------
 
-    /// The awaitable of write() and write_all().
+    /// The awaitable of write() and write_all(): co_await yields the bytes sent.
     class [[nodiscard]] write_awaitable : public detail::io_op<write_awaitable> {
     public:
+        /// Made by write() (`all` false) or write_all() (`all` true); a copy (before it is awaited) is a fresh write.
         write_awaitable(stream& s, std::span<const std::byte> buf, bool all) noexcept : s_(&s), buf_(buf), all_(all) {}
         template <class P>
         bool await_suspend(std::coroutine_handle<P> h) {
@@ -504,8 +407,12 @@ public:
             s_->writing_ = false;
             return true;
         }
+        /// For task dumps: "write on fd 7 (peer 10.0.0.2:5432)".
         void describe_wait(std::string& out) const { s_->describe_io("write", out); }
+        /// Fills the SQE: a send with MSG_NOSIGNAL (on a pipe, a write) of what is not sent yet. Called by the loop.
         void prep(io_uring_sqe* sqe) noexcept { s_->prep_out(sqe, buf_.data() + done_, buf_.size() - done_); }
+        /// Handles a completion: write() is over after one send; write_all() sends the rest after a short send,
+        /// until all is sent, an error, or close() between two pieces.
         bool step(int res) noexcept {
             if (res < 0) {
                 err_ = -res;
@@ -543,20 +450,23 @@ public:
     [[nodiscard]] write_awaitable write(std::span<const std::byte> buf) noexcept {
         return write_awaitable(*this, buf, false);
     }
+    /// write() of a string's characters (not copied: they must stay alive until the write completes).
     [[nodiscard]] write_awaitable write(std::string_view s) noexcept { return write(std::as_bytes(std::span(s))); }
     /// Sends all of `buf` (asyncio's write + drain), in as many sends as the kernel needs.
     [[nodiscard]] write_awaitable write_all(std::span<const std::byte> buf) noexcept {
         return write_awaitable(*this, buf, true);
     }
+    /// write_all() of a string's characters (not copied: they must stay alive until the write completes).
     [[nodiscard]] write_awaitable write_all(std::string_view s) noexcept {
         return write_all(std::as_bytes(std::span(s)));
     }
 
     // ---- closing -----------------------------------------------------------------------------------------------
 
-    /// The awaitable of shutdown() and close().
+    /// The awaitable of shutdown() and close(): co_await yields nothing once it is done.
     class [[nodiscard]] end_awaitable : public detail::io_op<end_awaitable> {
     public:
+        /// Made by shutdown() (shutdown(2) with `how`) and close() (`close` true; a pipe's shutdown closes too).
         end_awaitable(stream& s, int how, bool close) noexcept : s_(&s), how_(how), close_(close) {}
         ~end_awaitable() {
             if (fd_ >= 0) detail::close_fd(fd_); // a close that never reached the kernel (cancelled before it began)
@@ -580,10 +490,13 @@ public:
             detail::close_fd(std::exchange(fd_, -1)); // before Linux 5.6, and on epoll
             return true;
         }
+        /// Fills the SQE: IORING_OP_CLOSE, which takes over the descriptor, or IORING_OP_SHUTDOWN. Called by the loop.
         void prep(io_uring_sqe* sqe) noexcept {
             if (close_) io_uring_prep_close(sqe, std::exchange(fd_, -1)); // the kernel owns it from here
             else io_uring_prep_shutdown(sqe, s_->fd_, how_);
         }
+        /// Handles the completion: keeps the error, which fails a shutdown; a close releases the descriptor whatever
+        /// it reports.
         bool step(int res) noexcept {
             if (res < 0) err_ = -res;
             return true;
@@ -637,6 +550,7 @@ public:
     [[nodiscard]] bool multishot() const noexcept { return rx_ != nullptr; }
     /// The read-ahead limit: the longest line read_until() accepts.
     [[nodiscard]] std::size_t limit() const noexcept { return limit_; }
+    /// Sets limit(); throws std::invalid_argument for 0. Bytes already buffered stay.
     void set_limit(std::size_t bytes) {
         if (bytes == 0) throw std::invalid_argument("coring: stream limit must be at least 1 byte");
         limit_ = bytes;
@@ -655,8 +569,8 @@ protected:
         out += ')';
     }
 
-    int fd_ = -1;
-    address peer_;
+    int fd_ = -1;  ///< the socket or pipe end; -1 when there is none (closed, moved from)
+    address peer_; ///< the remote address given at construction, for peer_address() and error messages
 
 private:
     /// await_suspend of the read and write awaitables: submits, and records the operation for close() to cancel.
@@ -706,7 +620,6 @@ private:
         if (!bufs) return;
         rx_ = new (std::nothrow) detail::receiver(this, *loop, *bufs);
     }
-    /// Whether this read goes through the receiver (one whose loop has gone is dropped: plain receives from then on).
     // A read or write takes an unsigned length; a longer transfer goes in pieces (the callers loop).
     static unsigned pipe_len(std::size_t len) noexcept {
         return static_cast<unsigned>(std::min<std::size_t>(len, std::size_t{1} << 30));
@@ -729,6 +642,7 @@ private:
         return detail::net_error(err, "write to a pipe", peer_);
     }
 
+    /// Whether this read goes through the receiver (one whose loop has gone is dropped: plain receives from then on).
     bool use_rx() noexcept {
         if (pipe_) return false;
         if (!rx_ && !auto_checked_) {
@@ -848,52 +762,16 @@ private:
     detail::loop_core* owner_ = nullptr; // the loop of its first read or write (CORING_CHECKS)
 };
 
+// ---- the multishot receiver's steps that reach into the stream (net/detail/receiver.hpp) ------------------------
+
+/// @cond
 namespace detail {
-
-inline void rx_waiter::cancel_thunk(cancel_point* c) noexcept {
-    auto* w = static_cast<rx_waiter*>(c);
-    // The receive stays armed: what arrives from now on waits in the stream for the next read.
-    w->rx->forget(*w);
-    w->cancelled = true;
-    w->ctx->point = nullptr;
-    w->rx->loop_ptr()->schedule(w->h);
-}
-
-inline void receiver::release() noexcept {
-    owner_ = nullptr;
-    if (waiter_) {
-        rx_waiter* w = std::exchange(waiter_, nullptr);
-        (void)w->ready(w->awaitable); // the stream has no receiver any more: ECANCELED
-        if (w->ctx) w->ctx->point = nullptr;
-        loop_ptr()->schedule(w->h);
-    }
-    if (!loop) {
-        // The loop is gone; whatever the kernel held went with its ring. Never free what it may have owned.
-        if (!in_kernel()) delete this;
-        return;
-    }
-    if (current_state() == state::queued) return loop_ptr()->cancel(this); // completes, and frees, at once
-    if (in_kernel()) {
-        if (current_state() == state::submitted) loop_ptr()->cancel(this);
-        return; // freed by its final completion
-    }
-    loop_ptr()->remove_standing(this);
-    delete this;
-}
 
 inline void receiver::arm() noexcept {
     if (in_kernel() || current_state() == state::queued || eof_ || err_ || !owner_ || !loop) return;
     multishot_ = bufs_->multishot();
     fd_ = owner_->fd_;
     loop_ptr()->start(this);
-}
-
-inline void receiver::prep(op_base* op, io_uring_sqe* sqe) noexcept {
-    auto* r = static_cast<receiver*>(op);
-    if (r->multishot_) io_uring_prep_recv_multishot(sqe, r->fd_, nullptr, 0, 0);
-    else io_uring_prep_recv(sqe, r->fd_, nullptr, r->bufs_->buffer_size(), 0);
-    sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = provided_buffers::group;
 }
 
 inline void receiver::complete(op_base* op, int res, unsigned flags) noexcept {
@@ -953,5 +831,6 @@ inline void receiver::complete(op_base* op, int res, unsigned flags) noexcept {
 }
 
 } // namespace detail
+/// @endcond
 
 } // namespace coring
