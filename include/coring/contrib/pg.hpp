@@ -42,6 +42,7 @@ struct idle_again {
 /// A failed connection or statement; what() is PostgreSQL's message (and the SQLSTATE in sqlstate()).
 class error : public std::runtime_error {
 public:
+    /// what() is "coring::pg: " followed by `what`; `sqlstate` is the server's SQLSTATE, if it sent one.
     explicit error(const std::string& what, std::string sqlstate = {})
         : std::runtime_error("coring::pg: " + what), sqlstate_(std::move(sqlstate)) {}
     /// The five-character SQLSTATE code ("42601" for a syntax error), empty when there is none.
@@ -190,19 +191,24 @@ inline task<> resolve_hosts(conn_params& p) {
 /// The rows of one statement (a PGresult, cleared on destruction).
 class result {
 public:
+    /// Takes ownership of `r` (PQclear on destruction).
     explicit result(PGresult* r) noexcept : r_(r) {}
+    /// The number of rows (PQntuples); 0 for a command that returns none.
     [[nodiscard]] int rows() const noexcept { return PQntuples(r_.get()); }
+    /// The number of columns of each row (PQnfields).
     [[nodiscard]] int columns() const noexcept { return PQnfields(r_.get()); }
     /// The value at (row, column) as text; empty for NULL (see is_null).
     [[nodiscard]] std::string_view get(int row, int column) const noexcept {
         return {PQgetvalue(r_.get(), row, column), static_cast<std::size_t>(PQgetlength(r_.get(), row, column))};
     }
+    /// The value at (row, column) is NULL, which get() returns as empty, like an empty string.
     [[nodiscard]] bool is_null(int row, int column) const noexcept { return PQgetisnull(r_.get(), row, column) != 0; }
     /// The number of rows a command affected ("" → 0).
     [[nodiscard]] long affected() const noexcept {
         const char* s = PQcmdTuples(r_.get());
         return s && *s ? std::stol(s) : 0;
     }
+    /// libpq's PGresult, for what coring does not wrap; still owned (and cleared) by this result.
     [[nodiscard]] PGresult* native_handle() const noexcept { return r_.get(); }
 
 private:
@@ -216,7 +222,10 @@ private:
 class connection {
 public:
     connection() noexcept = default;
+    /// Moves the connection; `o` is left without one. Moving it while a query on it runs aborts the process.
     connection(connection&& o) noexcept : c_(std::exchange(o.c_, nullptr)) { o.check_idle("moved"); }
+    /// Closes this connection (PQfinish), then takes `o`'s; `o` is left without one. Aborts the process if a query
+    /// runs on either.
     connection& operator=(connection&& o) noexcept {
         if (this != &o) {
             o.check_idle("moved");

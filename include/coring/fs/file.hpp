@@ -93,21 +93,27 @@ public:
     /// The awaitable of open().
     class [[nodiscard]] open_awaitable : public detail::fs_op<open_awaitable> {
     public:
+        /// Made by open(): `flags` for openat(2), `permissions` for a file it creates.
         open_awaitable(std::string path, int flags, unsigned permissions) noexcept
             : path_(std::move(path)), flags_(flags), perms_(permissions) {}
+        /// A copy (a move before awaiting) is a fresh operation on the same path.
         open_awaitable(const open_awaitable& o)
             : detail::fs_op<open_awaitable>(o), path_(o.path_), flags_(o.flags_), perms_(o.perms_) {}
         ~open_awaitable() {
             if (fd_ >= 0) ::close(fd_); // opened, but the caller was cancelled or the result never taken
         }
 
+        /// For fs_op: whether the kernel has IORING_OP_OPENAT; otherwise openat(2) runs on the worker pool.
         bool uses_ring(const event_loop& loop) const noexcept { return loop.supports(IORING_OP_OPENAT); }
+        /// For io_op: fills the SQE of the open, or of the statx that asks for open_mode::direct's alignment.
         void prep(io_uring_sqe* sqe) noexcept {
 #ifdef STATX_DIOALIGN
             if (fd_ >= 0) return io_uring_prep_statx(sqe, fd_, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx_);
 #endif
             io_uring_prep_openat(sqe, AT_FDCWD, path_.c_str(), flags_, perms_);
         }
+        /// For io_op: a CQE arrived; true when the open is over. An open interrupted without a cancellation is made
+        /// again (16 times at most, then EINTR); an open_mode::direct one goes on to the alignment query.
         bool step(int res) noexcept {
             // Interrupted before it did anything, and not by this task's cancellation (io_op takes -ECANCELED and
             // -EINTR as that, and never passes them here then): -ERESTARTSYS from a worker thread's blocked open that
@@ -135,6 +141,7 @@ public:
 #endif
             return true;
         }
+        /// For fs_op, on a worker thread: openat(2), then statx for open_mode::direct's alignment; 0 or -errno.
         int blocking() noexcept {
             const int fd = ::openat(AT_FDCWD, path_.c_str(), flags_, static_cast<mode_t>(perms_));
             if (fd < 0) return -errno;
@@ -216,7 +223,9 @@ public:
     template <class Derived>
     class file_op : public detail::fs_op<Derived>, protected op_node {
     public:
+        /// An operation on `f`; it is listed for close() to stop while it is in flight.
         explicit file_op(file& f) noexcept : op_node(&f, &halt_thunk) {}
+        /// A copy (a move before awaiting) is a fresh operation on the same file, not in flight.
         file_op(const file_op& o) noexcept : detail::fs_op<Derived>(o), op_node(o) {}
 
         template <class P>
@@ -269,6 +278,7 @@ public:
     /// The awaitable of read_at() and read(): one read; the bytes read, 0 at the end of the file.
     class [[nodiscard]] read_awaitable : public file_op<read_awaitable> {
     public:
+        /// Made by read_at() (at `offset`) and read() (`sequential`: at the file's position(), which it advances).
         read_awaitable(file& f, std::span<std::byte> buf, std::uint64_t offset, bool sequential)
             : file_op<read_awaitable>(f), buf_(buf), off_(offset), seq_(sequential) {}
         bool await_ready() {
@@ -285,14 +295,20 @@ public:
             ready_ = buf_.empty(); // nothing to read, nothing to wait for
             return ready_;
         }
+        /// The read could not start (no worker thread for the fallback): frees the file for the next sequential read
+        /// or write.
         void abandon() noexcept {
             if (seq_) the_file()->seq_busy_ = false;
         }
+        /// For fs_op: whether the kernel has IORING_OP_READ; otherwise pread(2) runs on the worker pool.
         bool uses_ring(const event_loop& loop) const noexcept { return loop.supports(IORING_OP_READ); }
+        /// For io_op: fills the read's SQE (at most detail::max_rw_count bytes).
         void prep(io_uring_sqe* sqe) noexcept {
             io_uring_prep_read(sqe, fd_, buf_.data(),
                                static_cast<unsigned>(std::min(buf_.size(), detail::max_rw_count)), off_);
         }
+        /// For fs_op, on a worker thread: pread(2); a pipe or FIFO is waited on in a way that close() and a
+        /// cancellation can interrupt. Bytes read, or -errno.
         int blocking() noexcept {
             const std::size_t len = std::min(buf_.size(), detail::max_rw_count);
             const ssize_t n = ::pread(fd_, buf_.data(), len, static_cast<off_t>(off_));
@@ -330,6 +346,8 @@ public:
     /// _all forms).
     class [[nodiscard]] write_awaitable : public file_op<write_awaitable> {
     public:
+        /// Made by write_at() and write_all_at() (at `offset`), write() and write_all() (`sequential`: at the file's
+        /// position(), which it advances); `all` for the _all forms.
         write_awaitable(file& f, std::span<const std::byte> buf, std::uint64_t offset, bool sequential, bool all)
             : file_op<write_awaitable>(f), buf_(buf), off_(offset), seq_(sequential), all_(all) {}
         bool await_ready() {
@@ -346,14 +364,20 @@ public:
             ready_ = buf_.empty();
             return ready_;
         }
+        /// The write could not start (no worker thread for the fallback): frees the file for the next sequential read
+        /// or write.
         void abandon() noexcept {
             if (seq_) the_file()->seq_busy_ = false;
         }
+        /// For fs_op: whether the kernel has IORING_OP_WRITE; otherwise pwrite(2) runs on the worker pool.
         bool uses_ring(const event_loop& loop) const noexcept { return loop.supports(IORING_OP_WRITE); }
+        /// For io_op: fills the SQE of the next write, for what is left (at most detail::max_rw_count bytes).
         void prep(io_uring_sqe* sqe) noexcept {
             const std::size_t n = std::min(buf_.size() - done_, detail::max_rw_count);
             io_uring_prep_write(sqe, fd_, buf_.data() + done_, static_cast<unsigned>(n), off_ + done_);
         }
+        /// For io_op: a write's CQE arrived; true when the operation is over (an error, a write that took nothing,
+        /// one write, or all of a write_all, or the file closed between two of its writes), false to write the rest.
         bool step(int res) noexcept {
             if (res < 0) {
                 err_ = -res;
@@ -371,6 +395,8 @@ public:
             }
             return false;
         }
+        /// For fs_op, on a worker thread: pwrite(2), repeated for a write_all until all is written or it fails; a pipe
+        /// or FIFO is waited on in a way that close() and a cancellation can interrupt. 0, or -ECANCELED when stopped.
         int blocking() noexcept {
             do {
                 if (done_ && this->stopped()) { // the file was closed between two writes of a write_all
@@ -475,14 +501,18 @@ public:
     /// The awaitable of sync() and sync_data().
     class [[nodiscard]] sync_awaitable : public file_op<sync_awaitable> {
     public:
+        /// Made by sync() and sync_data() (`data_only`: fdatasync rather than fsync).
         sync_awaitable(file& f, bool data_only) noexcept : file_op<sync_awaitable>(f), data_only_(data_only) {}
         /// The descriptor is the file's when awaited (a closed file is a std::logic_error), as for reads and writes.
         bool await_ready() {
             fd_ = the_file()->usable_fd(data_only_ ? "fdatasync" : "fsync");
             return false;
         }
+        /// For fs_op: whether the kernel has IORING_OP_FSYNC; otherwise fsync(2) runs on the worker pool.
         bool uses_ring(const event_loop& loop) const noexcept { return loop.supports(IORING_OP_FSYNC); }
+        /// For io_op: fills the fsync's SQE (IORING_FSYNC_DATASYNC for sync_data).
         void prep(io_uring_sqe* sqe) noexcept { io_uring_prep_fsync(sqe, fd_, data_only_ ? IORING_FSYNC_DATASYNC : 0); }
+        /// For fs_op, on a worker thread: fsync(2) or fdatasync(2); 0 or -errno.
         int blocking() noexcept { return (data_only_ ? ::fdatasync(fd_) : ::fsync(fd_)) == 0 ? 0 : -errno; }
         void await_resume() {
             const int r = outcome();
@@ -501,14 +531,18 @@ public:
     /// The awaitable of size().
     class [[nodiscard]] size_awaitable : public file_op<size_awaitable> {
     public:
+        /// Made by size().
         explicit size_awaitable(file& f) noexcept : file_op<size_awaitable>(f) {}
         /// The descriptor is the file's when awaited (a closed file is a std::logic_error), as for reads and writes.
         bool await_ready() {
             fd_ = the_file()->usable_fd("statx");
             return false;
         }
+        /// For fs_op: whether the kernel has IORING_OP_STATX; otherwise statx(2) runs on the worker pool.
         bool uses_ring(const event_loop& loop) const noexcept { return loop.supports(IORING_OP_STATX); }
+        /// For io_op: fills the SQE of a statx of the descriptor that asks for the size.
         void prep(io_uring_sqe* sqe) noexcept { io_uring_prep_statx(sqe, fd_, "", AT_EMPTY_PATH, STATX_SIZE, &stx_); }
+        /// For fs_op, on a worker thread: statx(2) of the descriptor; 0 or -errno.
         int blocking() noexcept { return ::statx(fd_, "", AT_EMPTY_PATH, STATX_SIZE, &stx_) == 0 ? 0 : -errno; }
         /// The file's size in bytes (0 for pipes and for /proc files, whose size is not known in advance).
         std::uint64_t await_resume() {
@@ -527,7 +561,9 @@ public:
     /// The awaitable of close().
     class [[nodiscard]] close_awaitable : public detail::fs_op<close_awaitable> {
     public:
+        /// Made by close(); the descriptor is taken from `f` when the close is awaited.
         explicit close_awaitable(file& f) noexcept : f_(&f) {}
+        /// A copy (a move before awaiting) is a fresh close of the same file.
         close_awaitable(const close_awaitable& o) noexcept : detail::fs_op<close_awaitable>(o), f_(o.f_) {}
         ~close_awaitable() {
             if (fd_ >= 0) ::close(fd_); // taken from the file, but the close never reached the kernel (cancelled)
@@ -543,8 +579,11 @@ public:
             fd_ = std::exchange(f_->fd_, -1);
             return false;
         }
+        /// For fs_op: whether the kernel has IORING_OP_CLOSE; otherwise close(2) runs on the worker pool.
         bool uses_ring(const event_loop& loop) const noexcept { return loop.supports(IORING_OP_CLOSE); }
+        /// For io_op: fills the close's SQE, which takes over the descriptor.
         void prep(io_uring_sqe* sqe) noexcept { io_uring_prep_close(sqe, std::exchange(fd_, -1)); }
+        /// For fs_op, on a worker thread: close(2) of the descriptor, which it takes over; 0 or -errno.
         int blocking() noexcept { return ::close(std::exchange(fd_, -1)) == 0 ? 0 : -errno; }
         /// Throws std::system_error naming the path (a delayed write error, on NFS for instance); the descriptor is
         /// closed either way. A cancelled close still closes the descriptor.
@@ -596,9 +635,10 @@ public:
     void seek(std::uint64_t position) noexcept { pos_ = position; }
     /// Whether the file was opened with open_mode::direct.
     [[nodiscard]] bool direct() const noexcept { return direct_; }
-    /// O_DIRECT's alignment of buffer addresses, and of offsets and lengths, for this file (from statx, 512 when the
-    /// kernel does not say).
+    /// O_DIRECT's alignment of buffer addresses for this file (from statx, 512 when the kernel does not say).
     [[nodiscard]] std::uint32_t direct_memory_alignment() const noexcept { return mem_align_; }
+    /// O_DIRECT's alignment of file offsets and transfer lengths for this file (from statx, 512 when the kernel does
+    /// not say).
     [[nodiscard]] std::uint32_t direct_io_alignment() const noexcept { return io_align_; }
 
 private:

@@ -90,8 +90,8 @@ inline bool unsafe_field(std::string_view s) noexcept {
 
 /// One header field.
 struct field {
-    std::string name;
-    std::string value;
+    std::string name;  ///< the field's name, as written (compare it case-insensitively)
+    std::string value; ///< the field's value
 };
 
 namespace detail {
@@ -135,7 +135,9 @@ private:
 class headers {
 public:
     headers() noexcept : fields_(detail::field_stock::take()) {}
+    /// Copies `o`'s fields.
     headers(const headers& o) : fields_(o.begin(), o.end()), count_(o.count_) {}
+    /// Replaces the fields with copies of `o`'s.
     headers& operator=(const headers& o) {
         if (this != &o) {
             fields_.assign(o.begin(), o.end());
@@ -147,6 +149,7 @@ public:
     headers(headers&& o) noexcept : fields_(std::move(o.fields_)), count_(std::exchange(o.count_, 0)) {
         o.fields_.clear();
     }
+    /// Takes `o`'s fields; `o` is left empty (and reusable).
     headers& operator=(headers&& o) noexcept {
         if (this != &o) {
             fields_ = std::move(o.fields_);
@@ -190,6 +193,7 @@ public:
             if (detail::iequals(fields_[i].name, name)) out.emplace_back(fields_[i].value);
         return out;
     }
+    /// Whether a field called `name` is present.
     [[nodiscard]] bool contains(std::string_view name) const noexcept { return get(name).has_value(); }
     /// Removes every field called `name`; returns how many.
     std::size_t remove(std::string_view name) {
@@ -203,11 +207,17 @@ public:
         count_ = kept;
         return removed;
     }
+    /// Removes every field, keeping the strings' storage for the next ones.
     void clear() noexcept { count_ = 0; }
+    /// The number of fields (a repeated name counts once per field).
     [[nodiscard]] std::size_t size() const noexcept { return count_; }
+    /// Whether there are no fields.
     [[nodiscard]] bool empty() const noexcept { return count_ == 0; }
+    /// The first field (the fields iterate in arrival order); adding a field may invalidate it.
     [[nodiscard]] const field* begin() const noexcept { return fields_.data(); }
+    /// Past the last field.
     [[nodiscard]] const field* end() const noexcept { return fields_.data() + count_; }
+    /// Field `i` in arrival order; `i` must be below size() (not checked).
     [[nodiscard]] const field& operator[](std::size_t i) const noexcept { return fields_[i]; }
 
     /// The last field, for parsers that receive a value in pieces.
@@ -300,7 +310,7 @@ inline std::string_view reason_phrase(int status) noexcept {
 struct request {
     std::string method;    ///< "GET", "POST", ...
     std::string target;    ///< the request target as sent: "/search?q=x"
-    int version_minor = 1; ///< HTTP/1.<version_minor>
+    int version_minor = 1; ///< `HTTP/1.<version_minor>`
     http::headers headers; ///< in arrival order
     std::string body;      ///< the whole body (Content-Length or chunked), limited by the server's options
     /// The trailer fields after a chunked body, kept apart from `headers` (RFC 9110 section 6.5: a recipient must
@@ -418,7 +428,7 @@ inline int hex_value(char c) noexcept {
 
 } // namespace detail
 
-/// Decodes %XX escapes (and '+' as a space when `plus_is_space`, as in query strings); a malformed escape is kept
+/// Decodes `%XX` escapes (and '+' as a space when `plus_is_space`, as in query strings); a malformed escape is kept
 /// as it is.
 inline std::string percent_decode(std::string_view s, bool plus_is_space = false) {
     std::string out;

@@ -79,6 +79,7 @@ public:
         return m;
     }
 
+    /// Whether no route has been added.
     [[nodiscard]] bool empty() const noexcept { return routes_.empty(); }
 
 private:

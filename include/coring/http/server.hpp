@@ -172,6 +172,7 @@ struct ws_route {
 /// say "Connection: close"), and after `grace` cancels whatever is left. The server must outlive serve().
 class server {
 public:
+    /// A server with these limits and timeouts; it serves nothing until serve() or listen().
     explicit server(server_options options = {}) : opts_(std::move(options)) {}
     server(const server&) = delete;
     server& operator=(const server&) = delete;
@@ -181,9 +182,13 @@ public:
         routes_.add(method, pattern, std::move(h));
         return *this;
     }
+    /// A GET route (see route()); it serves HEAD requests too, without the body.
     server& get(std::string_view pattern, handler h) { return route("GET", pattern, std::move(h)); }
+    /// A POST route (see route()).
     server& post(std::string_view pattern, handler h) { return route("POST", pattern, std::move(h)); }
+    /// A PUT route (see route()).
     server& put(std::string_view pattern, handler h) { return route("PUT", pattern, std::move(h)); }
+    /// A PATCH route (see route()).
     server& patch(std::string_view pattern, handler h) { return route("PATCH", pattern, std::move(h)); }
     /// A DELETE route (`delete` is a C++ keyword).
     server& del(std::string_view pattern, handler h) { return route("DELETE", pattern, std::move(h)); }
@@ -319,6 +324,7 @@ public:
     [[nodiscard]] std::size_t connections() const noexcept { return live_; }
     /// Connections accepted by serve() so far (one listener per loop: how evenly the kernel spread them).
     [[nodiscard]] std::size_t accepted() const noexcept { return accepted_; }
+    /// The options the server was made with.
     [[nodiscard]] const server_options& options() const noexcept { return opts_; }
 
 private:

@@ -20,12 +20,12 @@ namespace coring::http {
 /// a host name, an IPv4 literal or an IPv6 literal in brackets, and an optional port (default 80 for http, 443 for
 /// https). Host names are lowercased (DNS is case-insensitive, and the connection pool keys on them). The fragment is
 /// dropped (it never goes to the server); "." and ".." path segments are resolved (RFC 3986 5.2.4); an empty path is
-/// "/". Spaces, non-ASCII bytes and the characters `"<>\^`{|}` in the path and query are percent-encoded; '%' is left
+/// "/". Spaces, non-ASCII bytes and the characters ``"<>\^`{|}`` in the path and query are percent-encoded; `%` is left
 /// as it is (the URL is taken as already encoded).
 ///
 /// Rejected with std::invalid_argument naming the text: other schemes, a missing or malformed host, a port that is
-/// not 1 to 65535, control characters (CR, LF, NUL, TAB, ...) anywhere, and userinfo ("user:pass@host"): credentials
-/// in URLs end up in logs and Referer headers, and "http://trusted@evil/" misleads readers, so coring refuses them
+/// not 1 to 65535, control characters (CR, LF, NUL, TAB, ...) anywhere, and userinfo (`user:pass@host`): credentials
+/// in URLs end up in logs and Referer headers, and `http://trusted@evil/` misleads readers, so coring refuses them
 /// rather than silently sending an unauthenticated request; send an Authorization header instead.
 struct url {
     std::string scheme = "http"; ///< "http" or "https" (lowercase)

@@ -48,6 +48,7 @@ inline constexpr std::uint16_t internal_error = 1011; ///< the endpoint failed (
 /// 1007 or 1009), or went away without a close handshake (1006).
 class websocket_error : public std::runtime_error {
 public:
+    /// A failure described by close code `code`; what() is `what` prefixed with "coring: websocket: ".
     websocket_error(std::uint16_t code, const std::string& what)
         : std::runtime_error("coring: websocket: " + what), code_(code) {}
     /// The close code that describes the failure.
@@ -59,13 +60,17 @@ private:
 
 /// One message received (aiohttp's WSMessage).
 struct ws_message {
+    /// What a message can be: a text or binary data message, or the peer's close frame.
     enum class kind { text, binary, close };
-    kind type = kind::text;
+    kind type = kind::text; ///< which of the three this message is
     std::string data;       ///< the text (valid UTF-8) or bytes; for close, the peer's reason
     std::uint16_t code = 0; ///< for close: the peer's code (close_code::no_status when it sent none)
 
+    /// Whether it is a text message.
     [[nodiscard]] bool is_text() const noexcept { return type == kind::text; }
+    /// Whether it is a binary message.
     [[nodiscard]] bool is_binary() const noexcept { return type == kind::binary; }
+    /// Whether the peer closed the connection (`code` and `data` say why).
     [[nodiscard]] bool is_close() const noexcept { return type == kind::close; }
 };
 
@@ -156,7 +161,9 @@ public:
 
     /// No connection.
     websocket() = default;
+    /// Moves the connection; the source is left with none.
     websocket(websocket&&) noexcept = default;
+    /// Takes over another websocket's connection; the source is left with none.
     websocket& operator=(websocket&&) noexcept = default;
 
     /// Over a transport whose opening handshake is done; `buffered` holds bytes already read past the handshake.

@@ -121,19 +121,27 @@ public:
 
     /// AF_INET, AF_INET6, AF_UNIX or AF_UNSPEC.
     [[nodiscard]] int family() const noexcept { return len_ ? storage_.ss_family : AF_UNSPEC; }
+    /// family() is AF_INET.
     [[nodiscard]] bool is_ipv4() const noexcept { return family() == AF_INET; }
+    /// family() is AF_INET6, the IPv4-mapped peers of a [::] listener ("[::ffff:1.2.3.4]:80") included.
     [[nodiscard]] bool is_ipv6() const noexcept { return family() == AF_INET6; }
+    /// family() is AF_UNIX: a socket file, an abstract name or an unnamed socket.
     [[nodiscard]] bool is_unix() const noexcept { return family() == AF_UNIX; }
+    /// No address: default-constructed or resized to 0; family() is then AF_UNSPEC.
     [[nodiscard]] bool empty() const noexcept { return len_ == 0; }
 
     /// The sockaddr, for system calls.
     [[nodiscard]] const sockaddr* data() const noexcept { return reinterpret_cast<const sockaddr*>(&storage_); }
+    /// The sockaddr, for the kernel to write into (capacity() bytes); then resize() to the length it reports.
     [[nodiscard]] sockaddr* data() noexcept { return reinterpret_cast<sockaddr*>(&storage_); }
+    /// The sockaddr's length in bytes, as system calls take it; 0 when empty.
     [[nodiscard]] socklen_t size() const noexcept { return len_; }
     /// Room for the kernel to write into (recvfrom, accept); then set its length with resize().
     [[nodiscard]] static constexpr socklen_t capacity() noexcept { return sizeof(sockaddr_storage); }
+    /// Sets the length to the one the kernel reported (capped at capacity()).
     void resize(socklen_t len) noexcept { len_ = len <= capacity() ? len : capacity(); }
 
+    /// Same length and same bytes: an IPv4 address never equals its IPv4-mapped IPv6 form.
     friend bool operator==(const address& a, const address& b) noexcept {
         return a.len_ == b.len_ && std::memcmp(&a.storage_, &b.storage_, a.len_) == 0;
     }

@@ -26,7 +26,9 @@ namespace coring {
 template <class Stream>
 class [[nodiscard]] connect_awaitable : public detail::io_op<connect_awaitable<Stream>>, detail::timer_node {
 public:
+    /// Keeps `to`; the socket is opened and the connect submitted only when awaited.
     explicit connect_awaitable(address to) noexcept : detail::timer_node{{}, &on_retry_due}, to_(std::move(to)) {}
+    /// A fresh, not yet started operation to the same address (for passing it around before it is awaited).
     connect_awaitable(const connect_awaitable& o)
         : detail::io_op<connect_awaitable<Stream>>(o), detail::timer_node{{}, &on_retry_due}, to_(o.to_) {}
     connect_awaitable& operator=(const connect_awaitable&) = delete;
@@ -41,7 +43,10 @@ public:
         retry_ = std::chrono::milliseconds(0);
         return false;
     }
+    /// Fills the SQE: IORING_OP_CONNECT of the new socket to the address. Called by the loop.
     void prep(io_uring_sqe* sqe) noexcept { io_uring_prep_connect(sqe, fd_.get(), to_.data(), to_.size()); }
+    /// The CQE arrived: true when the connect is over (connected or failed); false after a Unix listener's EAGAIN,
+    /// parked until the retry timer fires.
     bool step(int res) noexcept {
         if (res == -EAGAIN && to_.family() == AF_UNIX) {
             using std::chrono::milliseconds;

@@ -77,13 +77,15 @@ public:
         else fd_.reset();
     }
 
-    /// The awaitable of accept().
+    /// The awaitable of accept(): `co_await` yields the accepted `Stream`.
     class [[nodiscard]] accept_awaitable : public detail::io_op<accept_awaitable>,
                                            detail::timer_node,
                                            detail::fd_op<basic_listener> {
     public:
+        /// An accept on `l`; nothing is submitted before it is awaited.
         explicit accept_awaitable(basic_listener& l) noexcept
             : detail::timer_node{{}, &on_backoff_over}, detail::fd_op<basic_listener>(&l, &stop) {}
+        /// A fresh, not yet started accept on the same listener.
         accept_awaitable(const accept_awaitable& o) noexcept
             : detail::io_op<accept_awaitable>(o),
               detail::timer_node{{}, &on_backoff_over},
@@ -103,10 +105,13 @@ public:
             this->enter(listener()->ops_);
             return true;
         }
+        /// Fills the SQE: IORING_OP_ACCEPT, the connection close-on-exec and non-blocking. Called by the loop.
         void prep(io_uring_sqe* sqe) noexcept {
             len_ = address::capacity();
             io_uring_prep_accept(sqe, this->fd_, peer_.data(), &len_, SOCK_CLOEXEC | SOCK_NONBLOCK);
         }
+        /// The CQE arrived: true with a connection or an error; false to accept again, at once after a client gave up
+        /// (ECONNABORTED, EINTR), or parked on a back-off timer when out of descriptors or memory.
         bool step(int res) noexcept {
             if (res >= 0) {
                 conn_ = res;
@@ -132,6 +137,7 @@ public:
             err_ = -res;
             return true;
         }
+        /// Cancelled during a back-off wait: its timer goes.
         void cancel_parked() noexcept {
             if (linked()) this->loop()->remove_timer(this);
         }
@@ -183,8 +189,8 @@ protected:
         if (local_.empty()) local_ = at;
     }
 
-    detail::unique_fd fd_;
-    address local_;
+    detail::unique_fd fd_; ///< the listening socket; empty once closed
+    address local_;        ///< the address it listens on, as local_address() returns it
 
 private:
     void warn(int err) noexcept {

@@ -24,6 +24,8 @@ namespace coring {
 /// A TCP connection (asyncio's StreamReader/StreamWriter pair): see stream for reading, writing and closing.
 class tcp_stream : public stream {
 public:
+    /// stream's constructors: `tcp_stream(fd, peer)` adopts a connected TCP socket (as connect() and accept() do);
+    /// moving is stream's move.
     using stream::stream;
 
     /// Connects to `to` (IORING_OP_CONNECT). Throws std::system_error ("connect 127.0.0.1:9: Connection refused"),
@@ -57,10 +59,11 @@ public:
     void set_nodelay(bool on) { detail::set_int_option(fd_, IPPROTO_TCP, TCP_NODELAY, on, "TCP_NODELAY on", peer_); }
     /// SO_KEEPALIVE: let the kernel probe an idle connection and report a dead peer.
     void set_keepalive(bool on) { detail::set_int_option(fd_, SOL_SOCKET, SO_KEEPALIVE, on, "SO_KEEPALIVE on", peer_); }
-    /// SO_RCVBUF / SO_SNDBUF, in bytes (the kernel doubles and caps them).
+    /// SO_RCVBUF, in bytes (the kernel doubles and caps it).
     void set_receive_buffer_size(int bytes) {
         detail::set_int_option(fd_, SOL_SOCKET, SO_RCVBUF, bytes, "SO_RCVBUF on", peer_);
     }
+    /// SO_SNDBUF, in bytes (the kernel doubles and caps it).
     void set_send_buffer_size(int bytes) {
         detail::set_int_option(fd_, SOL_SOCKET, SO_SNDBUF, bytes, "SO_SNDBUF on", peer_);
     }

@@ -67,14 +67,17 @@ public:
         peer_ = to;
     }
 
-    /// The awaitable of send_to() and send().
+    /// The awaitable of send_to() and send(): `co_await` yields the bytes sent.
     class [[nodiscard]] send_awaitable : public detail::io_op<send_awaitable>, detail::fd_op<udp_socket> {
     public:
+        /// Sends `buf` (not copied: it must outlive the awaitable) to a copy of `*to`, or to the connected peer when
+        /// `to` is null; nothing is submitted before it is awaited.
         send_awaitable(udp_socket& s, std::span<const std::byte> buf, const address* to) noexcept
             : detail::fd_op<udp_socket>(&s, &stop), to_(to ? *to : address{}), to_given_(to != nullptr) {
             iov_.iov_base = const_cast<std::byte*>(buf.data());
             iov_.iov_len = buf.size();
         }
+        /// A fresh, not yet started send of the same buffer to the same destination.
         send_awaitable(const send_awaitable& o) noexcept
             : detail::io_op<send_awaitable>(o),
               detail::fd_op<udp_socket>(o),
@@ -92,6 +95,7 @@ public:
             this->enter(this->owner()->ops_);
             return true;
         }
+        /// Fills the SQE: one IORING_OP_SENDMSG, MSG_NOSIGNAL. Called by the loop.
         void prep(io_uring_sqe* sqe) noexcept {
             msg_ = {};
             msg_.msg_iov = &iov_;
@@ -102,6 +106,7 @@ public:
             }
             io_uring_prep_sendmsg(sqe, this->fd_, &msg_, MSG_NOSIGNAL);
         }
+        /// The CQE arrived: the send is over, sent or failed (a datagram is never sent in pieces).
         bool step(int res) noexcept {
             if (res >= 0) n_ = static_cast<std::size_t>(res);
             else err_ = -res;
@@ -134,6 +139,7 @@ public:
     [[nodiscard]] send_awaitable send_to(std::span<const std::byte> buf, const address& to) noexcept {
         return send_awaitable(*this, buf, &to);
     }
+    /// send_to() of the bytes of `s`, which must outlive the awaitable.
     [[nodiscard]] send_awaitable send_to(std::string_view s, const address& to) noexcept {
         return send_to(std::as_bytes(std::span(s)), to);
     }
@@ -141,15 +147,18 @@ public:
     [[nodiscard]] send_awaitable send(std::span<const std::byte> buf) noexcept {
         return send_awaitable(*this, buf, nullptr);
     }
+    /// send() of the bytes of `s`, which must outlive the awaitable.
     [[nodiscard]] send_awaitable send(std::string_view s) noexcept { return send(std::as_bytes(std::span(s))); }
 
-    /// The awaitable of recv_from() and recv().
+    /// The awaitable of recv_from() and recv(): `co_await` yields the datagram's size and sender.
     class [[nodiscard]] recv_awaitable : public detail::io_op<recv_awaitable>, detail::fd_op<udp_socket> {
     public:
+        /// Receives into `buf`, which must outlive the awaitable; nothing is submitted before it is awaited.
         recv_awaitable(udp_socket& s, std::span<std::byte> buf) noexcept : detail::fd_op<udp_socket>(&s, &stop) {
             iov_.iov_base = buf.data();
             iov_.iov_len = buf.size();
         }
+        /// A fresh, not yet started receive into the same buffer.
         recv_awaitable(const recv_awaitable& o) noexcept
             : detail::io_op<recv_awaitable>(o), detail::fd_op<udp_socket>(o), iov_(o.iov_) {}
         bool await_ready() const {
@@ -163,6 +172,7 @@ public:
             this->enter(this->owner()->ops_);
             return true;
         }
+        /// Fills the SQE: one IORING_OP_RECVMSG, the sender's address written into the awaitable. Called by the loop.
         void prep(io_uring_sqe* sqe) noexcept {
             msg_ = {};
             msg_.msg_iov = &iov_;
@@ -171,6 +181,7 @@ public:
             msg_.msg_namelen = address::capacity();
             io_uring_prep_recvmsg(sqe, this->fd_, &msg_, 0);
         }
+        /// The CQE arrived: the receive is over, with a datagram or an error.
         bool step(int res) noexcept {
             if (res >= 0) {
                 n_ = static_cast<std::size_t>(res);
@@ -205,11 +216,13 @@ public:
     /// Receives one datagram (IORING_OP_RECVMSG): `auto [n, from] = co_await s.recv_from(buf);`. A datagram longer
     /// than the buffer is truncated. Throws std::system_error, cancelled_error.
     [[nodiscard]] recv_awaitable recv_from(std::span<std::byte> buf) noexcept { return recv_awaitable(*this, buf); }
+    /// recv_from() into chars.
     [[nodiscard]] recv_awaitable recv_from(std::span<char> buf) noexcept {
         return recv_from(std::as_writable_bytes(buf));
     }
     /// Receives one datagram from the connected peer; yields the datagram (its `bytes`).
     [[nodiscard]] recv_awaitable recv(std::span<std::byte> buf) noexcept { return recv_awaitable(*this, buf); }
+    /// recv() into chars.
     [[nodiscard]] recv_awaitable recv(std::span<char> buf) noexcept { return recv(std::as_writable_bytes(buf)); }
 
     /// The bound address (getsockname).

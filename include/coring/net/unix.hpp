@@ -19,6 +19,8 @@ namespace coring {
 /// A Unix-domain stream connection: see stream for reading, writing and closing.
 class unix_stream : public stream {
 public:
+    /// stream's constructors: `unix_stream(fd, peer)` adopts a connected Unix-domain socket (as connect() and accept()
+    /// do); moving is stream's move.
     using stream::stream;
 
     /// Connects to the socket at `path` ("/run/app.sock", or "@name" for an abstract socket), a

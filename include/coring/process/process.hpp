@@ -249,6 +249,7 @@ class process {
 public:
     /// No child.
     process() noexcept = default;
+    /// Takes `o`'s child and pipes; `o` is left with no child. Moving a process while a task waits for it aborts.
     process(process&& o) noexcept
         : pid_(std::exchange(o.pid_, -1)),
           pidfd_(std::exchange(o.pidfd_, -1)),
@@ -259,6 +260,8 @@ public:
           lost_(std::exchange(o.lost_, false)) {
         o.check_idle("moved");
     }
+    /// Kills and reaps this object's child if it was not waited for (as the destructor does), then takes `o`'s;
+    /// `o` is left with no child. Aborts if a task waits for either child.
     process& operator=(process&& o) noexcept {
         if (this != &o) {
             o.check_idle("moved");

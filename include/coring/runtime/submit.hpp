@@ -21,6 +21,7 @@ namespace coring {
 template <class Prep>
 class [[nodiscard]] submit_awaitable : detail::op_base, detail::cancel_point {
 public:
+    /// Made by submit(); `prep` is kept until it fills the SQE.
     explicit submit_awaitable(Prep prep) noexcept(std::is_nothrow_move_constructible_v<Prep>)
         : detail::op_base(&do_prep, &do_complete),
           detail::cancel_point{&detail::cancel_ops_of<&on_cancel>},

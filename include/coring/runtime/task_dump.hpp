@@ -34,7 +34,7 @@ enum class task_state : std::uint8_t {
 struct task_info {
     std::uint32_t id = 0;  ///< the loop's number for a spawned task, from 1; 0 for a gather's or when_any's child
     code_location spawned; ///< where spawn() (or task_group::spawn, or run()) was called; empty for a child
-    task_state state = task_state::running;
+    task_state state = task_state::running; ///< scheduled, running or waiting at the moment of the dump
     /// The chain of coroutines, outermost first: for each, the co_await it is suspended at (the task's own body,
     /// then each task it awaits in turn). For a running task the last entry is where it last waited. Empty when
     /// the task has not started, or when coring was built with CORING_TASK_TRACE=0.

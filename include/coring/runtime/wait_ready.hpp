@@ -52,7 +52,9 @@ struct fd_wait_node {
 /// the awaiting frame. Cancellable; ended by release_fd() for its descriptor.
 class [[nodiscard]] ready_awaitable : public detail::io_op<ready_awaitable> {
 public:
+    /// Made by wait_ready(): a wait for `events` (POLLIN, POLLOUT, ...) on `fd`.
     ready_awaitable(int fd, unsigned events) noexcept : events_(events) { node_.fd = fd; }
+    /// A copy (a move before awaiting) is a fresh wait on the same descriptor.
     ready_awaitable(const ready_awaitable& o) noexcept : detail::io_op<ready_awaitable>(o), events_(o.events_) {
         node_.fd = o.node_.fd;
     }
@@ -70,7 +72,9 @@ public:
         if (!suspended) node_.unlink();
         return suspended;
     }
+    /// For io_op: fills the SQE of the single-shot poll.
     void prep(io_uring_sqe* sqe) noexcept { io_uring_prep_poll_add(sqe, node_.fd, events_); }
+    /// For io_op: the poll's CQE arrived; keeps the ready events or the error, and ends the wait.
     bool step(int res) noexcept {
         if (res < 0) err_ = -res;
         else revents_ = static_cast<unsigned>(res);

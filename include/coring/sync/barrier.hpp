@@ -39,6 +39,7 @@ public:
     /// The awaitable of wait().
     class [[nodiscard]] wait_awaitable : detail::waiter {
     public:
+        /// An arrival at `b`, made when it is awaited; barrier::wait() is the usual way to get one.
         explicit wait_awaitable(barrier& b) noexcept : b_(&b) {}
         /// Movable until it is awaited.
         wait_awaitable(wait_awaitable&& o) noexcept : detail::waiter(o), b_(o.b_) {}

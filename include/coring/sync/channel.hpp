@@ -21,6 +21,7 @@ namespace coring {
 /// that were waiting when it came (their items were not enqueued). Distinct from queue_closed.
 class channel_closed : public std::exception {
 public:
+    /// A fixed message: "coring: the channel is closed".
     [[nodiscard]] const char* what() const noexcept override { return "coring: the channel is closed"; }
 };
 
@@ -70,7 +71,7 @@ class channel {
     using wstate = detail::channel_waiter::state;
 
 public:
-    using value_type = T;
+    using value_type = T; ///< the type of the items
 
     /// A channel buffering up to `capacity` items (at least 1). Throws std::invalid_argument for 0 (or a capacity
     /// beyond SIZE_MAX / 16), std::bad_alloc.
@@ -79,6 +80,8 @@ public:
     /// The awaitable of send().
     class [[nodiscard]] send_awaitable : detail::channel_waiter {
     public:
+        /// Made by send(): a send of `item` (held here until it goes in) into the state `s`, which it does not own
+        /// until it waits.
         send_awaitable(shared_state* s, T item) noexcept
             : detail::channel_waiter(&detail::cancel_ops_of<&on_cancel, &detail::describe_as<detail::channel_label>>,
                                      &on_wake),
@@ -189,6 +192,7 @@ public:
     /// The awaitable of receive().
     class [[nodiscard]] receive_awaitable : detail::channel_waiter {
     public:
+        /// Made by receive(): a receive from the state `s`, which it does not own until it waits.
         explicit receive_awaitable(shared_state* s) noexcept
             : detail::channel_waiter(&detail::cancel_ops_of<&on_cancel, &detail::describe_as<detail::channel_label>>,
                                      &on_wake),

@@ -41,6 +41,8 @@ public:
     /// The awaitable of wait(guard).
     class [[nodiscard]] wait_awaitable : detail::waiter {
     public:
+        /// A wait on `cv` with the lock `g` owns, which starts when it is awaited; condition::wait(g) is the usual way
+        /// to get one. `g` must outlive the wait.
         wait_awaitable(condition& cv, mutex::guard& g) noexcept : cv_(&cv), g_(&g) {}
         /// Movable until it is awaited.
         wait_awaitable(wait_awaitable&& o) noexcept : detail::waiter(o), cv_(o.cv_), g_(o.g_) {}

@@ -25,6 +25,7 @@ public:
     /// The awaitable of wait().
     class [[nodiscard]] wait_awaitable : detail::waiter {
     public:
+        /// A wait on `e`, which starts when it is awaited; event::wait() is the usual way to get one.
         explicit wait_awaitable(event& e) noexcept : e_(&e) {}
         /// Movable until it is awaited (a spawned wait() is moved into its task's frame).
         wait_awaitable(wait_awaitable&& o) noexcept : detail::waiter(o), e_(o.e_) {}

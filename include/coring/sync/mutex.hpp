@@ -33,6 +33,7 @@ public:
     public:
         /// An empty guard.
         guard() noexcept = default;
+        /// Takes over `o`'s lock; `o` is left empty.
         guard(guard&& o) noexcept : m_(std::exchange(o.m_, nullptr)) {}
         /// Unlocks what this guard owned, then takes over `o`'s lock.
         guard& operator=(guard&& o) noexcept {
@@ -73,6 +74,7 @@ public:
     /// The awaitable of lock().
     class [[nodiscard]] lock_awaitable : detail::waiter {
     public:
+        /// A request for the lock of `m`, made when it is awaited; mutex::lock() is the usual way to get one.
         explicit lock_awaitable(mutex& m) noexcept : m_(&m) {}
         /// Movable until it is awaited (a spawned lock() is moved into its task's frame).
         lock_awaitable(lock_awaitable&& o) noexcept : detail::waiter(o), m_(o.m_) {}

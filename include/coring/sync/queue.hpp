@@ -17,6 +17,7 @@ namespace coring {
 /// were waiting, and by pop() once the closed queue is empty (including the poppers that were waiting).
 class queue_closed : public std::exception {
 public:
+    /// A fixed message: "coring: the queue is closed".
     [[nodiscard]] const char* what() const noexcept override { return "coring: the queue is closed"; }
 };
 
@@ -127,7 +128,7 @@ class basic_queue {
         "coring::queue<T> (and lifo_queue, priority_queue): T must be a non-const, move-constructible object type");
 
 public:
-    using value_type = T;
+    using value_type = T; ///< the type of the items
 
     /// An unbounded queue (usable as a default-initialised member). Allocates nothing until the first item.
     basic_queue() noexcept = default;
@@ -139,6 +140,8 @@ public:
     /// The awaitable of push().
     class [[nodiscard]] push_awaitable : detail::waiter {
     public:
+        /// A push of `item` (held here until it goes in) onto `q`, which starts when it is awaited; push() is the
+        /// usual way to get one.
         push_awaitable(basic_queue& q, T item) noexcept(std::is_nothrow_move_constructible_v<T>)
             : q_(&q), item_(std::move(item)) {}
         /// Movable until it is awaited (a spawned push is moved into its task's frame).
@@ -191,6 +194,7 @@ public:
     /// The awaitable of pop().
     class [[nodiscard]] pop_awaitable : detail::waiter {
     public:
+        /// A pop from `q`, which starts when it is awaited; pop() is the usual way to get one.
         explicit pop_awaitable(basic_queue& q) noexcept : q_(&q) {}
         /// Movable until it is awaited (a spawned pop is moved into its task's frame).
         pop_awaitable(pop_awaitable&& o) noexcept : detail::waiter(o), q_(o.q_) {}

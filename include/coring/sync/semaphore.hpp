@@ -32,6 +32,8 @@ public:
     /// The awaitable of acquire().
     class [[nodiscard]] acquire_awaitable : detail::waiter {
     public:
+        /// An acquisition of a permit of `s`, which starts when it is awaited; semaphore::acquire() is the usual way
+        /// to get one.
         explicit acquire_awaitable(semaphore& s) noexcept : s_(&s) {}
         /// Movable until it is awaited (a spawned acquire() is moved into its task's frame).
         acquire_awaitable(acquire_awaitable&& o) noexcept : detail::waiter(o), s_(o.s_) {}

@@ -110,10 +110,13 @@ class future {
 public:
     /// A future with no state (valid() is false), to assign later.
     future() noexcept = default;
+    /// Another future of `o`'s state (shared, not copied).
     future(const future& o) noexcept : s_(o.s_) {
         if (s_) ++s_->refs;
     }
+    /// Takes over `o`'s state; `o` is left without one.
     future(future&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+    /// Drops this future's state and shares `o`'s instead (takes it over when `o` is an rvalue).
     future& operator=(future o) noexcept {
         std::swap(s_, o.s_);
         return *this;
@@ -192,7 +195,7 @@ public:
     private:
         state* s_;
     };
-    using awaitable = basic_awaitable<false>;
+    using awaitable = basic_awaitable<false>; ///< what `co_await f` on a named future uses
 
     /// Waits for the outcome and gives a const reference to the value, valid while this future lives (see the class
     /// comment). A cancellation point while it waits. Throws std::logic_error on a future with no state, or when it
@@ -231,7 +234,10 @@ class promise {
 public:
     /// A promise with a fresh state. Throws std::bad_alloc.
     promise() : s_(new state) {}
+    /// Takes over `o`'s state; `o` is left moved-from (get_future() and the setters throw on it).
     promise(promise&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+    /// Drops this promise's state as the destructor does (waiters of an unset one get broken_promise), then takes
+    /// over `o`'s; `o` is left moved-from.
     promise& operator=(promise&& o) noexcept {
         if (this != &o) {
             abandon();

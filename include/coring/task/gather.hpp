@@ -50,11 +50,14 @@ void check_unstarted(const task<T>& t) {
 template <class... Ts>
 class [[nodiscard]] gather_awaitable {
 public:
+    /// Takes the tasks, which start only when this is awaited (what gather() does). Throws std::logic_error for an
+    /// empty task or one that has already started.
     explicit gather_awaitable(task<Ts>... tasks) : tasks_(std::move(tasks)...) {
         std::apply([](auto&... t) { (detail::check_unstarted(t), ...); }, tasks_);
         state_.slots = slots_.data();
         state_.count = sizeof...(Ts);
     }
+    /// Movable until it is awaited (takes over `o`'s tasks).
     gather_awaitable(gather_awaitable&& o) noexcept : gather_awaitable(std::move(o.tasks_), 0) {}
     gather_awaitable& operator=(gather_awaitable&&) = delete;
 
@@ -95,12 +98,15 @@ private:
 template <class T>
 class [[nodiscard]] gather_vector_awaitable {
 public:
+    /// Takes the tasks, which start only when this is awaited (what gather() does). Throws std::logic_error for an
+    /// empty task or one that has already started; std::bad_alloc.
     explicit gather_vector_awaitable(std::vector<task<T>> tasks)
         : tasks_(std::move(tasks)), slots_(std::make_unique<detail::child_slot[]>(tasks_.size())) {
         for (const auto& t : tasks_) detail::check_unstarted(t);
         state_.slots = slots_.get();
         state_.count = tasks_.size();
     }
+    /// Movable until it is awaited (takes over `o`'s tasks).
     gather_vector_awaitable(gather_vector_awaitable&& o) noexcept
         : tasks_(std::move(o.tasks_)), slots_(std::move(o.slots_)) {
         state_.slots = slots_.get();

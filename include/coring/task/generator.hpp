@@ -82,12 +82,14 @@ class [[nodiscard]] generator {
                   "coring::generator<T>: T must be a non-const object type");
 
 public:
-    using promise_type = detail::generator_promise<T>;
-    using value_type = T;
+    using promise_type = detail::generator_promise<T>; ///< makes a function returning generator<T> a coroutine
+    using value_type = T;                              ///< the type of the values the generator yields
 
     /// An empty generator; next() throws std::logic_error.
     generator() noexcept = default;
+    /// Takes over `o`'s frame; `o` is left empty.
     generator(generator&& o) noexcept : h_(std::exchange(o.h_, {})) {}
+    /// Destroys this generator's frame (as the destructor does), then takes over `o`'s; `o` is left empty.
     generator& operator=(generator&& o) noexcept {
         if (this != &o) {
             reset();
@@ -106,6 +108,7 @@ public:
     /// The awaitable of next().
     class [[nodiscard]] next_awaitable {
     public:
+        /// A next() on the generator frame `h`, which the generator keeps owning; next() is the usual way to get one.
         explicit next_awaitable(std::coroutine_handle<promise_type> h) noexcept : h_(h) {}
 
         bool await_ready() const {

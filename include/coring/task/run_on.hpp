@@ -76,6 +76,7 @@ public:
           args_(std::forward<A>(args)...) {
         init();
     }
+    /// Movable until it is awaited (takes over `o`'s callable and arguments).
     run_on_awaitable(run_on_awaitable&& o) noexcept(std::is_nothrow_move_constructible_v<F> &&
                                                     (std::is_nothrow_move_constructible_v<Args> && ...))
         : detail::cancel_point{&detail::cancel_ops_of<&on_cancel, &detail::describe_as<detail::run_on_label>>},

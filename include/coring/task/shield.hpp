@@ -16,6 +16,7 @@ namespace coring {
 template <class A>
 class [[nodiscard]] shield_awaitable : detail::cancel_point {
 public:
+    /// Holds `a` (what shield() does): moved in from an rvalue, referred to when `A` is an lvalue reference.
     explicit shield_awaitable(A&& a)
         : detail::cancel_point{&detail::cancel_ops_of<&on_cancel, &detail::describe_as<detail::shield_label>>},
           inner_(static_cast<A&&>(a)) {}

@@ -70,10 +70,12 @@ join_handle<T> spawn_root(loop_core& core, task<T> t, cancel_context* ctx = null
 template <class T>
 class join_handle {
 public:
-    using promise_type = detail::task_promise<T>;
+    using promise_type = detail::task_promise<T>; ///< the promise of the task's coroutine, as in task<T>
 
     join_handle() noexcept = default;
+    /// Takes over `o`'s task; `o` is left empty.
     join_handle(join_handle&& o) noexcept : h_(std::exchange(o.h_, {})) {}
+    /// Detaches the task this handle referred to, then takes over `o`'s; `o` is left empty.
     join_handle& operator=(join_handle&& o) noexcept {
         if (this != &o) {
             detach();
@@ -113,8 +115,10 @@ public:
         h_ = {};
     }
 
+    /// The awaitable of `co_await` on a join_handle: yields the task's result once it has finished.
     class [[nodiscard]] awaiter : detail::cancel_point {
     public:
+        /// Joins the task of `h`, which the handle keeps owning; `move` moves the result out rather than copying it.
         awaiter(std::coroutine_handle<promise_type> h, bool move) noexcept
             : detail::cancel_point{&detail::cancel_ops_of<&on_cancel, &describe>}, h_(h), move_(move) {}
 
@@ -185,7 +189,11 @@ public:
         return h_.promise().exception_;
     }
 
+    /// Waits for the task to finish (see the class comment for cancellation) and yields a copy of its result when T
+    /// is copyable, else moves it out; rethrows the task's exception. Throws std::logic_error on an empty handle,
+    /// while another task awaits it, or when the result was already moved out.
     awaiter operator co_await() & noexcept { return awaiter(h_, false); }
+    /// The same, but always moves the result out.
     awaiter operator co_await() && noexcept { return awaiter(h_, true); }
 
 private:

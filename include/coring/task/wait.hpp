@@ -28,7 +28,10 @@ enum class return_when {
 template <class T>
 struct wait_result {
     wait_result() = default;
+    /// Takes over the other result's handles and indices.
     wait_result(wait_result&&) noexcept = default;
+    /// Takes over the other result's handles and indices; the handles this one held are dropped (their tasks run on,
+    /// detached).
     wait_result& operator=(wait_result&&) noexcept = default;
     // Said explicitly: std::vector of a move-only type still claims to be copyable, which would send an awaited
     // join_handle<wait_result> down the copying path.

@@ -50,13 +50,18 @@ class [[nodiscard]] when_any_awaitable {
     static_assert(sizeof...(Ts) > 0, "coring::when_any needs at least one awaitable");
 
 public:
+    /// What `co_await` yields: the winner's result at its argument's index (void as std::monostate, a reference as
+    /// a std::reference_wrapper).
     using result_type = std::variant<detail::any_value_t<Ts>...>;
 
+    /// Takes the tasks, which start only when this is awaited (what when_any() does). Throws std::logic_error for an
+    /// empty task or one that has already started.
     explicit when_any_awaitable(task<Ts>... tasks) : tasks_(std::move(tasks)...) {
         std::apply([](auto&... t) { (detail::check_unstarted(t), ...); }, tasks_);
         state_.slots = slots_.data();
         state_.count = sizeof...(Ts);
     }
+    /// Movable until it is awaited (takes over `o`'s tasks).
     when_any_awaitable(when_any_awaitable&& o) noexcept : tasks_(std::move(o.tasks_)) {
         state_.slots = slots_.data();
         state_.count = sizeof...(Ts);
@@ -103,6 +108,8 @@ private:
 template <class T>
 class [[nodiscard]] when_any_vector_awaitable {
 public:
+    /// Takes the tasks, which start only when this is awaited (what when_any() does). Throws std::invalid_argument
+    /// for an empty vector, std::logic_error for an empty task or one that has already started; std::bad_alloc.
     explicit when_any_vector_awaitable(std::vector<task<T>> tasks)
         : tasks_(std::move(tasks)), slots_(std::make_unique<detail::child_slot[]>(tasks_.size())) {
         if (tasks_.empty()) throw std::invalid_argument("coring: when_any of an empty vector");
@@ -110,6 +117,7 @@ public:
         state_.slots = slots_.get();
         state_.count = tasks_.size();
     }
+    /// Movable until it is awaited (takes over `o`'s tasks).
     when_any_vector_awaitable(when_any_vector_awaitable&& o) noexcept
         : tasks_(std::move(o.tasks_)), slots_(std::move(o.slots_)) {
         state_.slots = slots_.get();

@@ -21,6 +21,8 @@ namespace coring {
 template <class A>
 class [[nodiscard]] timeout_awaitable : detail::cancel_point, detail::timer_node {
 public:
+    /// Made by timeout() (`relative`: `t` since the epoch is the duration, counted from when it is awaited) and
+    /// timeout_at() (`t` is the deadline). An lvalue `a` is held by reference, an rvalue is moved in.
     timeout_awaitable(detail::clock::time_point t, bool relative, A&& a)
         : detail::cancel_point{&detail::cancel_ops_of<&on_cancel>},
           detail::timer_node{t, &on_fire},

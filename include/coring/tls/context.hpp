@@ -175,6 +175,7 @@ public:
         }
         return *this;
     }
+    /// set_alpn() from a braced list: `ctx.set_alpn({"h2", "http/1.1"})`.
     context& set_alpn(std::initializer_list<std::string_view> protocols) {
         std::vector<std::string> v;
         for (std::string_view p : protocols) v.emplace_back(p);

@@ -57,7 +57,9 @@ class stream : public coring::detail::buffered_reads<stream> {
 public:
     /// No connection.
     stream() = default;
+    /// Moves the connection and its buffered plaintext; the moved-from stream has no connection.
     stream(stream&&) noexcept = default;
+    /// Drops this stream's connection, if any (socket closed at once, no close_notify), then takes the other's.
     stream& operator=(stream&&) noexcept = default;
 
     /// Connects to `host`:`port` and performs the client handshake, sending `host` as SNI and checking the
@@ -143,7 +145,7 @@ public:
     }
 
     /// Sends a prefix of `data` (at most 64 KiB, at least a byte unless `data` is empty), encrypted, and returns its
-    /// length. Throws std::system_error (send to <peer>), tls::error, cancelled_error.
+    /// length. Throws std::system_error (send to `<peer>`), tls::error, cancelled_error.
     task<std::size_t> write(std::string_view data) {
         state& st = get();
         if (data.empty()) co_return 0;
