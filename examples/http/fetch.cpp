@@ -1,6 +1,8 @@
 // Fetch one URL and print the response: status line, headers and the page (the seeds' fetch_url).
 //
 //   fetch [--cacert FILE] URL          URL: http:// or https://; --cacert: also trust the CA certificates in FILE
+//   fetch --local                      start an HTTPS server on 127.0.0.1 (a certificate from a CA made in memory
+//                                      at start-up, demo_pki.hpp) and fetch its page, trusting only that CA
 //
 //   fetch https://example.com/
 //
@@ -14,6 +16,8 @@
 //
 // Exits 0 for any answer (a 404 is an answer), 1 when there is none (no network, a certificate that does not
 // verify, a timeout), with the reason on stderr.
+#include "demo_pki.hpp"
+
 #include <coring/coring.hpp>
 #include <coring/http.hpp>
 
@@ -30,6 +34,8 @@ using coring::task;
 
 namespace {
 
+task<> print_response(coring::http::client_options options, std::string url);
+
 task<> fetch(std::string url, std::string cacert) {
     coring::http::client_options options;
     options.timeout = std::chrono::seconds(30);
@@ -41,6 +47,36 @@ task<> fetch(std::string url, std::string cacert) {
 #else
     if (!cacert.empty()) throw std::runtime_error("--cacert: this build has no TLS (coring::tls needs OpenSSL 3)");
 #endif
+    co_await print_response(std::move(options), std::move(url));
+}
+
+/// `fetch --local`: the same, against an HTTPS server of its own, verified against a CA it has just made.
+task<> fetch_local() {
+#if CORING_HTTP_TLS
+    coring::http::server app;
+    app.get("/", [](coring::http::request&) -> task<coring::http::response> {
+        co_return coring::http::response::text("Hello over HTTPS, from a server coring started on 127.0.0.1\n");
+    });
+    auto listener = coring::tcp_listener::bind(coring::address::parse("127.0.0.1:0"));
+    const demo::pki pki = demo::make_pki();
+    auto serving =
+        coring::spawn(app.serve(listener, coring::tls::context::server_from_memory(pki.leaf_cert, pki.leaf_key)));
+    coring::http::client_options options;
+    options.tls = coring::tls::context::client();
+    options.tls->load_ca_pem(pki.ca_cert);
+    const std::string url = "https://" + listener.local_address().to_string() + "/";
+    std::printf("GET %s (its certificate signed by a CA made just now)\n", url.c_str());
+    task<> fetching = print_response(std::move(options), url);
+    co_await std::move(fetching);
+    app.shutdown();
+    co_await serving;
+#else
+    throw std::runtime_error("--local serves HTTPS: this build has no TLS (coring::tls needs OpenSSL 3)");
+    co_return;
+#endif
+}
+
+task<> print_response(coring::http::client_options options, std::string url) {
     coring::http::client client(std::move(options));
     coring::http::client_stream r = co_await client.open("GET", std::move(url));
     std::printf("HTTP/1.%d %d %.*s\n", r.version_minor(), r.status(), static_cast<int>(r.reason().size()),
@@ -72,8 +108,11 @@ const char* hint(std::string_view what) {
 
 int main(int argc, char** argv) {
     std::string url, cacert;
+    bool local = false;
     for (int i = 1; i < argc; ++i) {
-        if (std::strcmp(argv[i], "--cacert") == 0 && i + 1 < argc) {
+        if (std::strcmp(argv[i], "--local") == 0) {
+            local = true;
+        } else if (std::strcmp(argv[i], "--cacert") == 0 && i + 1 < argc) {
             cacert = argv[++i];
         } else if (argv[i][0] != '-' && url.empty()) {
             url = argv[i];
@@ -82,12 +121,14 @@ int main(int argc, char** argv) {
             break;
         }
     }
-    if (url.empty()) {
-        std::fprintf(stderr, "usage: fetch [--cacert FILE] URL    (for example: fetch https://example.com/)\n");
+    if (url.empty() == !local) {
+        std::fprintf(stderr, "usage: fetch [--cacert FILE] URL    (for example: fetch https://example.com/)\n"
+                             "       fetch --local                (HTTPS to a server it starts on 127.0.0.1)\n");
         return 2;
     }
     try {
-        coring::run(fetch(url, cacert));
+        if (local) coring::run(fetch_local());
+        else coring::run(fetch(url, cacert));
     } catch (const std::exception& e) {
         std::fprintf(stderr, "fetch: %s\n", e.what());
         if (const char* h = hint(e.what())) std::fprintf(stderr, "fetch: %s\n", h);
