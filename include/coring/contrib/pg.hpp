@@ -201,7 +201,7 @@ public:
     [[nodiscard]] std::string_view get(int row, int column) const noexcept {
         return {PQgetvalue(r_.get(), row, column), static_cast<std::size_t>(PQgetlength(r_.get(), row, column))};
     }
-    /// The value at (row, column) is NULL, which get() returns as empty, like an empty string.
+    /// Whether the value at (row, column) is NULL (get() returns it as empty, like an empty string).
     [[nodiscard]] bool is_null(int row, int column) const noexcept { return PQgetisnull(r_.get(), row, column) != 0; }
     /// The number of rows a command affected ("" → 0).
     [[nodiscard]] long affected() const noexcept {

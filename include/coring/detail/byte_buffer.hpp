@@ -6,6 +6,7 @@
 #include <memory>
 #include <span>
 #include <string_view>
+#include <utility>
 
 namespace coring::detail {
 
@@ -15,8 +16,18 @@ namespace coring::detail {
 class byte_buffer {
 public:
     byte_buffer() = default;
-    byte_buffer(byte_buffer&&) noexcept = default;
-    byte_buffer& operator=(byte_buffer&&) noexcept = default;
+    /// Takes `o`'s bytes; `o` is left empty (no memory, size and capacity 0).
+    byte_buffer(byte_buffer&& o) noexcept
+        : data_(std::move(o.data_)), size_(std::exchange(o.size_, 0)), capacity_(std::exchange(o.capacity_, 0)) {}
+    /// Frees this buffer's bytes and takes `o`'s; `o` is left empty.
+    byte_buffer& operator=(byte_buffer&& o) noexcept {
+        if (this != &o) {
+            data_ = std::move(o.data_);
+            size_ = std::exchange(o.size_, 0);
+            capacity_ = std::exchange(o.capacity_, 0);
+        }
+        return *this;
+    }
 
     [[nodiscard]] char* data() noexcept { return data_.get(); }
     [[nodiscard]] const char* data() const noexcept { return data_.get(); }

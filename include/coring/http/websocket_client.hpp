@@ -59,14 +59,16 @@ struct websocket_client_options {
     std::chrono::milliseconds timeout{30'000}; ///< for the whole opening: connect, TLS, handshake
 };
 
-/// The server did not accept a WebSocket handshake (aiohttp's WSServerHandshakeError): it answered `status` (0 when
-/// the answer was not HTTP), or its 101 did not carry the right Sec-WebSocket-Accept.
+/// The server did not accept a WebSocket handshake (aiohttp's WSServerHandshakeError): it answered another status
+/// than 101, or a 101 that is not acceptable (status() is then 101), or no HTTP/1.1 answer at all (status() is 0).
 class websocket_handshake_error : public websocket_error {
 public:
-    /// A refusal with HTTP status `status` (0: not HTTP, or a wrong Sec-WebSocket-Accept), described by `what`.
+    /// A refusal with HTTP status `status` (see status()), described by `what`.
     websocket_handshake_error(int status, const std::string& what)
         : websocket_error(close_code::abnormal, what), status_(status) {}
-    /// The status the server answered with; 0 when the answer was not HTTP or its 101 was not acceptable.
+    /// The server's HTTP status: 101 when the 101 itself was unacceptable (no Upgrade, a wrong Sec-WebSocket-Accept, an
+    /// extension or subprotocol not offered); 0 when there was no HTTP/1.1 status line, the head was over 16 KiB, or
+    /// the connection closed first.
     [[nodiscard]] int status() const noexcept { return status_; }
 
 private:

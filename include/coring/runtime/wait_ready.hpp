@@ -52,7 +52,7 @@ struct fd_wait_node {
 /// the awaiting frame. Cancellable; ended by release_fd() for its descriptor.
 class [[nodiscard]] ready_awaitable : public detail::io_op<ready_awaitable> {
 public:
-    /// Made by wait_ready(): a wait for `events` (POLLIN, POLLOUT, ...) on `fd`.
+    /// Made by wait_ready(), wait_readable() and wait_writable(): a wait for `events` (POLLIN, POLLOUT, ...) on `fd`.
     ready_awaitable(int fd, unsigned events) noexcept : events_(events) { node_.fd = fd; }
     /// A copy (a move before awaiting) is a fresh wait on the same descriptor.
     ready_awaitable(const ready_awaitable& o) noexcept : detail::io_op<ready_awaitable>(o), events_(o.events_) {

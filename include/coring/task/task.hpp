@@ -91,7 +91,8 @@ public:
 /// A lazy coroutine (asyncio's coroutine object): it runs only when awaited, spawned or handed to a combinator.
 ///
 /// `co_await t` runs the task to completion and yields its `T` or rethrows its exception; the awaiting coroutine is
-/// resumed by symmetric transfer. A task is move-only and single-use; destroying a task that never ran is fine.
+/// resumed by symmetric transfer. A task is move-only and single-use; destroying a task that never ran frees it
+/// (debug mode reports it as never awaited, unless it was handed to spawn or a combinator).
 /// Coroutine parameters should be taken by value: a lazy task outlives the full expression that created it.
 template <class T>
 class [[nodiscard]] task {

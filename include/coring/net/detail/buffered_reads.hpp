@@ -28,6 +28,20 @@ namespace coring::detail {
 template <class Derived>
 class buffered_reads {
 public:
+    buffered_reads() = default;
+    /// Takes `o`'s read-ahead bytes; `o` is left with none (a moved-from stream reads as if nothing were buffered).
+    buffered_reads(buffered_reads&& o) noexcept
+        : buf_(std::move(o.buf_)), begin_(std::exchange(o.begin_, 0)), limit_(o.limit_) {}
+    /// Drops this one's read-ahead bytes and takes `o`'s; `o` is left with none.
+    buffered_reads& operator=(buffered_reads&& o) noexcept {
+        if (this != &o) {
+            buf_ = std::move(o.buf_);
+            begin_ = std::exchange(o.begin_, 0);
+            limit_ = o.limit_;
+        }
+        return *this;
+    }
+
     /// The read-ahead limit: the longest line read_until() accepts.
     [[nodiscard]] std::size_t limit() const noexcept { return limit_; }
     void set_limit(std::size_t n) noexcept { limit_ = n == 0 ? 1 : n; }
