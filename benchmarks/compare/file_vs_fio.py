@@ -3,6 +3,7 @@
 
     /usr/bin/python3 benchmarks/compare/file_vs_fio.py --coring build/bench/benchmarks/file_read_coring
     /usr/bin/python3 benchmarks/compare/file_vs_fio.py --coring ... --file /path/to/1g.dat --seconds 3 --reps 3
+    /usr/bin/python3 benchmarks/compare/file_vs_fio.py --coring NEW --baseline OLD   # a change A/B, same run
 
 Workloads (as ../shared/peers/run file measures fio): sequential 1 MiB reads and random 4 KiB reads, at queue depth
 1, 8 and 32, buffered (direct=0, invalidate=0: the file stays cached). Every job runs pinned to the same CPU
@@ -57,6 +58,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=2, help="measured seconds per job")
     ap.add_argument("--reps", type=int, default=3, help="repetitions (medians are shown)")
     ap.add_argument("--depths", default="1,8,32")
+    ap.add_argument("--baseline", help="another file_read_coring (the code before a change), run beside --coring")
     args = ap.parse_args()
     for tool in ("fio", "taskset"):
         if shutil.which(tool) is None:
@@ -77,14 +79,17 @@ def main():
         for d in depths:
             jobs.append(("fio-io_uring", rw, bs, d))
             jobs.append(("coring", rw, bs, d))
+            if args.baseline:
+                jobs.append(("baseline", rw, bs, d))
         jobs.append(("fio-psync", rw, bs, 1))
     results = {}
     for rep in range(args.reps):
         order = jobs if rep % 2 == 0 else list(reversed(jobs))
         for engine, rw, bs, d in order:
             print(f"[rep {rep + 1}/{args.reps}] {engine} {rw} {bs} depth {d}", file=sys.stderr)
-            if engine == "coring":
-                iops = coring(args.coring, args.file, rw, bs, d, args.seconds)
+            if engine in ("coring", "baseline"):
+                iops = coring(args.coring if engine == "coring" else args.baseline, args.file, rw, bs, d,
+                              args.seconds)
             else:
                 iops = fio(args.file, rw, bs, engine.split("-")[1], d, args.seconds)
             results.setdefault((engine, rw, bs, d), []).append(iops)
@@ -93,13 +98,21 @@ def main():
     print(f"File reads on a 1 GiB file in the page cache, one job pinned to CPU {CPU}, {args.seconds} s each, "
           f"median of {args.reps}")
     print()
-    header = ["pattern", "bs", "depth", "fio io_uring IOPS", "coring IOPS", "coring / fio", "fio psync IOPS"]
+    header = ["pattern", "bs", "depth", "fio io_uring IOPS", "coring IOPS", "coring / fio", "fio psync IOPS",
+              "coring / psync"]
+    if args.baseline:
+        header += ["baseline IOPS", "coring / baseline"]
     rows = []
     for rw, bs in (("read", "1M"), ("randread", "4k")):
         for d in depths:
             f_ = med[("fio-io_uring", rw, bs, d)]
             c = med[("coring", rw, bs, d)]
-            rows.append([rw, bs, str(d), fmt(f_), fmt(c), f"{100 * c / f_:.0f}%", fmt(med[("fio-psync", rw, bs, 1)])])
+            ps = med[("fio-psync", rw, bs, 1)]
+            row = [rw, bs, str(d), fmt(f_), fmt(c), f"{100 * c / f_:.0f}%", fmt(ps), f"{100 * c / ps:.0f}%"]
+            if args.baseline:
+                b = med[("baseline", rw, bs, d)]
+                row += [fmt(b), f"{100 * c / b:.0f}%"]
+            rows.append(row)
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")

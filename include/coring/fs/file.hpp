@@ -65,7 +65,10 @@ public:
           mem_align_(o.mem_align_),
           io_align_(o.io_align_),
           direct_(o.direct_),
-          seq_busy_(std::exchange(o.seq_busy_, false)) {
+          seq_busy_(std::exchange(o.seq_busy_, false)),
+          nowait_(std::exchange(o.nowait_, nowait_state::unknown)),
+          nowait_skip_(std::exchange(o.nowait_skip_, 0)),
+          nowait_backoff_(std::exchange(o.nowait_backoff_, 0)) {
         ops_.take(o.ops_, this);
     }
     /// Closes this file first (stopping its operations in flight, as close() does), then takes `o` and its own.
@@ -79,6 +82,9 @@ public:
             io_align_ = o.io_align_;
             direct_ = o.direct_;
             seq_busy_ = std::exchange(o.seq_busy_, false);
+            nowait_ = std::exchange(o.nowait_, nowait_state::unknown);
+            nowait_skip_ = std::exchange(o.nowait_skip_, 0);
+            nowait_backoff_ = std::exchange(o.nowait_backoff_, 0);
             ops_.take(o.ops_, this);
         }
         return *this;
@@ -162,6 +168,7 @@ public:
             }
             file f(std::exchange(fd_, -1), std::move(path_));
             f.direct_ = (flags_ & O_DIRECT) != 0;
+            f.nowait_ = f.direct_ ? nowait_state::never : nowait_state::usable;
             f.mem_align_ = mem_align_;
             f.io_align_ = io_align_;
             return f;
@@ -300,6 +307,13 @@ public:
         void abandon() noexcept {
             if (seq_) the_file()->seq_busy_ = false;
         }
+        /// Reads from the page cache right here when it can (loop_options::cached_reads), else as any operation.
+        template <class P>
+        bool await_suspend(std::coroutine_handle<P> h) {
+            const detail::cancel_context* ctx = detail::context_of(h);
+            if (!(ctx && ctx->requested) && read_cached()) return false;
+            return file_op<read_awaitable>::await_suspend(h);
+        }
         /// For fs_op: whether the kernel has IORING_OP_READ; otherwise pread(2) runs on the worker pool.
         bool uses_ring(const event_loop& loop) const noexcept { return loop.supports(IORING_OP_READ); }
         /// For io_op: fills the read's SQE (at most detail::max_rw_count bytes).
@@ -329,17 +343,89 @@ public:
                     if (self->seq_ && self->the_file()) self->the_file()->seq_busy_ = false;
                 }
             } guard{this};
-            const int r = ready_ ? 0 : outcome();
+            int r;
+            if (ready_) {
+                r = cached_;
+            } else if (cached_ > 0) {
+                // The page cache gave a prefix; the rest was read the usual way. Whatever became of the rest (an
+                // error, a cancellation, the file closed), the prefix was read: it is the result, a short read.
+                int rest = 0;
+                try {
+                    rest = outcome();
+                } catch (const cancelled_error&) {}
+                r = cached_ + std::max(rest, 0);
+                off_ -= static_cast<std::uint64_t>(cached_); // back to where the read began
+            } else {
+                r = outcome();
+            }
             if (r < 0) fail(-r, "read");
             if (seq_ && the_file()) the_file()->pos_ = off_ + static_cast<std::uint64_t>(r);
             return static_cast<std::size_t>(r);
         }
 
     private:
+        /// preadv2 with RWF_NOWAIT when the read would be the loop's only operation this turn: true when it was
+        /// served (cached_ holds the bytes read), false to read (the rest) the usual way. A page-cache hit costs one
+        /// system call where the ring costs an SQE, a CQE and a resume from the next turn; a miss costs one system call
+        /// more, so a file that misses is skipped for a while, twice as long after each miss in a row (at most 128
+        /// reads).
+        bool read_cached() noexcept {
+            file& f = *the_file();
+            if (f.nowait_ == nowait_state::never) return false;
+            if (f.nowait_skip_ > 0) {
+                --f.nowait_skip_;
+                return false;
+            }
+            // Large reads go the usual way: the copy would hold the loop's thread (on epoll, or without
+            // IORING_OP_READ, it happens on a worker thread), and it dwarfs what the ring costs anyway.
+            if (buf_.size() > max_cached_read) return false;
+            event_loop& loop = event_loop::current();
+            if (!loop.options().cached_reads || !loop.take_lone_inline()) return false;
+            if (f.nowait_ == nowait_state::unknown) {
+                // A descriptor adopted with O_DIRECT: RWF_NOWAIT does not keep a direct read from waiting for the
+                // device, so such reads always go to the ring. Checked once: O_DIRECT set later with fcntl is not
+                // seen (open such a file with open_mode::direct).
+                const int fl = ::fcntl(fd_, F_GETFL);
+                f.nowait_ = fl < 0 || (fl & O_DIRECT) ? nowait_state::never : nowait_state::usable;
+                if (f.nowait_ == nowait_state::never) return false;
+            }
+            iovec iov{buf_.data(), std::min(buf_.size(), detail::max_rw_count)};
+            const ssize_t n = ::preadv2(fd_, &iov, 1, static_cast<off_t>(off_), RWF_NOWAIT);
+            if (n >= 0) {
+                f.nowait_backoff_ = 0;
+                loop.count_cached_read(true);
+                cached_ = static_cast<int>(n);
+                if (n == 0 || static_cast<std::size_t>(n) == iov.iov_len) {
+                    ready_ = true;
+                    return true;
+                }
+                // Short: the rest is not cached (or a readahead mark stopped the copy), or the file ends there. The
+                // rest is read the usual way, so that a read returns what it would have returned without this path
+                // (a short read in the middle of a file would surprise a caller that does not loop).
+                buf_ = buf_.subspan(static_cast<std::size_t>(n));
+                off_ += static_cast<std::uint64_t>(n);
+                return false;
+            }
+            if (errno == EAGAIN) {
+                loop.count_cached_read(false);
+                f.nowait_skip_ = f.nowait_backoff_;
+                f.nowait_backoff_ = static_cast<std::uint8_t>(std::min(2 * f.nowait_backoff_ + 1, 127));
+            } else if (errno == EOPNOTSUPP || errno == ESPIPE || errno == EBADF) {
+                // A file system without RWF_NOWAIT (NFS, FUSE, procfs, tmpfs on some kernels), a pipe, FIFO, socket or
+                // tty (ESPIPE), a file open for writing only: the usual way from now on, which reports real errors.
+                f.nowait_ = nowait_state::never;
+            }
+            // Anything else (EINTR; EINVAL for an offset past what the file system allows): the usual way this once.
+            return false;
+        }
+
+        static constexpr std::size_t max_cached_read = 256 * 1024; // the largest read tried on the loop's thread
+
         std::span<std::byte> buf_;
         std::uint64_t off_;
         bool seq_;
-        bool ready_ = false;
+        bool ready_ = false; // done without the kernel's help: nothing to read, or read from the page cache
+        int cached_ = 0;     // the bytes read from the page cache (all, or a prefix when ready_ is false)
     };
 
     /// The awaitable of write_at(), write(), write_all_at() and write_all(): the bytes written (all of them for the
@@ -701,6 +787,12 @@ private:
     detail::fd_op_list<file> ops_; // operations in flight, for close() to stop
     bool direct_ = false;
     bool seq_busy_ = false; // a sequential operation is in flight
+    // Whether reads may try the page cache on the loop's thread (read_awaitable::read_cached): unknown until the
+    // first try for an adopted descriptor, which may have been opened with O_DIRECT.
+    enum class nowait_state : std::uint8_t { unknown, usable, never };
+    nowait_state nowait_ = nowait_state::unknown;
+    std::uint8_t nowait_skip_ = 0;    // reads left to send the usual way after a miss
+    std::uint8_t nowait_backoff_ = 0; // the skip the next miss in a row sets
 };
 
 } // namespace coring

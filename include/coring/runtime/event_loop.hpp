@@ -62,6 +62,8 @@ struct loop_stats {
     std::uint64_t inbox_reads =
         0;                    ///< reads armed on the inbox's eventfd (wake-ups by other threads; SQEs among `sqes`)
     std::uint64_t stalls = 0; ///< resumes that held the loop longer than loop_options::slow_callback (reported or not)
+    std::uint64_t cached_reads = 0;       ///< file reads served from the page cache on the loop's thread (cached_reads)
+    std::uint64_t cached_read_misses = 0; ///< of those tried so, the ones not cached, which then went the usual way
 
     // Gauges: what stands now, when stats() was called.
     std::size_t in_flight = 0;      ///< operations whose final completion has not arrived (event_loop::in_flight())
@@ -271,6 +273,20 @@ public:
     }
     /// Takes a listed operation off that list (its owner no longer needs the loop to stop it).
     void remove_standing(detail::standing_op* op) noexcept { standing_.erase(op); }
+
+    /// For an operation that can be done by a system call that never blocks (a file read served from the page
+    /// cache, loop_options::cached_reads): whether doing it now, on the loop's thread, is better than submitting it.
+    /// True when it would be the only operation of the turn (nothing else is ready to run or waiting to be
+    /// submitted, so there is no batch to join) and the task being resumed has inline budget left, which this takes
+    /// one of: a task whose calls always succeed at once still gives way to timers and completions every 32 of them.
+    [[nodiscard]] bool take_lone_inline() noexcept {
+        if (inline_budget_ == 0 || !core_.ready.empty() || !pending_.empty()) return false;
+        if (ring_ && io_uring_sq_ready(ring_->get()) != 0) return false;
+        --inline_budget_;
+        return true;
+    }
+    /// Counts a file read that take_lone_inline() let run on the loop's thread: served (`hit`) or not (EAGAIN).
+    void count_cached_read(bool hit) noexcept { ++(hit ? stats_.cached_reads : stats_.cached_read_misses); }
 
     /// Queues a coroutine to be resumed on this turn's successor.
     void schedule(std::coroutine_handle<> h) {

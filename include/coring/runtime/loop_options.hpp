@@ -105,6 +105,14 @@ struct loop_options {
     /// ways).
     bool multishot_streams = detail::env_flag("CORING_MULTISHOT_STREAMS");
 
+    /// Reads of buffered files (not open_mode::direct) of at most 256 KiB first try preadv2 with RWF_NOWAIT on the
+    /// loop's thread when the read would be the turn's only operation: a page-cache hit then costs one system call, as
+    /// pread does, instead of a trip through the ring (and on epoll, or without IORING_OP_READ, a worker thread); a
+    /// miss (EAGAIN) goes the usual way, and a file that keeps missing is tried less and less often. Reads that come
+    /// together (several tasks, one turn) keep going through the ring in one batch. Never blocks the loop: RWF_NOWAIT
+    /// fails rather than wait for the disk. False sends every read the usual way (see loop_stats::cached_reads).
+    bool cached_reads = true;
+
     /// IORING_OP_* opcodes to treat as unsupported, as on a kernel without them: operations that have a fallback
     /// (file operations run on the worker pool) use it. For testing those paths, or for steering around a kernel bug.
     std::vector<unsigned> unsupported_opcodes;
