@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <time.h>
 
 #include <algorithm>
 #include <atomic>
@@ -237,6 +238,99 @@ TEST_CASE("to_thread - a loop waiting only for a job neither spins nor hangs", "
             CHECK(loop.in_flight() == 0);
         }
     }
+}
+
+namespace {
+
+/// CPU time of the calling thread, in seconds.
+double thread_cpu_seconds() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+} // namespace
+
+TEST_CASE("to_thread - a short job's result is taken while the loop spins and not through a wake-up", "[thread]") {
+    if (coring::detail::cpus_available() < 2) {
+        WARN("this thread may run on one CPU only: remote_spin is off by design there");
+        return;
+    }
+    coring::loop_options o;
+    o.remote_spin = std::chrono::seconds(1); // longer than any of these jobs can take
+    coring::event_loop loop(o);
+    loop.run([]() -> task<> {
+        for (int i = 0; i < 50; ++i) {
+            const int v = co_await coring::to_thread([i] { return i * 2; });
+            REQUIRE(v == i * 2);
+        }
+    }());
+    // Each round trip's result arrived while the loop watched its inbox (a worker that had to start, or was
+    // descheduled, may take the long way once or twice).
+    CHECK(loop.stats().remote_spins >= 45);
+}
+
+TEST_CASE("to_thread - remote_spin 0 never spins and a long job is not spun for", "[thread]") {
+    {
+        coring::loop_options o;
+        o.remote_spin = std::chrono::microseconds(0);
+        coring::event_loop loop(o);
+        loop.run([]() -> task<> {
+            for (int i = 0; i < 20; ++i) co_await coring::to_thread([] {});
+        }());
+        CHECK(loop.stats().remote_spins == 0);
+    }
+    {
+        // A 300 ms job with a 30 ms spin: the loop spins once, then sleeps until the result comes.
+        coring::loop_options o;
+        o.remote_spin = std::chrono::milliseconds(30);
+        coring::event_loop loop(o);
+        const double cpu0 = thread_cpu_seconds();
+        loop.run([]() -> task<> { co_await coring::to_thread([] { std::this_thread::sleep_for(300ms); }); }());
+        const double cpu = thread_cpu_seconds() - cpu0;
+        CHECK(cpu < 0.2);
+        CHECK(loop.stats().remote_spins == 0);
+    }
+}
+
+TEST_CASE("to_thread - a loop that also waits for a socket or a timer does not spin past it", "[thread]") {
+    coring::loop_options o;
+    o.remote_spin = std::chrono::seconds(1);
+    coring::event_loop loop(o);
+    double woke_after = 0;
+    loop.run([](double& woke_after) -> task<> {
+        // A receive in flight the whole time: the loop waits for it as well as for the jobs, so it never spins.
+        coring_test::socket_pair sp = coring_test::make_socket_pair();
+        auto reader = coring::spawn([](coring::unix_stream& r) -> task<std::size_t> {
+            char c;
+            co_return co_await r.read(std::span(&c, 1));
+        }(sp.r));
+        co_await coring_test::settle();
+        for (int i = 0; i < 20; ++i) co_await coring::to_thread([] {});
+        CHECK(coring::event_loop::current().stats().remote_spins == 0);
+        co_await sp.w.write_all("x");
+        const std::size_t n = co_await reader;
+        CHECK(n == 1);
+        // A timer due during a job: the spin ends at the timer, not a second later.
+        coring_test::stopwatch sw;
+        auto sleeper = coring::spawn([](coring_test::stopwatch& sw, double& woke) -> task<> {
+            co_await coring::sleep(20ms);
+            woke = sw.seconds();
+        }(sw, woke_after));
+        co_await coring::to_thread([] { std::this_thread::sleep_for(300ms); });
+        co_await sleeper;
+    }(woke_after));
+    CHECK(woke_after < 0.25);
+}
+
+TEST_CASE("to_thread - remote_spin outside 0 to 1 second is refused", "[thread]") {
+    coring::loop_options o;
+    o.remote_spin = std::chrono::microseconds(-1);
+    CHECK_THROWS_AS(coring::event_loop(o), std::invalid_argument);
+    o.remote_spin = std::chrono::seconds(2);
+    CHECK_THROWS_AS(coring::event_loop(o), std::invalid_argument);
+    o.remote_spin = std::chrono::seconds(1);
+    CHECK_NOTHROW(coring::event_loop(o));
 }
 
 TEST_CASE("to_thread - threads start on demand, up to the limit", "[thread]") {

@@ -15,6 +15,7 @@
 
 #include <fcntl.h>
 #include <liburing.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/utsname.h>
 #if CORING_ASAN
@@ -47,6 +48,23 @@ class loop_handle;
 namespace detail {
 /// The event loop of this thread, if any.
 inline thread_local event_loop* current_loop = nullptr;
+
+/// CPUs the calling thread may run on (its affinity mask); 1 when that cannot be told.
+inline int cpus_available() noexcept {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (::sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+    return CPU_COUNT(&set);
+}
+
+/// A pause inside a spin: lets the other hyper-thread run and keeps the spin off the memory bus.
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield" ::: "memory");
+#endif
+}
 } // namespace detail
 
 /// Counters an event_loop keeps about itself, for tests, benchmarks and the curious.
@@ -64,6 +82,7 @@ struct loop_stats {
     std::uint64_t stalls = 0; ///< resumes that held the loop longer than loop_options::slow_callback (reported or not)
     std::uint64_t cached_reads = 0;       ///< file reads served from the page cache on the loop's thread (cached_reads)
     std::uint64_t cached_read_misses = 0; ///< of those tried so, the ones not cached, which then went the usual way
+    std::uint64_t remote_spins = 0;       ///< waits for other threads' work that ended while spinning (remote_spin)
 
     // Gauges: what stands now, when stats() was called.
     std::size_t in_flight = 0;      ///< operations whose final completion has not arrived (event_loop::in_flight())
@@ -103,6 +122,7 @@ public:
             stall_registration_.emplace(core_.stall);
         }
         msg_ring_wakes_ = wakes_by_msg_ring();
+        spin_ = opts_.remote_spin.count() > 0 && detail::cpus_available() > 1;
         detail::current_core = &core_;
         detail::current_loop = this;
         core_slot_ = &detail::current_core;
@@ -518,6 +538,29 @@ private:
     }
     static void epoll_forget(void* self, int fd) noexcept { static_cast<event_loop*>(self)->reactor_->forget(fd); }
     void wait(detail::clock::time_point deadline);
+    /// Whether the loop, about to sleep, waits for work out on other threads and for nothing else but timers: no
+    /// operation of its own in flight or queued but the inbox's read. A loop that also waits for a socket never spins:
+    /// its completions would wait for the spin to end.
+    [[nodiscard]] bool waits_only_for_remote() const noexcept {
+        if (!spin_ || remote_expected_ == 0 || !pending_.empty()) return false;
+        return inflight_ - own_ops() == (reader_->armed ? 1u : 0u);
+    }
+    /// Watches the inbox for up to loop_options::remote_spin, never past the earliest timer or the drain's deadline;
+    /// true when something arrived (loop_stats::remote_spins).
+    bool spin_for_remote() noexcept {
+        auto until = std::min(detail::clock::now() + opts_.remote_spin, drain_deadline_);
+        if (!timers_.empty()) until = std::min(until, timers_.earliest());
+        do {
+            for (int i = 0; i < 64; ++i) {
+                if (remote_->has_posted()) {
+                    ++stats_.remote_spins;
+                    return true;
+                }
+                detail::cpu_relax();
+            }
+        } while (detail::clock::now() < until);
+        return false;
+    }
     void enter(unsigned to_submit, unsigned min_complete, unsigned flags, const __kernel_timespec* ts);
     void reap();
     void dispatch(std::uint64_t user_data, int res, unsigned flags) noexcept;
@@ -571,7 +614,8 @@ private:
     std::chrono::steady_clock::time_point last_stall_report_{};    // for one line per second at most
     std::uint64_t unreported_stalls_ = 0;                          // since that line
     bool use_ext_arg_ = false;                                     // wait deadlines go to io_uring_enter directly
-    unsigned inline_budget_ = 0; // epoll: operations the task being resumed may still complete without suspending
+    unsigned inline_budget_ = 0; // operations the task being resumed may still complete without suspending
+    bool spin_ = false;          // loop_options::remote_spin applies (and the thread may run on more than one CPU)
     bool running_ = false;       // inside run()
 
     /// The read the loop keeps armed on the remote inbox's eventfd while remote work is expected.
@@ -726,6 +770,13 @@ inline bool event_loop::poll(bool block) {
         submit_wakes();
         return false;
     }
+    // Waiting for another thread (a to_thread job, a run_on call): look at the inbox for a while before sleeping, since
+    // a wake-up through the kernel costs far more than a short job on a virtual machine. What this turn prepared (the
+    // inbox's read, other I/O) goes to the kernel first, so that the spin delays none of it.
+    if (block && waits_only_for_remote()) {
+        if (io_uring_sq_ready(ring_->get()) > 0) enter(ring_->flush_sq(), 0, 0, nullptr);
+        if (spin_for_remote()) block = false;
+    }
     // Another thread may post from now on: it wakes the wait through the inbox's eventfd, or the wait does not happen.
     if (block && remote_ && !remote_->prepare_to_sleep()) block = false;
     if (block) {
@@ -762,6 +813,8 @@ inline void event_loop::open_backend() {
     if (opts_.entries == 0) throw std::invalid_argument("coring: loop_options::entries must be at least 1");
     if (opts_.slow_callback.count() < 0 || opts_.slow_callback > std::chrono::hours(24))
         throw std::invalid_argument("coring: loop_options::slow_callback must be between 0 (off) and 24 hours");
+    if (opts_.remote_spin.count() < 0 || opts_.remote_spin > std::chrono::seconds(1))
+        throw std::invalid_argument("coring: loop_options::remote_spin must be between 0 (off) and 1 second");
     if (const int s = opts_.dump_on_signal; s != 0 && (s < 1 || s > SIGRTMAX || s == SIGKILL || s == SIGSTOP))
         throw std::invalid_argument("coring: loop_options::dump_on_signal: " + std::to_string(s) +
                                     " is no signal that can be waited for");
@@ -807,6 +860,7 @@ inline bool event_loop::poll_epoll() {
     const bool have_timers = !timers_.empty();
     bool block = core_.ready.empty() && !remote_backlog();
     if (block && inflight_ == 0 && !have_timers) return false;
+    if (block && waits_only_for_remote() && spin_for_remote()) block = false; // as poll() does
     if (block && remote_ && !remote_->prepare_to_sleep()) block = false;
     if (block) {
         detail::clock::time_point deadline = drain_deadline_;

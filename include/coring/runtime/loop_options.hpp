@@ -117,6 +117,15 @@ struct loop_options {
     /// (file operations run on the worker pool) use it. For testing those paths, or for steering around a kernel bug.
     std::vector<unsigned> unsupported_opcodes;
 
+    /// How long a loop that has nothing to do but wait for work it handed to other threads (to_thread jobs, run_on
+    /// and spawn_on calls) watches for their results before it sleeps in the kernel. A result that arrives meanwhile
+    /// is taken without a wake-up through the kernel, which costs tens of microseconds on a virtual machine. A loop
+    /// that also waits for I/O (a socket, a file) never spins, and a spin never runs past the earliest timer. Zero
+    /// turns it off; at most 1 second. It is off by itself on a thread whose affinity allows one CPU only (as with
+    /// runtime_options::pin), where spinning would keep the worker from running; a CPU quota (a container's
+    /// cpu.max) is not seen, and there a loop whose jobs are short costs up to this much CPU per job.
+    std::chrono::microseconds remote_spin{20};
+
     /// Threads of the pool that runs to_thread() jobs, started on first use; 0 means min(32, cores + 4), as asyncio.
     /// The loops of a runtime share one pool, and this bounds it as a whole.
     unsigned worker_threads = 0;
