@@ -44,7 +44,9 @@ struct arena {
     explicit arena(std::size_t n, std::size_t max_cancels) : struck(n), budget(max_cancels) { tasks.reserve(n); }
 
     bool strike(std::size_t i) {
-        if (struck[i] || strikes >= budget) return false;
+        // A finished task is not struck: its cancellation would change nothing and use up the budget (a storm whose
+        // strikes all landed on finished tasks once ended with no cancelled producer at all).
+        if (struck[i] || strikes >= budget || tasks[i].done()) return false;
         struck[i] = true;
         ++strikes;
         tasks[i].cancel();
