@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -54,28 +55,35 @@ task<> read_back(const std::string& path, const std::string& content) {
     CHECK(f.position() == content.size());
 }
 
+/// Which pages of `path` are in the page cache (mincore); empty when that cannot be told.
+std::vector<bool> resident_pages(const std::string& path) {
+    std::vector<bool> out;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return out;
+    struct stat st {};
+    if (::fstat(fd, &st) == 0 && st.st_size > 0) {
+        void* map = ::mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ, MAP_SHARED, fd, 0);
+        if (map != MAP_FAILED) {
+            const long page = ::sysconf(_SC_PAGESIZE);
+            std::vector<unsigned char> r(static_cast<std::size_t>((st.st_size + page - 1) / page));
+            if (::mincore(map, static_cast<std::size_t>(st.st_size), r.data()) == 0)
+                for (unsigned char c : r) out.push_back((c & 1) != 0);
+            ::munmap(map, static_cast<std::size_t>(st.st_size));
+        }
+    }
+    ::close(fd);
+    return out;
+}
+
 /// Whether every page of `path` has left the page cache (mincore), after asking the kernel to drop them.
 bool evict(const std::string& path) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return false;
     ::fdatasync(fd);
     ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-    struct stat st {};
-    bool gone = false;
-    if (::fstat(fd, &st) == 0 && st.st_size > 0) {
-        void* map = ::mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ, MAP_SHARED, fd, 0);
-        if (map != MAP_FAILED) {
-            const long page = ::sysconf(_SC_PAGESIZE);
-            std::vector<unsigned char> resident(static_cast<std::size_t>((st.st_size + page - 1) / page));
-            if (::mincore(map, static_cast<std::size_t>(st.st_size), resident.data()) == 0) {
-                gone = true;
-                for (unsigned char r : resident) gone = gone && (r & 1) == 0;
-            }
-            ::munmap(map, static_cast<std::size_t>(st.st_size));
-        }
-    }
     ::close(fd);
-    return gone;
+    const std::vector<bool> resident = resident_pages(path);
+    return !resident.empty() && std::none_of(resident.begin(), resident.end(), [](bool r) { return r; });
 }
 
 /// Whether the file system under `path` serves RWF_NOWAIT reads (ext4, xfs, btrfs do; tmpfs and overlayfs on some
@@ -244,30 +252,6 @@ TEST_CASE("cached reads - a file not in the page cache is read through the usual
         CHECK(stats().cached_reads > after.cached_reads);
     }(p, content));
 }
-
-namespace {
-
-/// Which pages of `path` are in the page cache (mincore); empty when that cannot be told.
-std::vector<bool> resident_pages(const std::string& path) {
-    std::vector<bool> out;
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return out;
-    struct stat st {};
-    if (::fstat(fd, &st) == 0 && st.st_size > 0) {
-        void* map = ::mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ, MAP_SHARED, fd, 0);
-        if (map != MAP_FAILED) {
-            const long page = ::sysconf(_SC_PAGESIZE);
-            std::vector<unsigned char> r(static_cast<std::size_t>((st.st_size + page - 1) / page));
-            if (::mincore(map, static_cast<std::size_t>(st.st_size), r.data()) == 0)
-                for (unsigned char c : r) out.push_back((c & 1) != 0);
-            ::munmap(map, static_cast<std::size_t>(st.st_size));
-        }
-    }
-    ::close(fd);
-    return out;
-}
-
-} // namespace
 
 TEST_CASE("cached reads - a read whose start is cached and rest is not returns all of it", "[fs][cached]") {
     temp_dir dir;

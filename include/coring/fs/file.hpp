@@ -367,7 +367,7 @@ public:
         /// preadv2 with RWF_NOWAIT when the read would be the loop's only operation this turn: true when it was
         /// served (cached_ holds the bytes read), false to read (the rest) the usual way. A page-cache hit costs one
         /// system call where the ring costs an SQE, a CQE and a resume from the next turn; a miss costs one system call
-        /// more, so a file that misses is skipped for a while, twice as long after each miss in a row (at most 128
+        /// more, so a file that misses is skipped for a while, twice as long after each miss in a row (at most 127
         /// reads).
         bool read_cached() noexcept {
             file& f = *the_file();

@@ -368,10 +368,8 @@ public:
     }
     /// Loop thread: an expected remote_item arrived (called from its run()) or will never come (its job was withdrawn
     /// before it started).
-    void remote_end() noexcept {
-        --remote_expected_;
-        if (!reader_wanted() && reader_->armed) cancel(reader_.get());
-    }
+    /// The inbox's read stays armed until the loop would wait (retire_reader).
+    void remote_end() noexcept { --remote_expected_; }
     /// Loop thread: a loop_handle now exists (listen_begin) or the last copy of one is gone (listen_end). Unlike an
     /// expected item, a handle is not work run() must wait for: a drain stops listening, and the next run() resumes.
     void listen_begin() {
@@ -379,12 +377,9 @@ public:
         ++listeners_;
         if (reader_wanted()) arm_reader();
     }
-    /// Loop thread: the last copy of a loop_handle is gone (see listen_begin); the inbox's read is cancelled unless
-    /// something else still needs it.
-    void listen_end() noexcept {
-        --listeners_;
-        if (!reader_wanted() && reader_->armed) cancel(reader_.get());
-    }
+    /// Loop thread: the last copy of a loop_handle is gone (see listen_begin); the inbox's read is cancelled, unless
+    /// something else still needs it, when the loop next would wait (retire_reader).
+    void listen_end() noexcept { --listeners_; }
 
     /// For a loop of a runtime: a duplicate of its ring's descriptor, for other loops' MSG_RING wake-ups (-1 on
     /// epoll, or when the kernel has no MSG_RING, or the duplicate cannot be made).
@@ -667,6 +662,14 @@ private:
     [[nodiscard]] bool reader_wanted() const noexcept {
         return remote_expected_ > 0 || (listeners_ > 0 && (!core_.draining || core_.root_count > 0));
     }
+    /// Cancels the inbox read once nothing wants it. Only when the loop is about to wait or leaves run(), not when the
+    /// last expected item arrives: a task that hands job after job to another thread then keeps one read armed
+    /// instead of cancelling and re-arming it per job (two SQEs, and a cancellation in flight is an operation of its
+    /// own, which kept waits_only_for_remote false and made the loop sleep rather than spin).
+    void retire_reader() noexcept {
+        if (reader_->armed && !reader_wanted()) [[unlikely]]
+            cancel(reader_.get());
+    }
     void arm_reader() noexcept {
         if (reader_->armed) return;
         reader_->armed = true;
@@ -728,7 +731,8 @@ bool event_loop::run_until(Pred&& done) {
         run_remote_items();
         run_ready();
         if (done()) {
-            submit_wakes(); // what this turn posted to sleeping loops must not wait for the next run()
+            retire_reader(); // nothing left in the kernel for a job that has ended, while the loop is not run
+            submit_wakes();  // what this turn posted to sleeping loops must not wait for the next run()
             return true;
         }
         if (!poll(core_.ready.empty() && !remote_backlog())) return false;
@@ -762,6 +766,7 @@ inline void event_loop::run_ready() {
 inline bool event_loop::poll(bool block) {
     if (reactor_) [[unlikely]]
         return poll_epoll();
+    if (block) retire_reader(); // before the cancellation could be queued behind pending_
     if (!pending_.empty()) submit_pending();
     const bool have_timers = !timers_.empty();
     // The loop's own kernel timer is not work: it only bounds a wait.
@@ -852,6 +857,7 @@ inline void event_loop::open_backend() {
 /// The epoll backend's turn: performs the operations the turn deferred, in order, then waits for readiness (only when
 /// nothing is ready: up to the earliest timer) and retries what became ready. False when nothing at all can happen.
 inline bool event_loop::poll_epoll() {
+    if (core_.ready.empty() && !remote_backlog()) retire_reader(); // as poll() does when it would block
     while (!pending_.empty()) {
         detail::op_base* op = pending_.front();
         pending_.erase(op);
