@@ -458,9 +458,12 @@ TEST_CASE("faults - a listener keeps accepting after clients that connect and re
 
 TEST_CASE("faults - EMFILE storm: the server backs off without spinning and recovers", "[net][faults]") {
     const int fds = coring_test::open_fds();
+    // Both ways of accepting: one standing multishot accept, and an accept submitted per call.
+    const bool multishot = GENERATE(true, false);
+    INFO("loop_options::multishot_accept = " << multishot);
     {
         coring_test::pipe_fds err; // the child's stderr: where the listener says it is out of descriptors
-        coring_test::forked_child child([&err](int report_fd) {
+        coring_test::forked_child child([&err, multishot](int report_fd) {
             ::dup2(err.w, STDERR_FILENO);
             err.close_read();
             err.close_write();
@@ -468,7 +471,10 @@ TEST_CASE("faults - EMFILE storm: the server backs off without spinning and reco
             ::getrlimit(RLIMIT_NOFILE, &low);
             low.rlim_cur = 64;
             if (::setrlimit(RLIMIT_NOFILE, &low) != 0) return 4;
-            return coring::run(storm_server(report_fd));
+            coring::loop_options o;
+            o.multishot_accept = multishot;
+            coring::event_loop loop(o);
+            return loop.run(storm_server(report_fd));
         });
         err.close_write();
         std::uint16_t port = 0;

@@ -5,6 +5,7 @@
 #include <coring/detail/timer_queue.hpp>
 #include <coring/error.hpp>
 #include <coring/net/address.hpp>
+#include <coring/net/detail/acceptor.hpp>
 #include <coring/net/detail/socket.hpp>
 #include <coring/runtime/event_loop.hpp>
 
@@ -37,7 +38,10 @@ public:
     basic_listener() noexcept = default;
     /// Accepts in flight on `o` follow the listener.
     basic_listener(basic_listener&& o) noexcept
-        : fd_(std::move(o.fd_)), local_(std::move(o.local_)), last_warning_(o.last_warning_) {
+        : fd_(std::move(o.fd_)),
+          local_(std::move(o.local_)),
+          last_warning_(o.last_warning_),
+          acc_(std::exchange(o.acc_, nullptr)) {
         ops_.take(o.ops_, this);
     }
     /// Closes this listener first (as close() does), then takes `o` and its accepts in flight.
@@ -47,6 +51,7 @@ public:
             fd_ = std::move(o.fd_);
             local_ = std::move(o.local_);
             last_warning_ = o.last_warning_;
+            acc_ = std::exchange(o.acc_, nullptr);
             ops_.take(o.ops_, this);
         }
         return *this;
@@ -71,7 +76,30 @@ public:
     /// next io_uring_enter, and must not find the number taken by a socket opened meanwhile. Without accepts in
     /// flight the descriptor is closed at once. The shutdown acts on the socket, not on this descriptor: a copy of
     /// it made with dup(), or inherited across fork() (the workers of a pre-fork server), stops listening too.
+    ///
+    /// Connections the multishot accept took that no accept() asked for yet are closed (their clients see the
+    /// connection reset, as they would if it had waited in the kernel's backlog).
     void close() noexcept {
+        if (detail::acceptor* a = std::exchange(acc_, nullptr)) {
+            // The standing accept holds the socket while it is in the kernel. Stopped there and then (Linux 6.0), it
+            // lets go at once; otherwise the descriptor is handed to it, and the socket is shut down as for a plain
+            // accept in flight only if an accept() is waiting: a standing accept nobody waits for must not stop the
+            // socket for the processes that share it (pre-fork), and lets go at the loop's next submission.
+            if (a->needs_descriptor() && !a->stop_now()) {
+                if (a->waited_for()) ::shutdown(fd_.get(), SHUT_RDWR);
+                if (ops_.empty()) {
+                    a->release(fd_.release());
+                    return;
+                }
+                // Plain accepts in flight too (this listener was used on another loop meanwhile): they close this
+                // descriptor, the acceptor a copy of it.
+                const int copy = ::fcntl(fd_.get(), F_DUPFD_CLOEXEC, 0);
+                if (copy >= 0) detail::fresh_fd(copy);
+                a->release(copy);
+            } else {
+                a->release(-1);
+            }
+        }
         if (!ops_.empty()) ::shutdown(fd_.get(), SHUT_RDWR);
         if (ops_.hand_over(this)) (void)fd_.release(); // the last accept to end closes it
         else fd_.reset();
@@ -92,6 +120,9 @@ public:
               detail::fd_op<basic_listener>(o) {}
         ~accept_awaitable() {
             if (linked()) detail::current_loop->remove_timer(this);
+            // The frame went without being resumed: it waits no more, and a connection handed to it is not leaked.
+            if (waiter_.acc) waiter_.acc->forget(waiter_);
+            if (waiter_.conn >= 0) detail::close_fd(waiter_.conn);
         }
 
         bool await_ready() const {
@@ -100,6 +131,11 @@ public:
         }
         template <class P>
         bool await_suspend(std::coroutine_handle<P> h) {
+            if (detail::acceptor* a = listener()->acceptor_here()) {
+                // A connection already taken is returned without suspending (unless the task was cancelled).
+                via_acceptor_ = true;
+                return a->wait(waiter_, h);
+            }
             this->fd_ = listener()->fd_.get(); // the SQE names it, whatever becomes of the listener
             if (!detail::io_op<accept_awaitable>::await_suspend(h)) return false;
             this->enter(listener()->ops_);
@@ -127,7 +163,7 @@ public:
                 // spin (E-3 in the pitfalls); wait 10 ms, doubling to 100 ms, and say so at most every 5 s.
                 backoff_ = backoff_.count() ? std::min(backoff_ * 2, std::chrono::milliseconds(100))
                                             : std::chrono::milliseconds(10);
-                listener()->warn(-res);
+                detail::warn_accept_backoff(listener()->local_, listener()->last_warning_, -res);
                 deadline = detail::clock::now() + backoff_;
                 this->loop()->add_timer(this);
                 this->park();
@@ -143,6 +179,7 @@ public:
         }
         /// The accepted connection.
         Stream await_resume() {
+            if (via_acceptor_) return resume_from_acceptor();
             this->leave();
             if (conn_ >= 0)
                 return Stream(conn_, peer_); // accepted, even if cancelled or closed since: never leak it (B-4)
@@ -153,6 +190,15 @@ public:
         }
 
     private:
+        Stream resume_from_acceptor() {
+            if (waiter_.conn >= 0) {
+                const int conn = std::exchange(waiter_.conn, -1);
+                return Stream(conn, detail::sock_name(conn, true)); // the accept could not say (see detail::acceptor)
+            }
+            if (waiter_.cancelled) throw cancelled_error();
+            if (waiter_.err == ECANCELED) throw detail::closed_error("accept on a closed listener");
+            throw detail::net_error(waiter_.err, "accept on", waiter_.where);
+        }
         basic_listener* listener() const noexcept { return this->owner(); }
         static void on_backoff_over(detail::timer_node* n) noexcept { static_cast<accept_awaitable*>(n)->unpark(); }
         /// The listener closes: cancel the accept in the kernel, or end its back-off wait.
@@ -168,7 +214,9 @@ public:
         int conn_ = -1;     // the accepted connection
         int err_ = 0;
         bool stopped_parked_ = false; // close() ended the back-off wait (io_op then says cancelled())
+        bool via_acceptor_ = false;   // waited on the listener's multishot accept instead
         std::chrono::milliseconds backoff_{0};
+        detail::accept_waiter waiter_;
     };
 
     /// Waits for the next connection (IORING_OP_ACCEPT) and returns it. Out of descriptors (EMFILE, ENFILE), it
@@ -193,15 +241,35 @@ protected:
     address local_;        ///< the address it listens on, as local_address() returns it
 
 private:
-    void warn(int err) noexcept {
-        const auto now = detail::clock::now();
-        if (now - last_warning_ < std::chrono::seconds(5)) return;
-        last_warning_ = now;
-        std::fprintf(stderr, "coring: accept on %s: %s; backing off until descriptors are free\n",
-                     local_.to_string().c_str(), std::system_category().message(err).c_str());
+    /// The multishot accept of this listener on the current loop, made on first use; null where accept() submits its
+    /// own operation instead: epoll, loop_options::multishot_accept off, a listener first used on another loop (or
+    /// with plain accepts still in flight), or no memory.
+    detail::acceptor* acceptor_here() noexcept {
+        event_loop* loop = event_loop::try_current();
+        if (!loop) return nullptr;
+        const bool wanted = loop->backend() == backend::io_uring && loop->options().multishot_accept;
+        if (acc_) {
+            if (acc_->loop_ptr() == loop) return acc_;
+            // Used on another loop than before. Once the former loop is gone the acceptor follows, with what it
+            // holds, if this loop wants one (else those connections are closed); while it lives (a loop that is
+            // not running, on this thread), plain accepts until this listener closes.
+            if (acc_->loop_ptr()) return nullptr;
+            if (wanted && acc_->rebind(*loop)) return acc_;
+            std::exchange(acc_, nullptr)->release(-1);
+        }
+        if (!wanted) return nullptr;
+        if (!ops_.empty()) return nullptr; // plain accepts in flight: one kind at a time keeps close() simple
+        try {
+            // Before 5.19 the flag is refused with EINVAL, which the acceptor also handles: this saves the round trip.
+            acc_ = new detail::acceptor(fd_.get(), local_, *loop, !detail::kernel_older_than(5, 19));
+        } catch (const std::bad_alloc&) {
+            return nullptr;
+        }
+        return acc_;
     }
 
     detail::clock::time_point last_warning_{};
+    detail::acceptor* acc_ = nullptr; // the multishot accept (owned; released by close())
     friend class detail::fd_op<basic_listener>;
     /// Called by the last accept in flight to end after close() handed it the descriptor.
     static void close_handed_fd(int fd) noexcept { detail::close_fd(fd); }

@@ -346,6 +346,30 @@ public:
         }
     }
 
+    /// Cancels a submitted operation before returning (IORING_REGISTER_SYNC_CANCEL, Linux 6.0), submitting what the
+    /// turn prepared first so that the operation is in the kernel to be found: true when the kernel no longer runs it
+    /// (it holds none of its files any more; its final CQE is still to be reaped as usual). False on epoll, on older
+    /// kernels, or when the kernel did not find it or could not stop it within 100 ms: then use cancel().
+    bool cancel_now(detail::op_base* op) noexcept {
+        if (!ring_ || op->state_ != detail::op_base::state::submitted || !pending_.empty()) return false;
+        try {
+            if (io_uring_sq_ready(ring_->get()) > 0) enter(ring_->flush_sq(), 0, 0, nullptr);
+        } catch (const std::system_error&) {
+            return false;
+        }
+        io_uring_sync_cancel_reg reg{};
+        reg.addr = reinterpret_cast<std::uint64_t>(op);
+        reg.timeout.tv_nsec = 100'000'000;
+        if (io_uring_register_sync_cancel(ring_->get(), &reg) != 0) return false;
+        // A request parked on readiness (an accept, a receive) ends through task work, which frees it and puts its
+        // file: run it now (a DEFER_TASKRUN ring runs it only inside io_uring_enter with GETEVENTS).
+        try {
+            enter(0, 0, IORING_ENTER_GETEVENTS, nullptr);
+        } catch (const std::system_error&) {
+        }
+        return true;
+    }
+
     /// Arms a timer: its `fire` is called once its deadline has passed. May throw std::bad_alloc.
     void add_timer(detail::timer_node* n) { timers_.insert(n); }
     /// Disarms a timer; nothing happens if it is not armed (it fired already, or was never added).

@@ -20,6 +20,11 @@ inline bool env_flag(const char* name) noexcept {
     const char* v = std::getenv(name);
     return v && std::strcmp(v, "1") == 0;
 }
+/// Whether the environment variable `name` is "0" (a default that is on, turned off).
+inline bool env_off(const char* name) noexcept {
+    const char* v = std::getenv(name);
+    return v && std::strcmp(v, "0") == 0;
+}
 } // namespace detail
 
 /// How a loop wakes another loop of its runtime that sleeps when it posts it a message (run_on, spawn_on, channel).
@@ -104,6 +109,13 @@ struct loop_options {
     /// whether CORING_MULTISHOT_STREAMS=1 is in the environment (so that a test suite can run its stream tests both
     /// ways).
     bool multishot_streams = detail::env_flag("CORING_MULTISHOT_STREAMS");
+    /// Listeners keep one multishot accept armed (IORING_ACCEPT_MULTISHOT, Linux 5.19; plain accepts before) from
+    /// their first accept() on, instead of submitting an accept per connection: connections that arrive while the
+    /// server task is busy are accepted meanwhile, and accept() returns them without suspending (up to 64 per
+    /// listener; past that, the rest wait in the kernel's backlog). One loop takes every connection pending on its
+    /// listener at once: for a socket shared by several processes (pre-fork, without SO_REUSEPORT) that want an even
+    /// share, turn this off. Not on epoll. Defaults to on unless CORING_MULTISHOT_ACCEPT=0 is in the environment.
+    bool multishot_accept = !detail::env_off("CORING_MULTISHOT_ACCEPT");
 
     /// Reads of buffered files (not open_mode::direct) of at most 256 KiB first try preadv2 with RWF_NOWAIT on the
     /// loop's thread when the read would be the turn's only operation: a page-cache hit then costs one system call, as
