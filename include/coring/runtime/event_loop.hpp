@@ -365,8 +365,7 @@ public:
         // file: run it now (a DEFER_TASKRUN ring runs it only inside io_uring_enter with GETEVENTS).
         try {
             enter(0, 0, IORING_ENTER_GETEVENTS, nullptr);
-        } catch (const std::system_error&) {
-        }
+        } catch (const std::system_error&) {}
         return true;
     }
 
