@@ -66,18 +66,8 @@ BENCHMARK(BM_accept)->Arg(1)->Arg(0)->UseRealTime()->Unit(benchmark::kMicrosecon
 } // namespace
 
 int main(int argc, char** argv) {
-    // Five repetitions in random order, so that the machine's drift spreads over both (only aggregates are printed).
-    static char repetitions[] = "--benchmark_repetitions=5";
-    static char interleave[] = "--benchmark_enable_random_interleaving=true";
-    std::vector<char*> args{argv[0], repetitions, interleave};
-    args.insert(args.end(), argv + 1, argv + argc);
-    int n = static_cast<int>(args.size());
-    args.push_back(nullptr);
-    benchmark::Initialize(&n, args.data());
-    if (benchmark::ReportUnrecognizedArguments(n, args.data())) return 1;
     coring_bench::summary_reporter reporter;
-    benchmark::RunSpecifiedBenchmarks(&reporter);
-    benchmark::Shutdown();
+    if (!coring_bench::run_benchmarks(argc, argv, reporter, 5)) return 1;
     const double multi = coring_bench::median(reporter.ns("BM_accept/1"));
     const double plain = coring_bench::median(reporter.ns("BM_accept/0"));
     std::printf("\naccept() over a backlog of %d (median of the repetitions):\n", backlog);

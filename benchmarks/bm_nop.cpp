@@ -190,19 +190,8 @@ int main(int argc, char** argv) {
     std::printf("raw ring setup flags:    0x%x (%s), %u SQ / %u CQ entries, registered ring fd, like coring's\n",
                 coring_setup_flags, setup_flag_names(coring_setup_flags).c_str(), ring_entries, ring_entries * 8);
 
-    // Defaults the command line can override: 5 repetitions of every benchmark in random order, so that coring and raw
-    // runs interleave and the machine's drift spreads over both (only their aggregates are printed).
-    static char repetitions[] = "--benchmark_repetitions=5";
-    static char interleave[] = "--benchmark_enable_random_interleaving=true";
-    std::vector<char*> args{argv[0], repetitions, interleave};
-    args.insert(args.end(), argv + 1, argv + argc);
-    int n = static_cast<int>(args.size());
-    args.push_back(nullptr);
-    benchmark::Initialize(&n, args.data());
-    if (benchmark::ReportUnrecognizedArguments(n, args.data())) return 1;
     summary_reporter reporter;
-    benchmark::RunSpecifiedBenchmarks(&reporter);
-    benchmark::Shutdown();
+    if (!run_benchmarks(argc, argv, reporter, 5)) return 1;
     print_summary(reporter);
     return 0;
 }

@@ -225,19 +225,8 @@ void print_summary(const summary_reporter& rep) {
 } // namespace
 
 int main(int argc, char** argv) {
-    // Defaults the command line can override: five repetitions of every benchmark, in random order so that the
-    // machine's drift spreads over coring and its baselines alike (only their aggregates are printed).
-    static char repetitions[] = "--benchmark_repetitions=5";
-    static char interleave[] = "--benchmark_enable_random_interleaving=true";
-    std::vector<char*> args{argv[0], repetitions, interleave};
-    args.insert(args.end(), argv + 1, argv + argc);
-    int n = static_cast<int>(args.size());
-    args.push_back(nullptr);
-    benchmark::Initialize(&n, args.data());
-    if (benchmark::ReportUnrecognizedArguments(n, args.data())) return 1;
     summary_reporter reporter;
-    benchmark::RunSpecifiedBenchmarks(&reporter);
-    benchmark::Shutdown();
+    if (!run_benchmarks(argc, argv, reporter, 5)) return 1;
     print_summary(reporter);
     return 0;
 }

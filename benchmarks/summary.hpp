@@ -50,4 +50,21 @@ inline double median(const std::vector<double>& sorted) {
     return n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
 }
 
+/// Runs the program's benchmarks as every bm_ program does: `repetitions` of each, in random order so that the
+/// machine's drift spreads over coring and its baselines alike (the command line can override both), reported
+/// through `reporter`. False when the command line holds an argument Google Benchmark does not know.
+inline bool run_benchmarks(int argc, char** argv, summary_reporter& reporter, int repetitions) {
+    std::string reps = "--benchmark_repetitions=" + std::to_string(repetitions);
+    std::string interleave = "--benchmark_enable_random_interleaving=true";
+    std::vector<char*> args{argv[0], reps.data(), interleave.data()};
+    args.insert(args.end(), argv + 1, argv + argc);
+    int n = static_cast<int>(args.size());
+    args.push_back(nullptr);
+    benchmark::Initialize(&n, args.data());
+    if (benchmark::ReportUnrecognizedArguments(n, args.data())) return false;
+    benchmark::RunSpecifiedBenchmarks(&reporter);
+    benchmark::Shutdown();
+    return true;
+}
+
 } // namespace coring_bench

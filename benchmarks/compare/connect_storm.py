@@ -29,33 +29,17 @@ import sys
 import tempfile
 
 from server_process import GEN_CPU, Meter, Server, free_port
+from tls_vs_nginx import NGINX_CONF
 
-NGINX_CONF = """
-daemon off;
-master_process on;
-worker_processes 1;
-{user}
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-worker_rlimit_nofile 65536;
-events {{ worker_connections 8192; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    tcp_nodelay on;
+# nginx's server block; the rest of its configuration is tls_vs_nginx.py's (its TLS lines apply to no server here).
+NGINX_SERVER = """
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         location = / {{
             default_type text/plain;
             return 200 "Hello, World!";
         }}
-    }}
-}}
-"""
+    }}"""
 
 
 def start_nginx(tmp):
@@ -63,7 +47,7 @@ def start_nginx(tmp):
     user = "user root root;" if os.geteuid() == 0 else ""
     conf = os.path.join(tmp, "nginx.conf")
     with open(conf, "w") as f:
-        f.write(NGINX_CONF.format(user=user, tmp=tmp, port=port))
+        f.write(NGINX_CONF.format(user=user, tmp=tmp, servers=NGINX_SERVER.format(port=port)))
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     return Server("nginx", [nginx, "-p", tmp, "-c", conf, "-e", os.path.join(tmp, "error.log")], port, tmp)
 
